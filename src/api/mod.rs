@@ -1,0 +1,63 @@
+//! The HTTP API: axum only.
+//!
+//! Owns routing, extraction, the error shape and the middleware stack (request ids,
+//! tracing, body limit, panics → 500). Handlers never touch redb or tantivy on the
+//! async runtime: store and index calls run on `spawn_blocking`, writes await the
+//! store's writer thread.
+
+mod error;
+mod extract;
+mod request_id;
+mod routes;
+mod state;
+
+pub use error::ApiError;
+pub use state::AppState;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Request, StatusCode};
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The full application router with its middleware.
+pub fn router(state: AppState) -> Router {
+    let max_body = state.config.max_body_bytes;
+    let middleware = ServiceBuilder::new()
+        .layer(SetRequestIdLayer::new(REQUEST_ID, request_id::MakeUlidRequestId))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+            let id = request
+                .headers()
+                .get(REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
+            tracing::info_span!("request", method = %request.method(), uri = %request.uri(), request_id = %id)
+        }))
+        .layer(axum::middleware::from_fn(request_id::name_internal_errors))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::internal("handler panicked").into_response_parts()
+        }))
+        .layer(DefaultBodyLimit::max(max_body));
+    routes::routes()
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "bad_request",
+                "method not allowed on this route",
+            )
+        })
+        .with_state(state)
+        .layer(middleware)
+}
+
+impl ApiError {
+    fn into_response_parts(self) -> axum::response::Response {
+        axum::response::IntoResponse::into_response(self)
+    }
+}

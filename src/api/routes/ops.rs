@@ -1,0 +1,65 @@
+//! Operational routes: liveness, readiness, stats.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::api::{ApiError, AppState};
+
+pub async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// 200 once the index is within `ready_max_lag` changes of the store, else 503.
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let store_seq = state.store.committed().get();
+    let index_seq = state.indexed.get();
+    let lag = store_seq.saturating_sub(index_seq);
+    let ready = lag <= state.config.ready_max_lag;
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "status": if ready { "ready" } else { "lagging" },
+        "lag": lag, "store_seq": store_seq, "index_seq": index_seq,
+    });
+    (status, Json(body))
+}
+
+pub async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    state
+        .blocking(|state| {
+            let mut contacts = serde_json::Map::new();
+            for (status, count) in state.store.counts()? {
+                contacts.insert(status.as_str().to_string(), json!(count));
+            }
+            let store_seq = state.store.committed().get();
+            let index_seq = state.indexed.get();
+            Ok(Json(json!({
+                "contacts": contacts,
+                "store_seq": store_seq,
+                "index_seq": index_seq,
+                "lag": store_seq.saturating_sub(index_seq),
+                "index_docs": state.index.num_docs(),
+                "index_bytes": dir_size(state.index.dir()),
+                "store_bytes": std::fs::metadata(state.store.path()).map(|m| m.len()).unwrap_or(0),
+            })))
+        })
+        .await
+}
+
+fn dir_size(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| e.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}

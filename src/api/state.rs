@@ -1,0 +1,41 @@
+//! Shared handler state: cheap clones of `Arc`s.
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::index::SearchIndex;
+use crate::model::Rules;
+use crate::signal::SeqSignal;
+use crate::store::Store;
+
+use super::ApiError;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub index: Arc<SearchIndex>,
+    /// The last change-log sequence the index has applied and made searchable.
+    pub indexed: Arc<SeqSignal>,
+    pub config: Arc<Config>,
+    pub rules: Arc<Rules>,
+}
+
+impl AppState {
+    /// Waits until the index has applied `seq`, or answers 503 `index_lagging`.
+    pub async fn wait_indexed(&self, seq: u64) -> Result<(), ApiError> {
+        if self.indexed.wait_for(seq, self.config.wait_timeout()).await {
+            Ok(())
+        } else {
+            Err(ApiError::index_lagging(seq))
+        }
+    }
+
+    /// Runs blocking store/index work off the async runtime.
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(AppState) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let state = self.clone();
+        tokio::task::spawn_blocking(move || work(state)).await?
+    }
+}

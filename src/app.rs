@@ -1,0 +1,128 @@
+//! Process wiring: open the store and the index, start the sync worker, serve HTTP,
+//! and shut everything down in order.
+//!
+//! Shutdown order matters: stop accepting and finish in-flight requests (their writes
+//! are acknowledged only after a durable commit), then let the sync worker apply and
+//! commit everything committed to the store, then stop the store's writer.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::api::{self, AppState};
+use crate::config::Config;
+use crate::signal::SeqSignal;
+use crate::store::{Store, StoreError};
+use crate::sync::{self, SyncError, SyncHandle, SyncWorker};
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AppError {
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("index: {0}")]
+    Sync(#[from] SyncError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// An opened application: store, index and sync worker running; not yet serving.
+pub struct App {
+    state: AppState,
+    sync: SyncHandle,
+}
+
+impl App {
+    /// Opens the data directory and starts the sync worker. Blocking (it may rebuild
+    /// the index): call from a blocking context.
+    pub fn open(config: Config) -> Result<App, AppError> {
+        std::fs::create_dir_all(&config.data_dir)?;
+        let store = Store::open(&config.store_path(), config.store_options())?;
+        let sync_options = config.sync_options();
+        let opened = sync::open_index(&store, &config.index_dir(), &sync_options);
+        let (index, applied) = match opened {
+            Ok(opened) => opened,
+            Err(error) => {
+                store.shutdown();
+                return Err(error.into());
+            }
+        };
+        let index = Arc::new(index);
+        let indexed = Arc::new(SeqSignal::new(applied));
+        let worker = SyncWorker::new(store.clone(), index.clone(), indexed.clone(), sync_options)?;
+        let sync = SyncHandle::spawn(worker)?;
+        tracing::info!(
+            data_dir = %config.data_dir.display(),
+            store_seq = store.committed().get(),
+            index_seq = applied,
+            "store and index open"
+        );
+        let rules = Arc::new(config.rules());
+        Ok(App {
+            state: AppState {
+                store,
+                index,
+                indexed,
+                config: Arc::new(config),
+                rules,
+            },
+            sync,
+        })
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then stops the worker and the store.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), AppError> {
+        let router = api::router(self.state.clone());
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        tracing::info!("HTTP stopped; applying the last changes to the index");
+        let App { state, sync } = self;
+        tokio::task::spawn_blocking(move || {
+            sync.stop();
+            state.store.shutdown();
+        })
+        .await
+        .map_err(std::io::Error::other)?;
+        tracing::info!("shut down cleanly");
+        Ok(served?)
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown signal received");
+}

@@ -1,0 +1,123 @@
+//! The command line: `serve` and `reindex`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::app::{App, shutdown_signal};
+use crate::config::{Config, Overrides};
+use crate::store::Store;
+
+/// contactd — instant contact search beside your CRM.
+///
+/// Keeps canonical contact records in an embedded redb store and mirrors every change
+/// into a tantivy index for partial, accent-insensitive search over an HTTP API.
+/// Configuration comes from config.toml, then CONTACTD_* environment variables, then
+/// the flags below.
+#[derive(Debug, Parser)]
+#[command(name = "contactd", version, about, long_about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server (the index is rebuilt first if missing or outdated).
+    Serve {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Address to listen on, e.g. 127.0.0.1:7700 (port 0 picks a free port).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Rebuild the search index from the store. The server must be stopped.
+    Reindex {
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// Configuration file [default: config.toml, if present]
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory holding contacts.redb and the search index [default: index]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl CommonArgs {
+    fn load(&self, listen: Option<SocketAddr>) -> anyhow::Result<Config> {
+        let overrides = Overrides {
+            listen,
+            data_dir: self.data_dir.clone(),
+        };
+        let (path, required) = match &self.config {
+            Some(path) => (path.clone(), true),
+            None => (PathBuf::from("config.toml"), false),
+        };
+        Ok(Config::load(&path, required, &overrides)?)
+    }
+}
+
+pub fn init_tracing(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve { common, listen } => {
+            let config = common.load(listen)?;
+            init_tracing(&config.log);
+            serve(config)
+        }
+        Command::Reindex { common } => {
+            let config = common.load(None)?;
+            init_tracing(&config.log);
+            reindex(&config)
+        }
+    }
+}
+
+fn serve(config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let listen = config.listen;
+        let app = tokio::task::spawn_blocking(move || App::open(config)).await??;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let address = listener.local_addr()?;
+        // Printed on stdout (logs go to stderr) so scripts can find a port-0 address.
+        println!("contactd listening on http://{address}");
+        tracing::info!(%address, "listening");
+        app.serve(listener, shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+fn reindex(config: &Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    let store = Store::open(&config.store_path(), config.store_options())
+        .context("cannot open the store (is a server still running on this data dir?)")?;
+    let result = crate::sync::rebuild(&store, &config.index_dir(), &config.sync_options());
+    store.shutdown();
+    let (index, seq) = result?;
+    println!(
+        "index rebuilt: {} documents, up to change {seq}",
+        index.num_docs()
+    );
+    Ok(())
+}

@@ -1,0 +1,309 @@
+//! Configuration: one struct, read from `config.toml`, then `CONTACTD_*` environment
+//! variables, then command-line flags (each overriding the one before).
+//!
+//! Environment names are the key path in upper case with `__` between sections:
+//! `CONTACTD_LISTEN=0.0.0.0:7700`, `CONTACTD_SYNC__BATCH_MAX=5000`. Values are read as
+//! TOML (`true`, `5000`, `"text"`) and fall back to plain strings.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::model::{RequireRule, Rules};
+use crate::store::StoreOptions;
+use crate::sync::SyncOptions;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address the HTTP API listens on.
+    pub listen: SocketAddr,
+    /// Directory holding `contacts.redb` and the `search/` index.
+    pub data_dir: PathBuf,
+    /// Log filter (tracing `EnvFilter` syntax); `RUST_LOG` overrides it.
+    pub log: String,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// How long `?wait=indexed` and `min_seq` wait before answering 503.
+    pub wait_timeout_ms: u64,
+    /// `/readyz` answers 200 while the index lags the store by at most this many changes.
+    pub ready_max_lag: u64,
+    pub rules: RulesConfig,
+    pub store: StoreConfig,
+    pub sync: SyncConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesConfig {
+    pub require: RequireRule,
+    /// ISO 3166-1 alpha-2 country for phone numbers typed without `+`.
+    pub default_country: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    pub group_commit_max: usize,
+    pub cache_mb: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyncConfig {
+    pub batch_max: usize,
+    pub batch_delay_ms: u64,
+    pub writer_memory_mb: usize,
+    /// Indexing threads; 0 picks one per core (at most 4).
+    pub writer_threads: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7700)),
+            data_dir: PathBuf::from("index"),
+            log: "info".into(),
+            max_body_bytes: 10 * 1024 * 1024,
+            wait_timeout_ms: 5_000,
+            ready_max_lag: 1_000,
+            rules: RulesConfig::default(),
+            store: StoreConfig::default(),
+            sync: SyncConfig::default(),
+        }
+    }
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        RulesConfig {
+            require: RequireRule::EmailOrPhone,
+            default_country: "FR".into(),
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            group_commit_max: 1_024,
+            cache_mb: 256,
+        }
+    }
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            batch_max: 10_000,
+            batch_delay_ms: 5,
+            writer_memory_mb: 128,
+            writer_threads: 0,
+        }
+    }
+}
+
+/// Values given on the command line; `None` keeps the configured value.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Config {
+    /// Loads `path` (a missing file is an error only when `required`), applies the
+    /// environment and `overrides`, and validates the result.
+    pub fn load(path: &Path, required: bool, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => String::new(),
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+        };
+        let env = std::env::vars().filter(|(k, _)| k.starts_with("CONTACTD_"));
+        Self::from_sources(&text, env, overrides)
+    }
+
+    /// Builds a config from TOML text, `CONTACTD_*` variables and overrides.
+    pub fn from_sources(
+        toml_text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let mut table: toml::Table = toml::from_str(toml_text)
+            .map_err(|e| ConfigError::Invalid(format!("config file: {e}")))?;
+        for (name, value) in env {
+            let Some(path) = name.strip_prefix("CONTACTD_") else {
+                continue;
+            };
+            let keys: Vec<String> = path.split("__").map(str::to_lowercase).collect();
+            set_path(&mut table, &keys, parse_env_value(&value))
+                .map_err(|e| ConfigError::Invalid(format!("{name}: {e}")))?;
+        }
+        let mut config: Config = table
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_string()))?;
+        if let Some(listen) = overrides.listen {
+            config.listen = listen;
+        }
+        if let Some(data_dir) = &overrides.data_dir {
+            config.data_dir = data_dir.clone();
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        if !self.listen.ip().is_loopback() {
+            // No API keys can be configured yet, so every request would be anonymous.
+            return Err(ConfigError::Invalid(format!(
+                "refusing to listen on {} without API keys: only loopback addresses \
+                 (127.0.0.1, [::1]) are allowed",
+                self.listen
+            )));
+        }
+        if self
+            .rules
+            .default_country
+            .parse::<phonenumber::country::Id>()
+            .is_err()
+        {
+            return invalid("rules.default_country must be an ISO 3166-1 alpha-2 code, like FR");
+        }
+        if self.max_body_bytes < 1024 {
+            return invalid("max_body_bytes must be at least 1024");
+        }
+        if self.store.group_commit_max == 0 || self.sync.batch_max == 0 {
+            return invalid("store.group_commit_max and sync.batch_max must be at least 1");
+        }
+        if self.sync.writer_memory_mb < 20 {
+            return invalid("sync.writer_memory_mb must be at least 20");
+        }
+        Ok(())
+    }
+
+    pub fn rules(&self) -> Rules {
+        Rules {
+            require: self.rules.require,
+            default_country: self
+                .rules
+                .default_country
+                .parse()
+                .expect("validate() checked default_country"),
+        }
+    }
+
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            group_commit_max: self.store.group_commit_max,
+            cache_bytes: self.store.cache_mb * 1024 * 1024,
+            rules: self.rules(),
+        }
+    }
+
+    pub fn sync_options(&self) -> SyncOptions {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = match self.sync.writer_threads {
+            0 => cores.min(4),
+            n => n,
+        };
+        // tantivy needs at least 15 MB of budget per indexing thread.
+        let memory = (self.sync.writer_memory_mb * 1024 * 1024).max(threads * 16 * 1024 * 1024);
+        SyncOptions {
+            batch_max: self.sync.batch_max,
+            batch_delay: Duration::from_millis(self.sync.batch_delay_ms),
+            writer_memory_bytes: memory,
+            writer_threads: threads,
+        }
+    }
+
+    pub fn wait_timeout(&self) -> Duration {
+        Duration::from_millis(self.wait_timeout_ms)
+    }
+
+    pub fn store_path(&self) -> PathBuf {
+        self.data_dir.join("contacts.redb")
+    }
+
+    pub fn index_dir(&self) -> PathBuf {
+        self.data_dir.join("search")
+    }
+}
+
+fn parse_env_value(raw: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+}
+
+fn set_path(table: &mut toml::Table, keys: &[String], value: toml::Value) -> Result<(), String> {
+    let (last, sections) = keys.split_last().ok_or("empty key")?;
+    let mut current = table;
+    for section in sections {
+        current = current
+            .entry(section.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .ok_or_else(|| format!("'{section}' is not a section"))?;
+    }
+    current.insert(last.clone(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_env_then_flags() {
+        let file = "listen = \"127.0.0.1:1\"\n[sync]\nbatch_max = 7\n";
+        let env = [
+            ("CONTACTD_LISTEN".to_string(), "127.0.0.1:2".to_string()),
+            ("CONTACTD_SYNC__BATCH_MAX".to_string(), "9".to_string()),
+            ("CONTACTD_DATA_DIR".to_string(), "/tmp/x".to_string()),
+        ];
+        let flags = Overrides {
+            listen: Some("127.0.0.1:3".parse().unwrap()),
+            data_dir: None,
+        };
+        let config = Config::from_sources(file, env, &flags).unwrap();
+        assert_eq!(config.listen.port(), 3);
+        assert_eq!(config.sync.batch_max, 9);
+        assert_eq!(config.data_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_public_listen_without_keys() {
+        let none = Overrides::default();
+        assert!(Config::from_sources("lisen = \"x\"", [], &none).is_err());
+        let err = Config::from_sources("listen = \"0.0.0.0:7700\"", [], &none).unwrap_err();
+        assert!(err.to_string().contains("refusing"), "{err}");
+    }
+
+    #[test]
+    fn shipped_config_matches_the_defaults() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml"))
+            .expect("config.toml ships with the crate");
+        let shipped = Config::from_sources(&text, [], &Overrides::default()).unwrap();
+        assert_eq!(format!("{shipped:?}"), format!("{:?}", Config::default()));
+    }
+}

@@ -1,0 +1,173 @@
+//! Contact → tantivy document.
+
+use chrono::{DateTime, Utc};
+use tantivy::TantivyDocument;
+use tantivy::schema::Field;
+
+use super::analysis::{IndexForms, words};
+use super::schema::{Fields, TextGroup};
+use crate::model::{Contact, is_phone_channel, phone_forms};
+
+/// The searchable words of a contact, grouped as they are ranked.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SearchableText {
+    pub name: Vec<String>,
+    pub email: Vec<String>,
+    /// Digit forms of every phone (national and international).
+    pub phone: Vec<String>,
+    /// International digit forms only (matched by fragments typed with `+`).
+    pub phone_international: Vec<String>,
+    pub other: Vec<String>,
+}
+
+impl SearchableText {
+    /// What `q` searches: name; email and email identities; phone and phone-channel
+    /// identities; other identities, tags, string custom values and notes.
+    pub fn of(contact: &Contact) -> SearchableText {
+        let mut text = SearchableText::default();
+        if let Some(name) = &contact.name {
+            text.name = words(name);
+        }
+        let mut emails: Vec<&str> = contact.email.iter().map(String::as_str).collect();
+        let mut others: Vec<&str> = Vec::new();
+        let mut phones: Vec<(&str, Option<&str>)> = Vec::new();
+        if let Some(phone) = &contact.phone {
+            phones.push((phone, contact.phone_e164.as_deref()));
+        }
+        for identity in &contact.identities {
+            if identity.channel == "email" {
+                emails.push(&identity.value);
+            } else if is_phone_channel(&identity.channel) {
+                let e164 = identity
+                    .value
+                    .starts_with('+')
+                    .then_some(identity.value.as_str());
+                phones.push((&identity.value, e164));
+            } else {
+                others.push(&identity.value);
+            }
+        }
+        for email in emails {
+            extend_unique(&mut text.email, words(email));
+        }
+        for (typed, e164) in phones {
+            let forms = phone_forms(typed, e164);
+            extend_unique(&mut text.phone, [forms.national]);
+            if let Some(international) = forms.international {
+                extend_unique(&mut text.phone, [international.clone()]);
+                extend_unique(&mut text.phone_international, [international]);
+            }
+        }
+        others.extend(contact.tags.iter().map(String::as_str));
+        for value in contact.custom_fields.values() {
+            match value {
+                serde_json::Value::String(s) => others.push(s),
+                serde_json::Value::Array(items) => {
+                    others.extend(items.iter().filter_map(|v| v.as_str()));
+                }
+                _ => {}
+            }
+        }
+        others.extend(contact.notes.as_deref());
+        for other in others {
+            extend_unique(&mut text.other, words(other));
+        }
+        text
+    }
+}
+
+fn extend_unique(target: &mut Vec<String>, items: impl IntoIterator<Item = String>) {
+    for item in items {
+        if !item.is_empty() && !target.contains(&item) {
+            target.push(item);
+        }
+    }
+}
+
+pub fn to_document(contact: &Contact, fields: &Fields) -> TantivyDocument {
+    let mut doc = TantivyDocument::default();
+    doc.add_text(fields.id, &contact.id);
+    doc.add_text(fields.status, contact.status.as_str());
+    let text = SearchableText::of(contact);
+    doc.add_text(fields.name_sort, text.name.join(" "));
+    add_group(&mut doc, fields.name, &text.name);
+    add_group(&mut doc, fields.email, &text.email);
+    add_group(&mut doc, fields.phone, &text.phone);
+    add_group(&mut doc, fields.other, &text.other);
+    for international in &text.phone_international {
+        let forms = IndexForms::new(std::slice::from_ref(international));
+        doc.add_pre_tokenized_text(fields.phone_international, forms.prefixes);
+    }
+
+    let k = &fields.keywords;
+    for tag in &contact.tags {
+        doc.add_text(k.tags, tag.to_lowercase());
+    }
+    add_opt(&mut doc, k.country, contact.country.as_deref());
+    add_opt(&mut doc, k.language, contact.language.as_deref());
+    add_opt(&mut doc, k.assignee, contact.assignee.as_deref());
+    add_opt(&mut doc, k.company_id, contact.company_id.as_deref());
+    add_opt(&mut doc, k.external_id, contact.external_id.as_deref());
+    add_opt(
+        &mut doc,
+        k.last_interacted_channel,
+        contact.last_interacted_channel.as_deref(),
+    );
+    let mut channels: Vec<&str> = contact
+        .identities
+        .iter()
+        .map(|i| i.channel.as_str())
+        .collect();
+    channels.extend(contact.email.as_ref().map(|_| "email"));
+    channels.extend(contact.phone.as_ref().map(|_| "phone"));
+    channels.sort_unstable();
+    channels.dedup();
+    for channel in channels {
+        doc.add_text(k.channel, channel);
+    }
+    for action in &contact.pending_actions {
+        doc.add_text(k.pending_actions, action);
+    }
+
+    let d = &fields.dates;
+    add_date(&mut doc, d.created_at, Some(contact.created_at));
+    add_date(&mut doc, d.updated_at, Some(contact.updated_at));
+    add_date(&mut doc, d.last_interaction_at, contact.last_interaction_at);
+    add_date(
+        &mut doc,
+        d.last_incoming_message_at,
+        contact.last_incoming_message_at,
+    );
+    add_date(
+        &mut doc,
+        d.conversation_opened_at,
+        contact.conversation_opened_at,
+    );
+    doc
+}
+
+fn add_group(doc: &mut TantivyDocument, group: TextGroup, words: &[String]) {
+    if words.is_empty() {
+        return;
+    }
+    let forms = IndexForms::new(words);
+    doc.add_pre_tokenized_text(group.words, forms.words);
+    doc.add_pre_tokenized_text(group.prefixes, forms.prefixes);
+    doc.add_pre_tokenized_text(group.trigrams, forms.trigrams);
+}
+
+fn add_opt(doc: &mut TantivyDocument, field: Field, value: Option<&str>) {
+    if let Some(value) = value {
+        doc.add_text(field, value);
+    }
+}
+
+fn add_date(doc: &mut TantivyDocument, field: Field, value: Option<DateTime<Utc>>) {
+    if let Some(value) = value {
+        doc.add_date(field, to_tantivy_date(value));
+    }
+}
+
+pub fn to_tantivy_date(value: DateTime<Utc>) -> tantivy::DateTime {
+    tantivy::DateTime::from_timestamp_millis(value.timestamp_millis())
+}

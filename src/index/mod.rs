@@ -1,0 +1,195 @@
+//! The search index: tantivy only.
+//!
+//! Owns the schema, text analysis, Contact → document mapping and query execution.
+//! Knows nothing of redb or HTTP. The index is a derived copy of the store: every
+//! commit carries an [`IndexPayload`] (schema version + last applied change-log
+//! sequence) so the sync worker can resume, or decide to rebuild.
+
+pub mod analysis;
+pub mod document;
+mod schema;
+mod search;
+pub mod text_query;
+
+pub use document::SearchableText;
+pub use schema::{Fields, SCHEMA_VERSION};
+pub use search::{SearchPage, SearchRequest};
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tantivy::directory::MmapDirectory;
+use tantivy::indexer::LogMergePolicy;
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+
+use crate::model::Contact;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IndexError {
+    #[error(transparent)]
+    Tantivy(#[from] tantivy::TantivyError),
+    #[error("cannot open the index directory: {0}")]
+    Directory(#[from] tantivy::directory::error::OpenDirectoryError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// Stored in every commit: what the index was built with and up to where.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexPayload {
+    pub schema_version: u32,
+    pub seq: u64,
+}
+
+/// An open index with its reader. Cheap to share behind an `Arc`.
+pub struct SearchIndex {
+    index: Index,
+    reader: IndexReader,
+    fields: Fields,
+    dir: PathBuf,
+}
+
+impl SearchIndex {
+    /// Creates an empty index in `dir` (which must not hold one).
+    pub fn create(dir: &Path) -> Result<SearchIndex, IndexError> {
+        std::fs::create_dir_all(dir)?;
+        let fields = Fields::build();
+        let index = Index::create(
+            MmapDirectory::open(dir)?,
+            fields.schema.clone(),
+            tantivy::IndexSettings::default(),
+        )?;
+        Self::with_index(index, fields, dir)
+    }
+
+    /// Opens the index in `dir` when it is usable by this build: it exists, its schema
+    /// version matches and its last commit carries a payload. Anything else means the
+    /// index must be rebuilt; the reason is returned as `Err` text.
+    pub fn open_usable(dir: &Path) -> Result<(SearchIndex, IndexPayload), String> {
+        if !dir.join("meta.json").exists() {
+            return Err("no index".into());
+        }
+        let open = || -> Result<SearchIndex, IndexError> {
+            let index = Index::open(MmapDirectory::open(dir)?)?;
+            Self::with_index(index, Fields::build(), dir)
+        };
+        let index = open().map_err(|e| format!("unreadable index: {e}"))?;
+        let payload = index
+            .payload()
+            .map_err(|e| format!("unreadable index metadata: {e}"))?
+            .ok_or("index has no commit payload")?;
+        if payload.schema_version != SCHEMA_VERSION {
+            return Err(format!(
+                "index schema version {} differs from {SCHEMA_VERSION}",
+                payload.schema_version
+            ));
+        }
+        if index.index.schema() != index.fields.schema {
+            return Err("index schema differs from this build's".into());
+        }
+        Ok((index, payload))
+    }
+
+    fn with_index(index: Index, fields: Fields, dir: &Path) -> Result<SearchIndex, IndexError> {
+        // Manual reload: the sync worker reloads right after each commit, so a change
+        // is searchable as soon as it is committed (the polling policy adds ~500 ms).
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        Ok(SearchIndex {
+            index,
+            reader,
+            fields,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The payload of the last commit, if any.
+    pub fn payload(&self) -> Result<Option<IndexPayload>, IndexError> {
+        let metas = self.index.load_metas()?;
+        Ok(metas
+            .payload
+            .and_then(|p| serde_json::from_str::<IndexPayload>(&p).ok()))
+    }
+
+    /// A writer for the sync worker (tantivy allows one per index).
+    pub fn updater(&self, memory_bytes: usize, threads: usize) -> Result<IndexUpdater, IndexError> {
+        let writer: IndexWriter<TantivyDocument> = self
+            .index
+            .writer_with_num_threads(threads.max(1), memory_bytes)?;
+        let mut policy = LogMergePolicy::default();
+        // Every update leaves a deleted document behind: merge those away early.
+        policy.set_del_docs_ratio_before_merge(0.3);
+        writer.set_merge_policy(Box::new(policy));
+        Ok(IndexUpdater {
+            writer,
+            fields: self.fields.clone(),
+        })
+    }
+
+    /// Makes the last commit visible to searches.
+    pub fn reload(&self) -> Result<(), IndexError> {
+        Ok(self.reader.reload()?)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Documents visible to searches (every status).
+    pub fn num_docs(&self) -> u64 {
+        self.reader.searcher().num_docs()
+    }
+}
+
+/// Applies changes to the index; owned by the sync worker.
+pub struct IndexUpdater {
+    writer: IndexWriter<TantivyDocument>,
+    fields: Fields,
+}
+
+impl IndexUpdater {
+    /// Replaces the contact's document (delete by id + add, applied in one commit).
+    pub fn upsert(&mut self, contact: &Contact) -> Result<(), IndexError> {
+        self.remove(&contact.id);
+        self.add(contact)
+    }
+
+    /// Adds a document without deleting first (for building a fresh index).
+    pub fn add(&mut self, contact: &Contact) -> Result<(), IndexError> {
+        self.writer
+            .add_document(document::to_document(contact, &self.fields))?;
+        Ok(())
+    }
+
+    pub fn remove(&mut self, id: &str) {
+        self.writer
+            .delete_term(Term::from_field_text(self.fields.id, id));
+    }
+
+    /// Commits everything added so far with `seq` as the applied sequence. Every
+    /// commit goes through here: a plain `commit()` would drop the payload.
+    pub fn commit(&mut self, seq: u64) -> Result<(), IndexError> {
+        let payload = IndexPayload {
+            schema_version: SCHEMA_VERSION,
+            seq,
+        };
+        let mut prepared = self.writer.prepare_commit()?;
+        prepared.set_payload(&serde_json::to_string(&payload).expect("payload serializes"));
+        prepared.commit()?;
+        Ok(())
+    }
+
+    /// Drops everything added since the last commit (after a failed commit).
+    pub fn rollback(&mut self) -> Result<(), IndexError> {
+        self.writer.rollback()?;
+        Ok(())
+    }
+
+    /// Waits for background merges to finish (used after a bulk build).
+    pub fn wait_merging_threads(self) -> Result<(), IndexError> {
+        Ok(self.writer.wait_merging_threads()?)
+    }
+}

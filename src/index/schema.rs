@@ -1,0 +1,143 @@
+//! The tantivy schema. Bump [`SCHEMA_VERSION`] on any change: an index built with
+//! another version is rebuilt from the store at start.
+
+use tantivy::schema::{
+    DateOptions, DateTimePrecision, FAST, Field, INDEXED, IndexRecordOption, STORED, STRING,
+    Schema, TextFieldIndexing, TextOptions,
+};
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A group of searchable text, indexed in the three forms of
+/// [`super::analysis::IndexForms`].
+#[derive(Debug, Clone, Copy)]
+pub struct TextGroup {
+    pub words: Field,
+    pub prefixes: Field,
+    pub trigrams: Field,
+    /// Added to a match's tier score: name before email before phone before the rest.
+    pub weight: f32,
+}
+
+/// Keyword (exact, filterable, facetable) fields.
+#[derive(Debug, Clone, Copy)]
+pub struct Keywords {
+    pub tags: Field,
+    pub country: Field,
+    pub language: Field,
+    pub channel: Field,
+    pub assignee: Field,
+    pub company_id: Field,
+    pub external_id: Field,
+    pub last_interacted_channel: Field,
+    pub pending_actions: Field,
+}
+
+/// Millisecond date fields, indexed for range filters and fast for sorting.
+#[derive(Debug, Clone, Copy)]
+pub struct Dates {
+    pub created_at: Field,
+    pub updated_at: Field,
+    pub last_interaction_at: Field,
+    pub last_incoming_message_at: Field,
+    pub conversation_opened_at: Field,
+}
+
+#[derive(Debug, Clone)]
+pub struct Fields {
+    pub schema: Schema,
+    pub id: Field,
+    pub status: Field,
+    /// Folded name for sorting by name.
+    pub name_sort: Field,
+    pub name: TextGroup,
+    pub email: TextGroup,
+    pub phone: TextGroup,
+    pub other: TextGroup,
+    /// Prefixes of international phone digits, for fragments typed with `+`.
+    pub phone_international: Field,
+    pub keywords: Keywords,
+    pub dates: Dates,
+}
+
+pub const ID: &str = "id";
+pub const CREATED_AT: &str = "created_at";
+
+fn pre_tokenized(record: IndexRecordOption) -> TextOptions {
+    // The tokenizer is never run (values arrive pre-tokenized); "raw" is a placeholder
+    // that every index registers.
+    TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer("raw")
+            .set_index_option(record),
+    )
+}
+
+impl Fields {
+    pub fn build() -> Fields {
+        let mut builder = Schema::builder();
+        let mut group = |name: &str, weight: f32| TextGroup {
+            words: builder.add_text_field(
+                &format!("{name}_w"),
+                pre_tokenized(IndexRecordOption::Basic),
+            ),
+            prefixes: builder.add_text_field(
+                &format!("{name}_p"),
+                pre_tokenized(IndexRecordOption::Basic),
+            ),
+            trigrams: builder.add_text_field(
+                &format!("{name}_t"),
+                pre_tokenized(IndexRecordOption::WithFreqsAndPositions),
+            ),
+            weight,
+        };
+        let name = group("name", 1.0);
+        let email = group("email", 0.75);
+        let phone = group("phone", 0.5);
+        let other = group("other", 0.25);
+        let phone_international =
+            builder.add_text_field("phone_intl_p", pre_tokenized(IndexRecordOption::Basic));
+        let id = builder.add_text_field(ID, STRING | STORED | FAST);
+        let status = builder.add_text_field("status", STRING | FAST);
+        let name_sort = builder.add_text_field("name_sort", STRING | FAST);
+        let mut keyword = |name: &str| builder.add_text_field(name, STRING | FAST);
+        let keywords = Keywords {
+            tags: keyword("tags"),
+            country: keyword("country"),
+            language: keyword("language"),
+            channel: keyword("channel"),
+            assignee: keyword("assignee"),
+            company_id: keyword("company_id"),
+            external_id: keyword("external_id"),
+            last_interacted_channel: keyword("last_interacted_channel"),
+            pending_actions: keyword("pending_actions"),
+        };
+        let date_options =
+            DateOptions::from(INDEXED | FAST).set_precision(DateTimePrecision::Milliseconds);
+        let mut date = |name: &str| builder.add_date_field(name, date_options.clone());
+        let dates = Dates {
+            created_at: date(CREATED_AT),
+            updated_at: date("updated_at"),
+            last_interaction_at: date("last_interaction_at"),
+            last_incoming_message_at: date("last_incoming_message_at"),
+            conversation_opened_at: date("conversation_opened_at"),
+        };
+        Fields {
+            schema: builder.build(),
+            id,
+            status,
+            name_sort,
+            name,
+            email,
+            phone,
+            other,
+            phone_international,
+            keywords,
+            dates,
+        }
+    }
+
+    pub fn text_groups(&self) -> [TextGroup; 4] {
+        [self.name, self.email, self.phone, self.other]
+    }
+}

@@ -1,0 +1,26 @@
+//! contactd: a contact search sidecar.
+//!
+//! Data flows one way: **store → sync → index**, with the **api** in front.
+//!
+//! - [`store`] keeps the canonical contacts in redb. Every write appends to a change
+//!   log in the same transaction, and one writer thread group-commits concurrent writes.
+//! - [`sync`] is the only module that sees both sides: a worker tails the change log and
+//!   mirrors each change into tantivy, storing the last applied sequence in the index
+//!   commit so a restart resumes exactly; it rebuilds the index from the store whenever
+//!   the index is missing, unreadable or of another schema version.
+//! - [`index`] owns tantivy: the schema, the accent/case folding, the pre-tokenized
+//!   exact/prefix/substring forms of every searchable word, and query execution.
+//! - [`api`] is axum only: routes, extractors, the error shape of the HTTP contract.
+//!
+//! [`model`] holds the validated contact types every layer shares; [`config`], [`app`]
+//! and [`cli`] wire the process together.
+
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod index;
+pub mod model;
+pub mod signal;
+pub mod store;
+pub mod sync;

@@ -1,0 +1,7 @@
+//! The `contactd` binary: parse the command line and run it.
+
+use clap::Parser;
+
+fn main() -> anyhow::Result<()> {
+    contactd::cli::run(contactd::cli::Cli::parse())
+}

@@ -1,0 +1,466 @@
+//! Client input for a contact and its validation into normalized values.
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::contact::{Contact, Identity, Status};
+use super::normalize::{
+    IdentityKey, NormalizedPhone, is_phone_channel, normalize_email, normalize_phone,
+};
+use super::{FieldError, RequireRule, Rules, ValidationError, iso, time};
+
+const MAX_SHORT_TEXT: usize = 500;
+const MAX_NOTES: usize = 20_000;
+const MAX_TAGS: usize = 100;
+const MAX_TAG_CHARS: usize = 100;
+const MAX_IDENTITIES: usize = 50;
+const MAX_CUSTOM_FIELDS: usize = 200;
+
+/// An identity as a client sends it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityInput {
+    pub channel: String,
+    pub value: String,
+    #[serde(default)]
+    pub account: Option<String>,
+}
+
+/// The writable fields of a contact as a client sends them. Wrong JSON types and
+/// unknown fields fail deserialization (400); [`ContactInput::validate`] checks the
+/// rest and reports every broken field at once (422).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContactInput {
+    pub external_id: Option<String>,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub identities: Option<Vec<IdentityInput>>,
+    pub company_id: Option<String>,
+    pub favorite: Option<bool>,
+    pub country: Option<String>,
+    pub language: Option<String>,
+    pub tags: Option<Vec<String>>,
+    pub custom_fields: Option<Map<String, Value>>,
+    pub assignee: Option<String>,
+    pub notes: Option<String>,
+    pub avatar_url: Option<String>,
+    pub last_interaction_at: Option<String>,
+    pub last_interacted_channel: Option<String>,
+    pub last_incoming_message_at: Option<String>,
+    pub conversation_opened_at: Option<String>,
+    pub created_at: Option<String>,
+}
+
+/// Validated, normalized contact values, ready to be stored.
+#[derive(Debug, Clone, Default)]
+pub struct ValidContact {
+    pub external_id: Option<String>,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<NormalizedPhone>,
+    pub identities: Vec<Identity>,
+    pub company_id: Option<String>,
+    pub favorite: bool,
+    pub country: Option<String>,
+    pub language: Option<String>,
+    pub tags: Vec<String>,
+    pub custom_fields: Map<String, Value>,
+    pub assignee: Option<String>,
+    pub notes: Option<String>,
+    pub avatar_url: Option<String>,
+    pub last_interaction_at: Option<DateTime<Utc>>,
+    pub last_interacted_channel: Option<String>,
+    pub last_incoming_message_at: Option<DateTime<Utc>>,
+    pub conversation_opened_at: Option<DateTime<Utc>>,
+    pub created_at: Option<DateTime<Utc>>,
+    /// Every identity this contact claims, with the input field it came from.
+    pub identity_keys: Vec<(String, IdentityKey)>,
+}
+
+/// Collects field errors while a whole input is checked.
+#[derive(Default)]
+struct Checker {
+    errors: Vec<FieldError>,
+}
+
+impl Checker {
+    fn fail(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(FieldError {
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    /// Trims a text; blank means absent. Over-long text is an error.
+    fn text(&mut self, field: &str, value: Option<String>, max_chars: usize) -> Option<String> {
+        let trimmed = value?.trim().to_string();
+        if trimmed.is_empty() {
+            return None;
+        }
+        if trimmed.chars().count() > max_chars {
+            self.fail(field, format!("must be at most {max_chars} characters"));
+            return None;
+        }
+        Some(trimmed)
+    }
+
+    fn time(&mut self, field: &str, value: Option<String>) -> Option<DateTime<Utc>> {
+        let text = self.text(field, value, 64)?;
+        time::parse_time(&text)
+            .map_err(|message| self.fail(field, message))
+            .ok()
+    }
+}
+
+impl ContactInput {
+    /// Checks every field and returns normalized values, or every broken field.
+    pub fn validate(self, rules: &Rules) -> Result<ValidContact, ValidationError> {
+        let mut check = Checker::default();
+        let mut valid = ValidContact {
+            external_id: check.text("external_id", self.external_id, 200),
+            name: check.text("name", self.name, MAX_SHORT_TEXT),
+            company_id: check.text("company_id", self.company_id, 200),
+            favorite: self.favorite.unwrap_or(false),
+            assignee: check.text("assignee", self.assignee, 200),
+            notes: check.text("notes", self.notes, MAX_NOTES),
+            last_interaction_at: check.time("last_interaction_at", self.last_interaction_at),
+            last_incoming_message_at: check
+                .time("last_incoming_message_at", self.last_incoming_message_at),
+            conversation_opened_at: check
+                .time("conversation_opened_at", self.conversation_opened_at),
+            created_at: check.time("created_at", self.created_at),
+            ..ValidContact::default()
+        };
+
+        if let Some(email) = check.text("email", self.email, 254) {
+            match normalize_email(&email) {
+                Ok(email) => {
+                    valid
+                        .identity_keys
+                        .push(("email".into(), IdentityKey::new("email", &email)));
+                    valid.email = Some(email);
+                }
+                Err(message) => check.fail("email", message),
+            }
+        }
+        if let Some(phone) = check.text("phone", self.phone, 64) {
+            match normalize_phone(&phone, rules.default_country) {
+                Ok(phone) => {
+                    let key = IdentityKey::for_phone("phone", &phone);
+                    valid.identity_keys.push(("phone".into(), key));
+                    valid.phone = Some(phone);
+                }
+                Err(message) => check.fail("phone", message),
+            }
+        }
+        if let Some(country) = check.text("country", self.country, 8) {
+            valid.country = iso::country_code(&country);
+            if valid.country.is_none() {
+                check.fail(
+                    "country",
+                    format!("'{country}' is not an ISO 3166-1 alpha-2 code"),
+                );
+            }
+        }
+        if let Some(language) = check.text("language", self.language, 8) {
+            valid.language = iso::language_code(&language);
+            if valid.language.is_none() {
+                check.fail("language", format!("'{language}' is not an ISO 639-1 code"));
+            }
+        }
+        if let Some(url) = check.text("avatar_url", self.avatar_url, 2048) {
+            if url.starts_with("https://") || url.starts_with("http://") {
+                valid.avatar_url = Some(url);
+            } else {
+                check.fail("avatar_url", "must be an http:// or https:// URL");
+            }
+        }
+        valid.last_interacted_channel = channel_name(
+            &mut check,
+            "last_interacted_channel",
+            self.last_interacted_channel,
+        );
+        valid.tags = tags(&mut check, self.tags.unwrap_or_default());
+        valid.custom_fields = custom_fields(&mut check, self.custom_fields.unwrap_or_default());
+        identities(
+            &mut check,
+            self.identities.unwrap_or_default(),
+            rules,
+            &mut valid,
+        );
+
+        if check.errors.is_empty() {
+            Ok(valid)
+        } else {
+            Err(ValidationError {
+                details: check.errors,
+            })
+        }
+    }
+}
+
+impl ValidContact {
+    /// The `require` rule: which primary contact points a contact must have.
+    pub fn check_require(&self, rule: RequireRule) -> Result<(), ValidationError> {
+        let missing = match rule {
+            RequireRule::Email if self.email.is_none() => Some(("email", "email is required")),
+            RequireRule::EmailOrPhone if self.email.is_none() && self.phone.is_none() => {
+                Some(("email", "an email or a phone is required"))
+            }
+            _ => None,
+        };
+        match missing {
+            Some((field, message)) => Err(ValidationError::single(field, message)),
+            None => Ok(()),
+        }
+    }
+
+    /// A new active contact from these values.
+    pub fn into_new_contact(self, id: String, now: DateTime<Utc>) -> Contact {
+        let created_at = self.created_at.unwrap_or(now);
+        let mut contact = Contact {
+            id,
+            external_id: None,
+            name: None,
+            display_name: None,
+            email: None,
+            phone: None,
+            phone_e164: None,
+            identities: Vec::new(),
+            company_id: None,
+            favorite: false,
+            country: None,
+            language: None,
+            tags: Vec::new(),
+            custom_fields: Map::new(),
+            assignee: None,
+            notes: None,
+            avatar_url: None,
+            last_interaction_at: None,
+            last_interacted_channel: None,
+            last_incoming_message_at: None,
+            conversation_opened_at: None,
+            pending_actions: Vec::new(),
+            status: Status::Active,
+            merged_into: None,
+            deleted_at: None,
+            created_at,
+            updated_at: now,
+            version: 0,
+        };
+        self.apply_to(&mut contact, now);
+        contact
+    }
+
+    /// Replaces the writable fields of `contact` with these values and bumps its version.
+    pub fn apply_to(self, contact: &mut Contact, now: DateTime<Utc>) {
+        contact.external_id = self.external_id;
+        contact.name = self.name;
+        contact.email = self.email;
+        contact.phone_e164 = self.phone.as_ref().and_then(|p| p.e164.clone());
+        contact.phone = self.phone.map(|p| p.typed);
+        contact.identities = self.identities;
+        contact.company_id = self.company_id;
+        contact.favorite = self.favorite;
+        contact.country = self.country;
+        contact.language = self.language;
+        contact.tags = self.tags;
+        contact.custom_fields = self.custom_fields;
+        contact.assignee = self.assignee;
+        contact.notes = self.notes;
+        contact.avatar_url = self.avatar_url;
+        contact.last_interaction_at = self.last_interaction_at;
+        contact.last_interacted_channel = self.last_interacted_channel;
+        contact.last_incoming_message_at = self.last_incoming_message_at;
+        contact.conversation_opened_at = self.conversation_opened_at;
+        contact.updated_at = now;
+        contact.version += 1;
+        contact.refresh_computed();
+    }
+}
+
+/// A channel name: lower-case letters, digits, `_` and `-`, 1 to 32 characters.
+fn channel_name(check: &mut Checker, field: &str, value: Option<String>) -> Option<String> {
+    let channel = check.text(field, value, 32)?.to_lowercase();
+    let well_formed = channel
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+    if well_formed {
+        Some(channel)
+    } else {
+        check.fail(field, "must use only a-z, 0-9, '_' and '-'");
+        None
+    }
+}
+
+/// Trimmed, de-duplicated case-insensitively, first spelling kept.
+fn tags(check: &mut Checker, input: Vec<String>) -> Vec<String> {
+    let mut tags: Vec<String> = Vec::new();
+    for (i, tag) in input.into_iter().enumerate() {
+        let field = format!("tags[{i}]");
+        let tag = tag.trim().to_string();
+        if tag.is_empty() {
+            check.fail(field, "must not be empty");
+        } else if tag.chars().count() > MAX_TAG_CHARS {
+            check.fail(field, format!("must be at most {MAX_TAG_CHARS} characters"));
+        } else if !tags.iter().any(|t| t.to_lowercase() == tag.to_lowercase()) {
+            tags.push(tag);
+        }
+    }
+    if tags.len() > MAX_TAGS {
+        check.fail("tags", format!("at most {MAX_TAGS} tags"));
+    }
+    tags
+}
+
+/// Until typed definitions exist, custom values are scalars or lists of strings under
+/// keys of `a-z`, `0-9` and `_`; `null` removes a key.
+fn custom_fields(check: &mut Checker, input: Map<String, Value>) -> Map<String, Value> {
+    if input.len() > MAX_CUSTOM_FIELDS {
+        check.fail(
+            "custom_fields",
+            format!("at most {MAX_CUSTOM_FIELDS} fields"),
+        );
+    }
+    let mut fields = Map::new();
+    for (key, value) in input {
+        let field = format!("custom_fields.{key}");
+        let key_ok = !key.is_empty()
+            && key.len() <= 64
+            && key
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !key_ok {
+            check.fail(field, "keys use only a-z, 0-9 and '_' (1 to 64 characters)");
+            continue;
+        }
+        let value_ok = match &value {
+            Value::Null => continue,
+            Value::Bool(_) | Value::Number(_) => true,
+            Value::String(s) => s.chars().count() <= MAX_NOTES,
+            Value::Array(items) => items.iter().all(Value::is_string),
+            Value::Object(_) => false,
+        };
+        if value_ok {
+            fields.insert(key, value);
+        } else {
+            check.fail(
+                field,
+                "must be a string, number, boolean or list of strings",
+            );
+        }
+    }
+    fields
+}
+
+/// Validates identities, normalizes their values, and drops duplicates (including
+/// ones repeating the primary email/phone, which are identities already).
+fn identities(
+    check: &mut Checker,
+    input: Vec<IdentityInput>,
+    rules: &Rules,
+    valid: &mut ValidContact,
+) {
+    if input.len() > MAX_IDENTITIES {
+        check.fail("identities", format!("at most {MAX_IDENTITIES} identities"));
+        return;
+    }
+    for (i, identity) in input.into_iter().enumerate() {
+        let field = format!("identities[{i}]");
+        let Some(channel) =
+            channel_name(check, &format!("{field}.channel"), Some(identity.channel))
+        else {
+            check.fail(format!("{field}.channel"), "is required");
+            continue;
+        };
+        let Some(raw) = check.text(&format!("{field}.value"), Some(identity.value), 320) else {
+            check.fail(format!("{field}.value"), "is required");
+            continue;
+        };
+        let normalized = if channel == "email" {
+            normalize_email(&raw).map(|email| (email.clone(), IdentityKey::new("email", &email)))
+        } else if is_phone_channel(&channel) {
+            normalize_phone(&raw, rules.default_country).map(|phone| {
+                let key = IdentityKey::for_phone(&channel, &phone);
+                (phone.e164.unwrap_or(phone.typed), key)
+            })
+        } else {
+            Ok((raw.clone(), IdentityKey::new(&channel, &raw.to_lowercase())))
+        };
+        let (value, key) = match normalized {
+            Ok(pair) => pair,
+            Err(message) => {
+                check.fail(format!("{field}.value"), message);
+                continue;
+            }
+        };
+        if valid.identity_keys.iter().any(|(_, k)| *k == key) {
+            continue;
+        }
+        let account = check.text(&format!("{field}.account"), identity.account, 200);
+        valid.identity_keys.push((format!("{field}.value"), key));
+        valid.identities.push(Identity {
+            channel,
+            value,
+            account,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules() -> Rules {
+        Rules {
+            require: RequireRule::EmailOrPhone,
+            default_country: phonenumber::country::Id::FR,
+        }
+    }
+
+    #[test]
+    fn reports_every_broken_field() {
+        let input = ContactInput {
+            email: Some("nope".into()),
+            phone: Some("abc".into()),
+            country: Some("ZZ".into()),
+            language: Some("xx".into()),
+            tags: Some(vec![" ".into()]),
+            ..ContactInput::default()
+        };
+        let err = input.validate(&rules()).unwrap_err();
+        let fields: Vec<_> = err.details.iter().map(|d| d.field.as_str()).collect();
+        assert_eq!(fields, ["email", "phone", "country", "language", "tags[0]"]);
+    }
+
+    #[test]
+    fn normalizes_and_dedupes() {
+        let input = ContactInput {
+            email: Some("H.Dupont@Orange.FR".into()),
+            tags: Some(vec!["VIP".into(), " vip ".into(), "lead".into()]),
+            identities: Some(vec![
+                IdentityInput {
+                    channel: "email".into(),
+                    value: "h.dupont@orange.fr".into(),
+                    account: None,
+                },
+                IdentityInput {
+                    channel: "WhatsApp".into(),
+                    value: "06 12 34 56 78".into(),
+                    account: Some("wa-main".into()),
+                },
+            ]),
+            ..ContactInput::default()
+        };
+        let valid = input.validate(&rules()).unwrap();
+        assert_eq!(valid.email.as_deref(), Some("h.dupont@orange.fr"));
+        assert_eq!(valid.tags, ["VIP", "lead"]);
+        assert_eq!(valid.identities.len(), 1);
+        assert_eq!(valid.identities[0].channel, "whatsapp");
+        assert_eq!(valid.identities[0].value, "+33612345678");
+        assert_eq!(valid.identity_keys.len(), 2);
+    }
+}

@@ -1,0 +1,57 @@
+//! Errors of the store layer: user-caused ones apart from internal ones.
+
+use crate::model::ValidationError;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("contact {0} not found")]
+    NotFound(String),
+    #[error(transparent)]
+    Validation(#[from] ValidationError),
+    /// Identities already held by other active contacts: (input field, holder id).
+    #[error("identity already belongs to another contact")]
+    IdentityTaken(Vec<(String, String)>),
+    #[error("external_id already belongs to contact {0}")]
+    ExternalIdTaken(String),
+    #[error("version mismatch: current version is {current}")]
+    VersionMismatch { current: u64 },
+    #[error("{0}")]
+    Conflict(String),
+    /// A well-formed request whose body cannot be applied (400).
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("the store is shut down")]
+    Closed,
+    #[error("storage error: {0}")]
+    Storage(#[from] redb::Error),
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// Internal errors abort a whole group-commit batch; the others only their command.
+    pub fn is_internal(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Storage(_) | StoreError::Corrupt(_) | StoreError::Closed
+        )
+    }
+}
+
+macro_rules! from_redb {
+    ($($kind:ty),*) => {$(
+        impl From<$kind> for StoreError {
+            fn from(error: $kind) -> Self {
+                StoreError::Storage(error.into())
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);

@@ -1,0 +1,128 @@
+//! The canonical store: contacts in redb, with the change log written in the same
+//! transaction as every change (outbox pattern).
+//!
+//! Owns the redb file and nothing else: no tantivy, no HTTP. All writes go through one
+//! writer thread that group-commits queued commands (see [`writer`]); reads use MVCC
+//! read transactions from any thread. Every call here blocks: async callers use
+//! `spawn_blocking`.
+
+mod error;
+mod ops;
+mod read;
+mod tables;
+mod writer;
+
+pub use error::StoreError;
+pub use read::ChangeBatch;
+pub use writer::{Command, WriteAck};
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use redb::{Database, ReadableDatabase};
+use tokio::sync::oneshot;
+
+use crate::model::Rules;
+use crate::signal::SeqSignal;
+
+/// Store tuning from the config.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Most commands folded into one durable transaction.
+    pub group_commit_max: usize,
+    pub cache_bytes: usize,
+    pub rules: Rules,
+}
+
+/// A cheap-to-clone handle on the store.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Arc<Database>,
+    path: PathBuf,
+    jobs: std::sync::mpsc::Sender<writer::Job>,
+    // A std Mutex: taken once at shutdown to join the writer thread.
+    writer_thread: Mutex<Option<JoinHandle<()>>>,
+    committed: Arc<SeqSignal>,
+}
+
+impl Store {
+    /// Opens (or creates) the redb file and starts the writer thread.
+    pub fn open(path: &Path, options: StoreOptions) -> Result<Store, StoreError> {
+        let db = Database::builder()
+            .set_cache_size(options.cache_bytes)
+            .create(path)?;
+        tables::ensure_created(&db)?;
+        let db = Arc::new(db);
+        let last_seq = read::last_seq(&db.begin_read()?)?;
+        let committed = Arc::new(SeqSignal::new(last_seq));
+        let (jobs, writer_thread) = writer::spawn(db.clone(), committed.clone(), options)?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                db,
+                path: path.to_path_buf(),
+                jobs,
+                writer_thread: Mutex::new(Some(writer_thread)),
+                committed,
+            }),
+        })
+    }
+
+    /// Queues a write and waits (asynchronously) for its durable commit.
+    pub async fn write(&self, command: Command) -> Result<WriteAck, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .jobs
+            .send(writer::Job {
+                command,
+                reply: Some(reply),
+            })
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Queues a write without waiting for it (used for change-log trimming).
+    pub fn write_detached(&self, command: Command) {
+        // A closed writer means we are shutting down; the command can be dropped.
+        let _ = self.inner.jobs.send(writer::Job {
+            command,
+            reply: None,
+        });
+    }
+
+    /// The last committed change-log sequence; waitable.
+    pub fn committed(&self) -> &Arc<SeqSignal> {
+        &self.inner.committed
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Stops the writer after the commands already queued and waits for it.
+    pub fn shutdown(&self) {
+        let _ = self.inner.jobs.send(writer::Job {
+            command: Command::Shutdown,
+            reply: None,
+        });
+        let handle = self
+            .inner
+            .writer_thread
+            .lock()
+            .expect("writer-thread mutex is never poisoned")
+            .take();
+        if let Some(handle) = handle
+            && handle.join().is_err()
+        {
+            tracing::error!("store writer thread panicked");
+        }
+    }
+
+    pub(crate) fn db(&self) -> &Database {
+        &self.inner.db
+    }
+}

@@ -1,0 +1,114 @@
+//! Opening the index at start, and rebuilding it from the store.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use super::{SyncError, SyncOptions};
+use crate::index::SearchIndex;
+use crate::store::Store;
+
+/// Opens the index in `dir`, or rebuilds it when it cannot resume from the store's
+/// change log. Returns the index and the sequence it has applied.
+pub fn open_index(
+    store: &Store,
+    dir: &Path,
+    options: &SyncOptions,
+) -> Result<(SearchIndex, u64), SyncError> {
+    remove_leftovers(dir)?;
+    let reason = match SearchIndex::open_usable(dir) {
+        Ok((index, payload)) => {
+            let store_seq = store.committed().get();
+            let oldest = store.first_retained_seq()?;
+            if payload.seq > store_seq {
+                format!(
+                    "index is at seq {} but the store only at {store_seq}",
+                    payload.seq
+                )
+            } else if oldest.is_some_and(|oldest| oldest > payload.seq + 1) {
+                format!(
+                    "change log no longer holds what follows seq {}",
+                    payload.seq
+                )
+            } else {
+                return Ok((index, payload.seq));
+            }
+        }
+        Err(reason) => reason,
+    };
+    tracing::info!(%reason, dir = %dir.display(), "rebuilding the index from the store");
+    rebuild(store, dir, options)
+}
+
+/// Builds a fresh index from one store snapshot in a sibling directory, commits it
+/// with the snapshot's sequence, and swaps it into `dir`.
+pub fn rebuild(
+    store: &Store,
+    dir: &Path,
+    options: &SyncOptions,
+) -> Result<(SearchIndex, u64), SyncError> {
+    let started = Instant::now();
+    let fresh_dir = sibling(dir, "rebuild");
+    let index = SearchIndex::create(&fresh_dir)?;
+    let mut updater = index.updater(options.writer_memory_bytes, options.writer_threads)?;
+    let mut contacts = 0u64;
+    let seq = store.scan(|contact| -> Result<(), SyncError> {
+        updater.add(&contact)?;
+        contacts += 1;
+        if contacts.is_multiple_of(100_000) {
+            tracing::info!(contacts, "rebuilding");
+        }
+        Ok(())
+    })?;
+    updater.commit(seq)?;
+    updater.wait_merging_threads()?;
+    drop(index);
+
+    if dir.exists() {
+        let old_dir = sibling(dir, "old");
+        std::fs::rename(dir, &old_dir)?;
+        std::fs::rename(&fresh_dir, dir)?;
+        std::fs::remove_dir_all(&old_dir)?;
+    } else {
+        std::fs::rename(&fresh_dir, dir)?;
+    }
+    let (index, payload) = SearchIndex::open_usable(dir).map_err(|reason| {
+        std::io::Error::other(format!("the rebuilt index does not open: {reason}"))
+    })?;
+    tracing::info!(
+        contacts,
+        seq = payload.seq,
+        seconds = started.elapsed().as_secs_f64(),
+        "index rebuilt"
+    );
+    Ok((index, seq))
+}
+
+fn sibling(dir: &Path, purpose: &str) -> PathBuf {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    dir.with_file_name(format!("{name}.{purpose}-{}", ulid::Ulid::generate()))
+}
+
+/// Removes half-built or half-swapped directories left by a crash during a rebuild.
+fn remove_leftovers(dir: &Path) -> std::io::Result<()> {
+    let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
+        return Ok(());
+    };
+    let prefix = format!("{}.", name.to_string_lossy());
+    if !parent.exists() {
+        return Ok(());
+    }
+    for entry in std::fs::read_dir(parent)? {
+        let entry = entry?;
+        let entry_name = entry.file_name().to_string_lossy().into_owned();
+        if entry_name.starts_with(&prefix)
+            && (entry_name.contains(".rebuild-") || entry_name.contains(".old-"))
+        {
+            tracing::info!(path = %entry.path().display(), "removing a leftover index directory");
+            std::fs::remove_dir_all(entry.path())?;
+        }
+    }
+    Ok(())
+}

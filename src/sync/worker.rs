@@ -1,0 +1,116 @@
+//! The worker loop: read a batch of changes, apply it, commit with its sequence.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use super::{SyncError, SyncOptions};
+use crate::index::{IndexUpdater, SearchIndex};
+use crate::signal::SeqSignal;
+use crate::store::{Command, Store};
+
+/// What one [`SyncWorker::tick`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tick {
+    /// Applied the changes up to `up_to` (touching `contacts` contacts) and committed.
+    Applied { contacts: usize, up_to: u64 },
+    /// Nothing new in the change log.
+    Idle,
+}
+
+pub struct SyncWorker {
+    store: Store,
+    index: Arc<SearchIndex>,
+    updater: IndexUpdater,
+    indexed: Arc<SeqSignal>,
+    options: SyncOptions,
+}
+
+impl SyncWorker {
+    /// `indexed` must hold the sequence the index's last commit applied.
+    pub fn new(
+        store: Store,
+        index: Arc<SearchIndex>,
+        indexed: Arc<SeqSignal>,
+        options: SyncOptions,
+    ) -> Result<SyncWorker, SyncError> {
+        let updater = index.updater(options.writer_memory_bytes, options.writer_threads)?;
+        Ok(SyncWorker {
+            store,
+            index,
+            updater,
+            indexed,
+            options,
+        })
+    }
+
+    /// One step: apply the next batch of changes and make it searchable.
+    pub fn tick(&mut self) -> Result<Tick, SyncError> {
+        let applied = self.indexed.get();
+        let batch = self.store.changes_after(applied, self.options.batch_max)?;
+        if batch.up_to == applied {
+            return Ok(Tick::Idle);
+        }
+        let started = Instant::now();
+        let result = (|| {
+            for (id, contact) in &batch.contacts {
+                match contact {
+                    Some(contact) => self.updater.upsert(contact)?,
+                    None => self.updater.remove(id),
+                }
+            }
+            self.updater.commit(batch.up_to)
+        })();
+        if let Err(error) = result {
+            // Forget the partial batch; the next tick re-reads it from the log.
+            self.updater.rollback()?;
+            return Err(error.into());
+        }
+        self.index.reload()?;
+        self.indexed.publish(batch.up_to);
+        self.store
+            .write_detached(Command::TrimChanges { up_to: batch.up_to });
+        tracing::debug!(
+            contacts = batch.contacts.len(),
+            up_to = batch.up_to,
+            commit_ms = started.elapsed().as_millis() as u64,
+            "index commit"
+        );
+        Ok(Tick::Applied {
+            contacts: batch.contacts.len(),
+            up_to: batch.up_to,
+        })
+    }
+
+    /// Ticks until `stop` is set and every committed change is applied.
+    pub fn run(mut self, stop: &AtomicBool) {
+        let mut failures = 0u32;
+        loop {
+            match self.tick() {
+                Ok(Tick::Applied { .. }) => failures = 0,
+                Ok(Tick::Idle) => {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let seen = self.indexed.get();
+                    let now = self
+                        .store
+                        .committed()
+                        .wait_past_blocking(seen, Duration::from_millis(100));
+                    if now > seen && !self.options.batch_delay.is_zero() {
+                        std::thread::sleep(self.options.batch_delay);
+                    }
+                }
+                Err(error) => {
+                    failures += 1;
+                    tracing::error!(%error, failures, "sync tick failed; retrying");
+                    if stop.load(Ordering::SeqCst) && failures >= 3 {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(200 * u64::from(failures.min(25))));
+                }
+            }
+        }
+        tracing::debug!(indexed = self.indexed.get(), "sync worker stopped");
+    }
+}
