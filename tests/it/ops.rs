@@ -1,0 +1,104 @@
+//! Health, readiness, stats, request ids, and the CLI's refusals.
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::common::TestApp;
+
+#[tokio::test]
+async fn health_readiness_and_stats() {
+    let app = TestApp::spawn().await;
+    let health = app.get("/healthz").await;
+    assert_eq!(health.status, StatusCode::OK);
+    assert_eq!(health.body["status"], "ok");
+
+    app.create(json!({"email": "one@example.com"})).await;
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status, StatusCode::OK, "{}", ready.body);
+    assert_eq!(ready.body["status"], "ready");
+
+    let stats = app.stats().await;
+    assert_eq!(
+        stats["contacts"],
+        json!({"active": 1, "deleted": 0, "merged": 0})
+    );
+    assert_eq!(stats["store_seq"], stats["index_seq"]);
+    assert_eq!(stats["lag"], 0);
+    assert!(stats["index_bytes"].as_u64().unwrap() > 0);
+    assert!(stats["store_bytes"].as_u64().unwrap() > 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn readyz_reports_lag_when_the_index_is_behind() {
+    let temp = tempfile::TempDir::new().unwrap();
+    let mut config = crate::common::test_config(temp.path());
+    // Hold every index commit back for a while so the lag is observable.
+    config.sync.batch_delay_ms = 3_000;
+    config.ready_max_lag = 0;
+    let app = TestApp::spawn_with(config).await;
+    let created = app
+        .post("/v1/contacts", json!({"email": "lag@example.com"}))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let ready = app.get("/readyz").await;
+    assert_eq!(
+        ready.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        ready.body
+    );
+    assert_eq!(ready.body["lag"], 1);
+    app.wait_caught_up().await;
+    assert_eq!(app.get("/readyz").await.status, StatusCode::OK);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn every_response_carries_a_request_id_and_keeps_the_callers() {
+    let app = TestApp::spawn().await;
+    let reply = app.get("/healthz").await;
+    assert_eq!(reply.header("x-request-id").map(str::len), Some(26));
+    let mine = app
+        .client
+        .get(app.url("/healthz"))
+        .header("x-request-id", "trace-me-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mine.headers()["x-request-id"], "trace-me-42");
+    app.stop().await;
+}
+
+#[test]
+fn serve_refuses_a_public_address_without_api_keys() {
+    let temp = tempfile::TempDir::new().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_contactd"))
+        .args(["serve", "--listen", "0.0.0.0:0", "--data-dir"])
+        .arg(temp.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("refusing to listen on 0.0.0.0:0"),
+        "{stderr}"
+    );
+    assert!(
+        !temp.path().join("contacts.redb").exists(),
+        "nothing was opened"
+    );
+}
+
+#[test]
+fn help_names_every_command() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_contactd"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for word in ["serve", "reindex", "contact"] {
+        assert!(help.contains(word), "{help}");
+    }
+}

@@ -1,0 +1,215 @@
+//! Partial matching, ranking and read-your-writes through the HTTP search API.
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::common::{TestApp, hit_ids};
+
+#[tokio::test]
+async fn partial_matching_finds_the_examples_of_the_contract() {
+    let app = TestApp::spawn().await;
+    let helene = app
+        .create(
+            json!({"name": "Hélène Dupont", "email": "helene.dupont@orange.fr",
+                       "phone": "+33 6 12 34 56 78"}),
+        )
+        .await;
+    let lukasz = app
+        .create(json!({"name": "Łukasz Müller", "email": "l.mueller@example.de"}))
+        .await;
+    let strasse = app
+        .create(json!({"name": "Anna Straße", "phone": "+49 30 1234567"}))
+        .await;
+    // Decoys that share fragments but must not match.
+    app.create(
+        json!({"name": "Paul Martin", "email": "paul@orange.com", "phone": "+33 7 98 76 54 32"}),
+    )
+    .await;
+
+    let helene_id = helene["id"].as_str().unwrap();
+    for q in [
+        "hel",
+        "HELENE",
+        "pont",
+        "dupont hel",
+        "orange.fr",
+        "dupont@",
+        "06 12 34",
+        "+33 6 12",
+        "612 34",
+        "5678",
+        "Hélène",
+        "hélène dupont",
+        "0612345678",
+        "+33612345678",
+    ] {
+        assert_eq!(app.search_ids(q).await, [helene_id], "q={q}");
+    }
+    let lukasz_id = lukasz["id"].as_str().unwrap();
+    for q in ["lukasz", "muller", "MÜL", "mueller", "MULLER", "łuk", "uka"] {
+        assert_eq!(app.search_ids(q).await, [lukasz_id], "q={q}");
+    }
+    let strasse_id = strasse["id"].as_str().unwrap();
+    for q in ["strasse", "straße", "STRAS", "030 123", "+49 30"] {
+        assert_eq!(app.search_ids(q).await, [strasse_id], "q={q}");
+    }
+    for q in ["zzz", "helene martin", "po", "+34 6", "dupontx"] {
+        assert!(
+            app.search_ids(q).await.is_empty(),
+            "q={q} should find nothing"
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn identities_tags_custom_values_and_notes_are_searchable() {
+    let app = TestApp::spawn().await;
+    let contact = app
+        .create(json!({
+            "email": "someone@example.com",
+            "identities": [{"channel": "telegram", "value": "@quokkafan"},
+                           {"channel": "whatsapp", "value": "+44 7911 123456"}],
+            "tags": ["Enterprise-Lead"],
+            "custom_fields": {"plan": "Platinum", "interests": ["kitesurf"], "seats": 42},
+            "notes": "Met at the Zürich fair"
+        }))
+        .await;
+    let id = contact["id"].as_str().unwrap();
+    for q in [
+        "quokka",
+        "kkaf",
+        "enterprise",
+        "lead",
+        "platinum",
+        "kitesurf",
+        "zurich",
+        "zuerich",
+        "07911 123",
+        "+44 7911",
+    ] {
+        assert_eq!(app.search_ids(q).await, [id], "q={q}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn ranking_puts_exact_before_prefix_before_substring_and_name_first() {
+    let app = TestApp::spawn().await;
+    let substring = app
+        .create(json!({"name": "Ann Lemartin", "email": "a1@example.com"}))
+        .await;
+    let prefix = app
+        .create(json!({"name": "Ann Martinez", "email": "a2@example.com"}))
+        .await;
+    let exact = app
+        .create(json!({"name": "Ann Martin", "email": "a3@example.com"}))
+        .await;
+    let email_only = app
+        .create(json!({"name": "Zoe Blanc", "email": "martin@example.com"}))
+        .await;
+    let ids = app.search_ids("martin").await;
+    let expected: Vec<&str> = [&exact, &email_only, &prefix, &substring]
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, expected, "exact name, exact email, prefix, substring");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn empty_query_lists_newest_first_with_total_and_limit() {
+    let app = TestApp::spawn().await;
+    let old = app
+        .create(json!({"email": "old@example.com", "created_at": "2020-01-01"}))
+        .await;
+    let mid = app
+        .create(json!({"email": "mid@example.com", "created_at": "2023-06-01T12:00:00Z"}))
+        .await;
+    let new = app.create(json!({"email": "new@example.com"})).await;
+    let all = app.search("").await;
+    assert_eq!(all["total"], 3);
+    let expected: Vec<&str> = [&new, &mid, &old]
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(hit_ids(&all), expected);
+    assert!(all["took_ms"].as_f64().unwrap() >= 0.0);
+    assert!(all["index_seq"].as_u64().unwrap() >= 3);
+
+    let page = app.get("/v1/contacts?limit=2").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(
+        page.body["total"], 3,
+        "total counts every match, not the page"
+    );
+    assert_eq!(page.body["hits"].as_array().unwrap().len(), 2);
+
+    let posted = app
+        .post("/v1/contacts/search", json!({"q": "mid", "limit": 5}))
+        .await;
+    assert_eq!(posted.status, StatusCode::OK);
+    assert_eq!(hit_ids(&posted.body), [mid["id"].as_str().unwrap()]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn writes_with_wait_indexed_are_found_by_the_very_next_search() {
+    let app = TestApp::spawn().await;
+    for i in 0..10 {
+        let email = format!("ryw{i}@example.com");
+        let created = app
+            .create(json!({"name": format!("Reader {i} Writes"), "email": email}))
+            .await;
+        assert_eq!(
+            app.search_ids(&email).await,
+            [created["id"].as_str().unwrap()]
+        );
+        let path = format!(
+            "/v1/contacts/{}?wait=indexed",
+            created["id"].as_str().unwrap()
+        );
+        let patched = app
+            .patch(&path, json!({"name": format!("Renamed{i} Quickly")}))
+            .await;
+        assert_eq!(patched.status, StatusCode::OK);
+        assert_eq!(app.search_ids(&format!("renamed{i}")).await.len(), 1);
+        assert!(
+            app.search_ids(&format!("reader {i} writes"))
+                .await
+                .is_empty()
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn min_seq_gives_read_your_writes_to_a_client_holding_x_seq() {
+    let app = TestApp::spawn().await;
+    let reply = app
+        .post(
+            "/v1/contacts",
+            json!({"email": "seq@example.com", "name": "Sequence Holder"}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED);
+    let seq = reply.header("x-seq").unwrap().to_string();
+    let found = app
+        .get(&format!("/v1/contacts?q=sequence&min_seq={seq}"))
+        .await;
+    assert_eq!(found.status, StatusCode::OK);
+    assert_eq!(found.body["total"], 1);
+    assert!(found.body["index_seq"].as_u64().unwrap() >= seq.parse::<u64>().unwrap());
+
+    // A sequence that will never come: 503 index_lagging after wait_timeout_ms.
+    let temp = tempfile::TempDir::new().unwrap();
+    let mut config = crate::common::test_config(temp.path());
+    config.wait_timeout_ms = 200;
+    let impatient = TestApp::spawn_with(config).await;
+    impatient
+        .get("/v1/contacts?min_seq=999999")
+        .await
+        .expect_error(StatusCode::SERVICE_UNAVAILABLE, "index_lagging");
+    impatient.stop().await;
+    app.stop().await;
+}
