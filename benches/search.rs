@@ -12,15 +12,57 @@ use contactd::model::{Contact, ContactInput, RequireRule, Rules};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 
 const FIRST: [&str; 16] = [
-    "Hélène", "Jean", "Łukasz", "Zoë", "Maria", "João", "Sören", "Anna", "Pierre", "Ines",
-    "Björn", "Agnieszka", "Luca", "Sophie", "Mateo", "Emma",
+    "Hélène",
+    "Jean",
+    "Łukasz",
+    "Zoë",
+    "Maria",
+    "João",
+    "Sören",
+    "Anna",
+    "Pierre",
+    "Ines",
+    "Björn",
+    "Agnieszka",
+    "Luca",
+    "Sophie",
+    "Mateo",
+    "Emma",
 ];
 const LAST: [&str; 16] = [
-    "Dupont", "Müller", "Kowalski", "García", "Rossi", "Silva", "Jansen", "Smith", "Martin",
-    "Nowak", "Fernández", "Bianchi", "de Vries", "Schäfer", "Lefèvre", "Wiśniewska",
+    "Dupont",
+    "Müller",
+    "Kowalski",
+    "García",
+    "Rossi",
+    "Silva",
+    "Jansen",
+    "Smith",
+    "Martin",
+    "Nowak",
+    "Fernández",
+    "Bianchi",
+    "de Vries",
+    "Schäfer",
+    "Lefèvre",
+    "Wiśniewska",
 ];
-const DOMAINS: [&str; 6] = ["orange.fr", "gmail.com", "web.de", "wp.pl", "libero.it", "acme.io"];
-const TAGS: [&str; 6] = ["vip", "lead", "newsletter", "churn-risk", "partner", "trial"];
+const DOMAINS: [&str; 6] = [
+    "orange.fr",
+    "gmail.com",
+    "web.de",
+    "wp.pl",
+    "libero.it",
+    "acme.io",
+];
+const TAGS: [&str; 6] = [
+    "vip",
+    "lead",
+    "newsletter",
+    "churn-risk",
+    "partner",
+    "trial",
+];
 
 /// Deterministic contacts (a small LCG, so runs compare).
 fn generate(count: usize) -> Vec<Contact> {
@@ -30,7 +72,9 @@ fn generate(count: usize) -> Vec<Contact> {
     };
     let mut state = 0x2545_f491_4f6c_dd1d_u64;
     let mut next = move |bound: usize| {
-        state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1);
         ((state >> 33) as usize) % bound
     };
     let now = chrono::Utc::now();
@@ -39,10 +83,18 @@ fn generate(count: usize) -> Vec<Contact> {
             let (first, last) = (FIRST[next(FIRST.len())], LAST[next(LAST.len())]);
             let input = ContactInput {
                 name: Some(format!("{first} {last}")),
-                email: Some(format!("{}.{}{n}@{}", first, last, DOMAINS[next(DOMAINS.len())])
-                    .to_lowercase()
-                    .replace(' ', "")),
-                phone: Some(format!("+33 6 {:02} {:02} {:02} {:02}", next(100), next(100), next(100), next(100))),
+                email: Some(
+                    format!("{}.{}{n}@{}", first, last, DOMAINS[next(DOMAINS.len())])
+                        .to_lowercase()
+                        .replace(' ', ""),
+                ),
+                phone: Some(format!(
+                    "+33 6 {:02} {:02} {:02} {:02}",
+                    next(100),
+                    next(100),
+                    next(100),
+                    next(100)
+                )),
                 tags: Some(vec![TAGS[next(TAGS.len())].to_string()]),
                 notes: (n % 5 == 0).then(|| "Prefers WhatsApp after 6pm".to_string()),
                 ..ContactInput::default()
@@ -50,7 +102,12 @@ fn generate(count: usize) -> Vec<Contact> {
             // Generated emails may carry accents the validator rejects; drop those.
             let input = match input.clone().validate(&rules) {
                 Ok(valid) => valid,
-                Err(_) => ContactInput { email: None, ..input }.validate(&rules).expect("valid"),
+                Err(_) => ContactInput {
+                    email: None,
+                    ..input
+                }
+                .validate(&rules)
+                .expect("valid"),
             };
             input.into_new_contact(ulid::Ulid::generate().to_string(), now)
         })
@@ -103,8 +160,23 @@ fn searching(c: &mut Criterion) {
     let index = build_index(dir.path(), &generate(100_000));
     let mut group = c.benchmark_group("search 100k");
     group.measurement_time(Duration::from_secs(4));
-    for q in ["", "m", "mar", "dupont", "helene dup", "artin", "wisniew", "06 12", "+33 6 4", "5678", "gmail lefevre"] {
-        let request = SearchRequest { q: q.to_string(), limit: 20 };
+    for q in [
+        "",
+        "m",
+        "mar",
+        "dupont",
+        "helene dup",
+        "artin",
+        "wisniew",
+        "06 12",
+        "+33 6 4",
+        "5678",
+        "gmail lefevre",
+    ] {
+        let request = SearchRequest {
+            q: q.to_string(),
+            limit: 20,
+        };
         group.bench_function(format!("q={q:?}"), |b| {
             b.iter(|| black_box(index.search(&request).expect("search")))
         });

@@ -31,13 +31,20 @@ async fn start() -> Server {
         .await
         .expect("join")
         .expect("open");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(app.serve(listener, async {
         let _ = stopped.await;
     }));
-    Server { base, stop, task, _dir: dir }
+    Server {
+        base,
+        stop,
+        task,
+        _dir: dir,
+    }
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -72,7 +79,11 @@ async fn create_load(base: &str, clients: usize, duration: Duration) -> (Vec<Dur
                 let body = json!({"name": format!("Bench Person{worker}x{n}"),
                                   "email": format!("c{clients}w{worker}n{n}@bench.example")});
                 let sent = Instant::now();
-                let response = client.post(format!("{base}/v1/contacts")).json(&body).send().await;
+                let response = client
+                    .post(format!("{base}/v1/contacts"))
+                    .json(&body)
+                    .send()
+                    .await;
                 let ok = response.is_ok_and(|r| r.status() == reqwest::StatusCode::CREATED);
                 assert!(ok, "create failed");
                 mine.push(sent.elapsed());
@@ -95,9 +106,15 @@ async fn write_to_searchable(base: &str, writes: usize) -> Vec<Duration> {
     let mut latencies = Vec::with_capacity(writes);
     for n in 0..writes {
         let token = format!("visible{n}q");
-        let body = json!({"name": format!("Fresh {token}"), "email": format!("{token}@bench.example")});
+        let body =
+            json!({"name": format!("Fresh {token}"), "email": format!("{token}@bench.example")});
         let sent = Instant::now();
-        let response = client.post(format!("{base}/v1/contacts")).json(&body).send().await.expect("create");
+        let response = client
+            .post(format!("{base}/v1/contacts"))
+            .json(&body)
+            .send()
+            .await
+            .expect("create");
         assert_eq!(response.status(), reqwest::StatusCode::CREATED);
         loop {
             let found: serde_json::Value = client
@@ -127,15 +144,21 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
         let server = start().await;
-        println!("contactd write path ({} cores, {seconds} s per load phase, durable commits)",
-                 std::thread::available_parallelism().map_or(1, |n| n.get()));
+        println!(
+            "contactd write path ({} cores, {seconds} s per load phase, durable commits)",
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        );
         for clients in [1, 32] {
             let (latencies, elapsed) = create_load(&server.base, clients, duration).await;
             report(&format!("create, {clients} client(s)"), latencies, elapsed);
         }
         let started = Instant::now();
         let visible = write_to_searchable(&server.base, 100).await;
-        report("write -> searchable (sequential)", visible, started.elapsed());
+        report(
+            "write -> searchable (sequential)",
+            visible,
+            started.elapsed(),
+        );
         let _ = server.stop.send(());
         server.task.await.expect("join").expect("clean shutdown");
     });

@@ -17,6 +17,7 @@ pub use state::AppState;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Request, StatusCode};
+use axum::response::IntoResponse;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
@@ -40,7 +41,7 @@ pub fn router(state: AppState) -> Router {
         }))
         .layer(axum::middleware::from_fn(request_id::name_internal_errors))
         .layer(CatchPanicLayer::custom(|_| {
-            ApiError::internal("handler panicked").into_response_parts()
+            ApiError::internal("handler panicked").into_response()
         }))
         .layer(DefaultBodyLimit::max(max_body));
     routes::routes()
@@ -54,10 +55,4 @@ pub fn router(state: AppState) -> Router {
         })
         .with_state(state)
         .layer(middleware)
-}
-
-impl ApiError {
-    fn into_response_parts(self) -> axum::response::Response {
-        axum::response::IntoResponse::into_response(self)
-    }
 }
