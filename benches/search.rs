@@ -8,7 +8,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use contactd::index::{SearchIndex, SearchRequest};
-use contactd::model::{Contact, ContactInput, RequireRule, Rules};
+use contactd::model::{Contact, ContactContext, ContactInput, RequireRule, Rules};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 
 const FIRST: [&str; 16] = [
@@ -69,7 +69,11 @@ fn generate(count: usize) -> Vec<Contact> {
     let rules = Rules {
         require: RequireRule::None,
         default_country: phonenumber::country::Id::FR,
+        unique_name: false,
+        unique_identities: true,
+        restore_window_days: 60,
     };
+    let defs = contactd::model::CustomFieldDefs::new();
     let mut state = 0x2545_f491_4f6c_dd1d_u64;
     let mut next = move |bound: usize| {
         state = state
@@ -100,13 +104,13 @@ fn generate(count: usize) -> Vec<Contact> {
                 ..ContactInput::default()
             };
             // Generated emails may carry accents the validator rejects; drop those.
-            let input = match input.clone().validate(&rules) {
+            let input = match input.clone().validate(&rules, &defs) {
                 Ok(valid) => valid,
                 Err(_) => ContactInput {
                     email: None,
                     ..input
                 }
-                .validate(&rules)
+                .validate(&rules, &defs)
                 .expect("valid"),
             };
             input.into_new_contact(ulid::Ulid::generate().to_string(), now)
@@ -115,10 +119,11 @@ fn generate(count: usize) -> Vec<Contact> {
 }
 
 fn build_index(dir: &std::path::Path, contacts: &[Contact]) -> SearchIndex {
+    let context = ContactContext::default();
     let index = SearchIndex::create(dir).expect("index");
     let mut updater = index.updater(256 << 20, 2).expect("writer");
     for contact in contacts {
-        updater.add(contact).expect("add");
+        updater.add(contact, &context).expect("add");
     }
     updater.commit(1).expect("commit");
     updater.wait_merging_threads().expect("merge");
@@ -128,13 +133,16 @@ fn build_index(dir: &std::path::Path, contacts: &[Contact]) -> SearchIndex {
 
 fn indexing(c: &mut Criterion) {
     let contacts = generate(1_000);
+    let context = ContactContext::default();
     let mut group = c.benchmark_group("indexing");
     group.sample_size(10);
     group.bench_function("documents for 1000 contacts", |b| {
         let fields = contactd::index::Fields::build();
         b.iter(|| {
             for contact in &contacts {
-                black_box(contactd::index::document::to_document(contact, &fields));
+                black_box(contactd::index::document::to_document(
+                    contact, &context, &fields,
+                ));
             }
         })
     });
@@ -145,7 +153,7 @@ fn indexing(c: &mut Criterion) {
                 let index = SearchIndex::create(dir.path()).expect("index");
                 let mut updater = index.updater(64 << 20, 1).expect("writer");
                 for contact in &contacts {
-                    updater.add(contact).expect("add");
+                    updater.add(contact, &context).expect("add");
                 }
                 updater.commit(1).expect("commit");
             },
@@ -176,6 +184,7 @@ fn searching(c: &mut Criterion) {
         let request = SearchRequest {
             q: q.to_string(),
             limit: 20,
+            company_id: None,
         };
         group.bench_function(format!("q={q:?}"), |b| {
             b.iter(|| black_box(index.search(&request).expect("search")))

@@ -82,9 +82,15 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), AppError> {
         let router = api::router(self.state.clone());
+        let (stop_purge, purge_stopped) = tokio::sync::watch::channel(false);
+        let purge = tokio::spawn(purge_trash(self.state.clone(), purge_stopped));
         let served = axum::serve(listener, router)
             .with_graceful_shutdown(shutdown)
             .await;
+        let _ = stop_purge.send(true);
+        if let Err(error) = purge.await {
+            tracing::error!(%error, "trash purge task failed");
+        }
         tracing::info!("HTTP stopped; applying the last changes to the index");
         let App { state, sync } = self;
         tokio::task::spawn_blocking(move || {
@@ -95,6 +101,29 @@ impl App {
         .map_err(std::io::Error::other)?;
         tracing::info!("shut down cleanly");
         Ok(served?)
+    }
+}
+
+/// Erases contacts whose restore window has passed, at start and then every
+/// `rules.purge_interval_secs`, until `stop` turns true.
+async fn purge_trash(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let every = std::time::Duration::from_secs(state.config.rules.purge_interval_secs);
+    let mut ticks = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stop.changed() => return,
+        }
+        match state.store.write(crate::store::Command::PurgeExpired).await {
+            Ok(ack) => {
+                if let crate::store::Written::Purged(count) = ack.written
+                    && count > 0
+                {
+                    tracing::info!(count, "erased contacts past the restore window");
+                }
+            }
+            Err(error) => tracing::error!(%error, "trash purge failed"),
+        }
     }
 }
 

@@ -52,6 +52,14 @@ pub struct RulesConfig {
     pub require: RequireRule,
     /// ISO 3166-1 alpha-2 country for phone numbers typed without `+`.
     pub default_country: String,
+    /// Refuse a second active contact with the same name (case- and accent-insensitive).
+    pub unique_name: bool,
+    /// Each (channel, value) identity belongs to at most one active contact.
+    pub unique_identities: bool,
+    /// Days a deleted contact can be restored; 0 makes deletion final.
+    pub restore_window_days: u32,
+    /// How often expired contacts are erased from the trash, in seconds.
+    pub purge_interval_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -92,6 +100,10 @@ impl Default for RulesConfig {
         RulesConfig {
             require: RequireRule::EmailOrPhone,
             default_country: "FR".into(),
+            unique_name: false,
+            unique_identities: true,
+            restore_window_days: 60,
+            purge_interval_secs: 3600,
         }
     }
 }
@@ -188,6 +200,9 @@ impl Config {
         {
             return invalid("rules.default_country must be an ISO 3166-1 alpha-2 code, like FR");
         }
+        if self.rules.purge_interval_secs == 0 {
+            return invalid("rules.purge_interval_secs must be at least 1");
+        }
         if self.max_body_bytes < 1024 {
             return invalid("max_body_bytes must be at least 1024");
         }
@@ -208,6 +223,9 @@ impl Config {
                 .default_country
                 .parse()
                 .expect("validate() checked default_country"),
+            unique_name: self.rules.unique_name,
+            unique_identities: self.rules.unique_identities,
+            restore_window_days: self.rules.restore_window_days,
         }
     }
 

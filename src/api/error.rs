@@ -92,7 +92,7 @@ impl From<ValidationError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::NotFound(id) => ApiError::not_found(format!("no contact with id {id}")),
+            StoreError::NotFound(what) => ApiError::not_found(format!("{what} not found")),
             StoreError::Validation(v) => v.into(),
             StoreError::IdentityTaken(taken) => {
                 let details = taken
@@ -109,6 +109,13 @@ impl From<StoreError> for ApiError {
                 )
                 .with_details(details)
             }
+            StoreError::NameTaken(holder) => ApiError::new(
+                StatusCode::CONFLICT,
+                "name_taken",
+                format!("an active contact with this name exists: {holder}"),
+            )
+            .with_details(vec![json!({"field": "name", "contact_id": holder,
+                                      "message": "name already in use (unique_name is on)"})]),
             StoreError::ExternalIdTaken(holder) => ApiError::new(
                 StatusCode::CONFLICT,
                 "conflict",

@@ -30,6 +30,18 @@ impl AppState {
         }
     }
 
+    /// `?wait=indexed`: waits for `seq` when asked.
+    pub async fn wait_if_asked(
+        &self,
+        wait: Option<&super::routes::WaitFor>,
+        seq: u64,
+    ) -> Result<(), ApiError> {
+        match wait {
+            Some(super::routes::WaitFor::Indexed) => self.wait_indexed(seq).await,
+            None => Ok(()),
+        }
+    }
+
     /// Runs blocking store/index work off the async runtime.
     pub async fn blocking<T: Send + 'static>(
         &self,

@@ -62,19 +62,9 @@ pub fn spellings(raw: &str) -> Vec<String> {
     spellings
 }
 
-/// ASCII-folds and lower-cases one spelling; transliteration can split it into
-/// several parts (`北京` → `bei`, `jing`).
+/// ASCII-folds and lower-cases one spelling (see [`crate::model::fold_ascii`]).
 pub fn fold(spelling: &str) -> Vec<String> {
-    let ascii = if spelling.is_ascii() {
-        spelling.to_ascii_lowercase()
-    } else {
-        deunicode::deunicode(spelling).to_ascii_lowercase()
-    };
-    ascii
-        .split(|c: char| !c.is_ascii_alphanumeric())
-        .filter(|p| !p.is_empty())
-        .map(str::to_string)
-        .collect()
+    crate::model::fold_ascii(spelling)
 }
 
 /// Every trigram of a word, in order.

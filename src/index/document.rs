@@ -6,7 +6,7 @@ use tantivy::schema::Field;
 
 use super::analysis::{IndexForms, words};
 use super::schema::{Fields, TextGroup};
-use crate::model::{Contact, is_phone_channel, phone_forms};
+use crate::model::{Contact, ContactContext, FieldType, is_phone_channel, phone_forms};
 
 /// The searchable words of a contact, grouped as they are ranked.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -22,8 +22,9 @@ pub struct SearchableText {
 
 impl SearchableText {
     /// What `q` searches: name; email and email identities; phone and phone-channel
-    /// identities; other identities, tags, string custom values and notes.
-    pub fn of(contact: &Contact) -> SearchableText {
+    /// identities; other identities, company name, tags, text/dropdown/multiselect
+    /// custom values and notes.
+    pub fn of(contact: &Contact, context: &ContactContext) -> SearchableText {
         let mut text = SearchableText::default();
         if let Some(name) = &contact.name {
             text.name = words(name);
@@ -58,8 +59,22 @@ impl SearchableText {
                 extend_unique(&mut text.phone_international, [international]);
             }
         }
+        if let Some(company) = contact
+            .company_id
+            .as_ref()
+            .and_then(|id| context.company_names.get(id))
+        {
+            others.push(company);
+        }
         others.extend(contact.tags.iter().map(String::as_str));
-        for value in contact.custom_fields.values() {
+        for (key, value) in &contact.custom_fields {
+            if !context
+                .defs
+                .get(key)
+                .is_some_and(|d| d.field_type.is_searchable())
+            {
+                continue;
+            }
             match value {
                 serde_json::Value::String(s) => others.push(s),
                 serde_json::Value::Array(items) => {
@@ -84,11 +99,15 @@ fn extend_unique(target: &mut Vec<String>, items: impl IntoIterator<Item = Strin
     }
 }
 
-pub fn to_document(contact: &Contact, fields: &Fields) -> TantivyDocument {
+pub fn to_document(
+    contact: &Contact,
+    context: &ContactContext,
+    fields: &Fields,
+) -> TantivyDocument {
     let mut doc = TantivyDocument::default();
     doc.add_text(fields.id, &contact.id);
     doc.add_text(fields.status, contact.status.as_str());
-    let text = SearchableText::of(contact);
+    let text = SearchableText::of(contact, context);
     doc.add_text(fields.name_sort, text.name.join(" "));
     add_group(&mut doc, fields.name, &text.name);
     add_group(&mut doc, fields.email, &text.email);
@@ -129,6 +148,11 @@ pub fn to_document(contact: &Contact, fields: &Fields) -> TantivyDocument {
         doc.add_text(k.pending_actions, action);
     }
 
+    let custom = typed_custom_values(contact, context);
+    if !custom.is_empty() {
+        doc.add_object(fields.custom, custom);
+    }
+
     let d = &fields.dates;
     add_date(&mut doc, d.created_at, Some(contact.created_at));
     add_date(&mut doc, d.updated_at, Some(contact.updated_at));
@@ -144,6 +168,43 @@ pub fn to_document(contact: &Contact, fields: &Fields) -> TantivyDocument {
         contact.conversation_opened_at,
     );
     doc
+}
+
+/// Custom values as typed JSON: numbers, booleans, dates and datetimes as tantivy
+/// dates, everything else as strings.
+fn typed_custom_values(
+    contact: &Contact,
+    context: &ContactContext,
+) -> std::collections::BTreeMap<String, tantivy::schema::OwnedValue> {
+    use tantivy::schema::OwnedValue;
+    let mut typed = std::collections::BTreeMap::new();
+    for (key, value) in &contact.custom_fields {
+        let Some(def) = context.defs.get(key) else {
+            continue;
+        };
+        let owned = match (def.field_type, value) {
+            (FieldType::Number, serde_json::Value::Number(n)) => n.as_f64().map(OwnedValue::F64),
+            (FieldType::Checkbox, serde_json::Value::Bool(b)) => Some(OwnedValue::Bool(*b)),
+            (FieldType::Date | FieldType::Datetime, serde_json::Value::String(s)) => {
+                crate::model::parse_time(s)
+                    .ok()
+                    .map(|t| OwnedValue::Date(to_tantivy_date(t)))
+            }
+            (FieldType::Multiselect, serde_json::Value::Array(items)) => Some(OwnedValue::Array(
+                items
+                    .iter()
+                    .filter_map(|i| i.as_str())
+                    .map(|s| OwnedValue::Str(s.to_string()))
+                    .collect(),
+            )),
+            (_, serde_json::Value::String(s)) => Some(OwnedValue::Str(s.clone())),
+            _ => None,
+        };
+        if let Some(owned) = owned {
+            typed.insert(key.clone(), owned);
+        }
+    }
+    typed
 }
 
 fn add_group(doc: &mut TantivyDocument, group: TextGroup, words: &[String]) {

@@ -22,7 +22,7 @@ use tantivy::directory::MmapDirectory;
 use tantivy::indexer::LogMergePolicy;
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
-use crate::model::Contact;
+use crate::model::{Contact, ContactContext};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -152,15 +152,30 @@ pub struct IndexUpdater {
 
 impl IndexUpdater {
     /// Replaces the contact's document (delete by id + add, applied in one commit).
-    pub fn upsert(&mut self, contact: &Contact) -> Result<(), IndexError> {
+    pub fn upsert(
+        &mut self,
+        contact: &Contact,
+        context: &ContactContext,
+    ) -> Result<(), IndexError> {
         self.remove(&contact.id);
-        self.add(contact)
+        self.add(contact, context)
     }
 
     /// Adds a document without deleting first (for building a fresh index).
-    pub fn add(&mut self, contact: &Contact) -> Result<(), IndexError> {
+    pub fn add(&mut self, contact: &Contact, context: &ContactContext) -> Result<(), IndexError> {
         self.writer
-            .add_document(document::to_document(contact, &self.fields))?;
+            .add_document(document::to_document(contact, context, &self.fields))?;
+        Ok(())
+    }
+
+    /// Rewrites every segment so deleted documents (and the terms only they had)
+    /// leave the index files, then removes the old files. Used after an erase.
+    pub fn purge_deleted(&mut self) -> Result<(), IndexError> {
+        let segments = self.writer.index().searchable_segment_ids()?;
+        if !segments.is_empty() {
+            self.writer.merge(&segments).wait()?;
+        }
+        self.writer.garbage_collect_files().wait()?;
         Ok(())
     }
 

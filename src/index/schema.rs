@@ -2,11 +2,11 @@
 //! another version is rebuilt from the store at start.
 
 use tantivy::schema::{
-    DateOptions, DateTimePrecision, FAST, Field, INDEXED, IndexRecordOption, STORED, STRING,
-    Schema, TextFieldIndexing, TextOptions,
+    DateOptions, DateTimePrecision, FAST, Field, INDEXED, IndexRecordOption, JsonObjectOptions,
+    STORED, STRING, Schema, TextFieldIndexing, TextOptions,
 };
 
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// A group of searchable text, indexed in the three forms of
 /// [`super::analysis::IndexForms`].
@@ -58,6 +58,9 @@ pub struct Fields {
     pub phone_international: Field,
     pub keywords: Keywords,
     pub dates: Dates,
+    /// Custom values by key, typed by their definition (numbers, dates, booleans,
+    /// strings), indexed and fast for filters and sorts.
+    pub custom: Field,
 }
 
 pub const ID: &str = "id";
@@ -122,7 +125,16 @@ impl Fields {
             last_incoming_message_at: date("last_incoming_message_at"),
             conversation_opened_at: date("conversation_opened_at"),
         };
+        let custom_options = JsonObjectOptions::default()
+            .set_indexing_options(
+                TextFieldIndexing::default()
+                    .set_tokenizer("raw")
+                    .set_index_option(IndexRecordOption::Basic),
+            )
+            .set_fast("raw");
+        let custom = builder.add_json_field("custom", custom_options);
         Fields {
+            custom,
             schema: builder.build(),
             id,
             status,

@@ -30,6 +30,8 @@ const SUBSTRING: f32 = TIER_STEP;
 pub struct SearchRequest {
     pub q: String,
     pub limit: usize,
+    /// Only contacts of this company.
+    pub company_id: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -46,7 +48,7 @@ impl SearchIndex {
     pub fn search(&self, request: &SearchRequest) -> Result<SearchPage, IndexError> {
         let started = Instant::now();
         let searcher = self.reader.searcher();
-        let query = self.build_query(&request.q);
+        let query = self.build_query(request);
         let limit = request.limit.max(1);
         let (total, ids) = if query.has_text {
             let top = TopDocs::with_limit(limit).order_by((
@@ -83,14 +85,16 @@ impl SearchIndex {
         })
     }
 
-    fn build_query(&self, q: &str) -> BuiltQuery {
+    fn build_query(&self, request: &SearchRequest) -> BuiltQuery {
         let fields = &self.fields;
         let active = Term::from_field_text(fields.status, "active");
-        let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(
-            Occur::Must,
-            Box::new(ConstScoreQuery::new(Box::new(term_query(active)), 0.0)),
-        )];
-        let parts = parse(q);
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> =
+            vec![(Occur::Must, scored(term_query(active), 0.0))];
+        if let Some(company_id) = &request.company_id {
+            let term = Term::from_field_text(fields.keywords.company_id, company_id);
+            clauses.push((Occur::Must, scored(term_query(term), 0.0)));
+        }
+        let parts = parse(&request.q);
         for part in &parts {
             clauses.push((Occur::Must, Box::new(self.part_query(part))));
         }

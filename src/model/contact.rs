@@ -58,6 +58,10 @@ pub struct Contact {
     pub last_interacted_channel: Option<String>,
     pub last_incoming_message_at: Option<DateTime<Utc>>,
     pub conversation_opened_at: Option<DateTime<Utc>>,
+    /// When the last conversation closed (server-managed; orders open/close events
+    /// that arrive out of order).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_closed_at: Option<DateTime<Utc>>,
     pub pending_actions: Vec<String>,
     pub status: Status,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -116,6 +120,16 @@ impl Contact {
         };
         map.retain(|key, _| WRITABLE_FIELDS.contains(&key.as_str()) && key != "created_at");
         Value::Object(map)
+    }
+
+    /// This contact's writable fields as input, for re-validation (restore, merge).
+    pub fn to_input(&self) -> super::ContactInput {
+        let mut document = self.writable_json();
+        document["created_at"] = serde_json::Value::from(
+            self.created_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        );
+        serde_json::from_value(document).expect("a stored contact is valid input")
     }
 
     pub fn is_active(&self) -> bool {

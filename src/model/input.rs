@@ -5,6 +5,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::contact::{Contact, Identity, Status};
+use super::custom_field::CustomFieldDefs;
 use super::normalize::{
     IdentityKey, NormalizedPhone, is_phone_channel, normalize_email, normalize_phone,
 };
@@ -15,7 +16,6 @@ const MAX_NOTES: usize = 20_000;
 const MAX_TAGS: usize = 100;
 const MAX_TAG_CHARS: usize = 100;
 const MAX_IDENTITIES: usize = 50;
-const MAX_CUSTOM_FIELDS: usize = 200;
 
 /// An identity as a client sends it.
 #[derive(Debug, Clone, Deserialize)]
@@ -117,7 +117,11 @@ impl Checker {
 
 impl ContactInput {
     /// Checks every field and returns normalized values, or every broken field.
-    pub fn validate(self, rules: &Rules) -> Result<ValidContact, ValidationError> {
+    pub fn validate(
+        self,
+        rules: &Rules,
+        defs: &CustomFieldDefs,
+    ) -> Result<ValidContact, ValidationError> {
         let mut check = Checker::default();
         let mut valid = ValidContact {
             external_id: check.text("external_id", self.external_id, 200),
@@ -184,7 +188,12 @@ impl ContactInput {
             self.last_interacted_channel,
         );
         valid.tags = tags(&mut check, self.tags.unwrap_or_default());
-        valid.custom_fields = custom_fields(&mut check, self.custom_fields.unwrap_or_default());
+        valid.custom_fields = custom_fields(
+            &mut check,
+            self.custom_fields.unwrap_or_default(),
+            rules,
+            defs,
+        );
         identities(
             &mut check,
             self.identities.unwrap_or_default(),
@@ -243,6 +252,7 @@ impl ValidContact {
             last_interacted_channel: None,
             last_incoming_message_at: None,
             conversation_opened_at: None,
+            conversation_closed_at: None,
             pending_actions: Vec::new(),
             status: Status::Active,
             merged_into: None,
@@ -316,41 +326,31 @@ fn tags(check: &mut Checker, input: Vec<String>) -> Vec<String> {
     tags
 }
 
-/// Until typed definitions exist, custom values are scalars or lists of strings under
-/// keys of `a-z`, `0-9` and `_`; `null` removes a key.
-fn custom_fields(check: &mut Checker, input: Map<String, Value>) -> Map<String, Value> {
-    if input.len() > MAX_CUSTOM_FIELDS {
-        check.fail(
-            "custom_fields",
-            format!("at most {MAX_CUSTOM_FIELDS} fields"),
-        );
-    }
+/// Values of defined custom fields, validated by type; `null` removes a key.
+fn custom_fields(
+    check: &mut Checker,
+    input: Map<String, Value>,
+    rules: &Rules,
+    defs: &CustomFieldDefs,
+) -> Map<String, Value> {
     let mut fields = Map::new();
     for (key, value) in input {
         let field = format!("custom_fields.{key}");
-        let key_ok = !key.is_empty()
-            && key.len() <= 64
-            && key
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-        if !key_ok {
-            check.fail(field, "keys use only a-z, 0-9 and '_' (1 to 64 characters)");
+        if value.is_null() {
             continue;
         }
-        let value_ok = match &value {
-            Value::Null => continue,
-            Value::Bool(_) | Value::Number(_) => true,
-            Value::String(s) => s.chars().count() <= MAX_NOTES,
-            Value::Array(items) => items.iter().all(Value::is_string),
-            Value::Object(_) => false,
-        };
-        if value_ok {
-            fields.insert(key, value);
-        } else {
+        let Some(def) = defs.get(&key) else {
             check.fail(
                 field,
-                "must be a string, number, boolean or list of strings",
+                format!("no custom field '{key}' is defined (POST /v1/custom-fields)"),
             );
+            continue;
+        };
+        match def.normalize(&value, rules.default_country) {
+            Ok(value) => {
+                fields.insert(key, value);
+            }
+            Err(message) => check.fail(field, message),
         }
     }
     fields
@@ -418,6 +418,9 @@ mod tests {
         Rules {
             require: RequireRule::EmailOrPhone,
             default_country: phonenumber::country::Id::FR,
+            unique_name: false,
+            unique_identities: true,
+            restore_window_days: 60,
         }
     }
 
@@ -431,7 +434,9 @@ mod tests {
             tags: Some(vec![" ".into()]),
             ..ContactInput::default()
         };
-        let err = input.validate(&rules()).unwrap_err();
+        let err = input
+            .validate(&rules(), &CustomFieldDefs::new())
+            .unwrap_err();
         let fields: Vec<_> = err.details.iter().map(|d| d.field.as_str()).collect();
         assert_eq!(fields, ["email", "phone", "country", "language", "tags[0]"]);
     }
@@ -455,7 +460,7 @@ mod tests {
             ]),
             ..ContactInput::default()
         };
-        let valid = input.validate(&rules()).unwrap();
+        let valid = input.validate(&rules(), &CustomFieldDefs::new()).unwrap();
         assert_eq!(valid.email.as_deref(), Some("h.dupont@orange.fr"));
         assert_eq!(valid.tags, ["VIP", "lead"]);
         assert_eq!(valid.identities.len(), 1);

@@ -5,20 +5,39 @@
 //! [`ContactInput::validate`] inside its write transaction, the API maps
 //! [`ValidationError`] to 422.
 
+mod company;
 mod contact;
+mod custom_field;
+mod event;
 mod input;
 mod iso;
+mod merge;
 mod normalize;
 mod time;
 
+pub use company::{Company, CompanyInput};
 pub use contact::{Contact, Identity, Status};
-pub use input::{ContactInput, ValidContact};
+pub use custom_field::{CustomFieldDef, CustomFieldDefs, CustomFieldInput, FieldType};
+pub use event::{Event, EventInput, EventKind};
+pub use input::{ContactInput, IdentityInput, ValidContact};
+pub use merge::{MergeRecord, MergeRequest, Side, merge, unmerge_survivor};
 pub use normalize::{
-    IdentityKey, PhoneForms, is_phone_channel, normalize_email, normalize_phone, phone_forms,
+    IdentityKey, PhoneForms, fold_ascii, is_phone_channel, name_key, normalize_email,
+    normalize_phone, phone_forms,
 };
 pub use time::{parse_time, truncate_to_millis};
 
+use std::collections::HashMap;
+
 use serde::Serialize;
+
+/// What indexing a contact needs besides the contact: field definitions (which
+/// custom values are searchable) and company names (contacts are found by them).
+#[derive(Debug, Clone, Default)]
+pub struct ContactContext {
+    pub defs: CustomFieldDefs,
+    pub company_names: HashMap<String, String>,
+}
 
 /// Which primary contact points a new contact must have (`rules.require`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize, Default)]
@@ -35,6 +54,12 @@ pub enum RequireRule {
 pub struct Rules {
     pub require: RequireRule,
     pub default_country: phonenumber::country::Id,
+    /// Refuse a second active contact with the same (folded) name.
+    pub unique_name: bool,
+    /// Each (channel, value) belongs to at most one active contact.
+    pub unique_identities: bool,
+    /// Days a deleted contact stays restorable; 0: deletion is final.
+    pub restore_window_days: u32,
 }
 
 /// One broken field of a well-formed request.

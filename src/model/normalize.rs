@@ -77,6 +77,27 @@ pub fn phone_forms(typed: &str, e164: Option<&str>) -> PhoneForms {
     }
 }
 
+/// ASCII-folds and lower-cases one word; transliteration can split it into several
+/// parts (`北京` → `bei`, `jing`).
+pub fn fold_ascii(word: &str) -> Vec<String> {
+    let ascii = if word.is_ascii() {
+        word.to_ascii_lowercase()
+    } else {
+        deunicode::deunicode(word).to_ascii_lowercase()
+    };
+    ascii
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The form names are compared in for `unique_name`: case- and accent-insensitive,
+/// punctuation and spacing ignored (`Hélène  Dupont` = `helene dupont`).
+pub fn name_key(name: &str) -> String {
+    fold_ascii(name).join(" ")
+}
+
 pub(crate) fn digits_of(text: &str) -> String {
     text.chars().filter(char::is_ascii_digit).collect()
 }

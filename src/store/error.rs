@@ -12,6 +12,8 @@ pub enum StoreError {
     /// Identities already held by other active contacts: (input field, holder id).
     #[error("identity already belongs to another contact")]
     IdentityTaken(Vec<(String, String)>),
+    #[error("an active contact with this name exists: {0}")]
+    NameTaken(String),
     #[error("external_id already belongs to contact {0}")]
     ExternalIdTaken(String),
     #[error("version mismatch: current version is {current}")]

@@ -10,14 +10,16 @@ mod error;
 mod ops;
 mod read;
 mod tables;
+mod vacuum;
 mod writer;
 
 pub use error::StoreError;
+pub use ops::{Identified, Merged};
 pub use read::ChangeBatch;
-pub use writer::{Command, WriteAck};
+pub use writer::{Command, WriteAck, Written};
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
 use redb::{Database, ReadableDatabase};
@@ -42,7 +44,7 @@ pub struct Store {
 }
 
 struct Inner {
-    db: Arc<Database>,
+    db: writer::SharedDb,
     path: PathBuf,
     jobs: std::sync::mpsc::Sender<writer::Job>,
     // A std Mutex: taken once at shutdown to join the writer thread.
@@ -57,10 +59,11 @@ impl Store {
             .set_cache_size(options.cache_bytes)
             .create(path)?;
         tables::ensure_created(&db)?;
-        let db = Arc::new(db);
         let last_seq = read::last_seq(&db.begin_read()?)?;
+        let db: writer::SharedDb = Arc::new(RwLock::new(Arc::new(db)));
         let committed = Arc::new(SeqSignal::new(last_seq));
-        let (jobs, writer_thread) = writer::spawn(db.clone(), committed.clone(), options)?;
+        let (jobs, writer_thread) =
+            writer::spawn(db.clone(), committed.clone(), options, path.to_path_buf())?;
         Ok(Store {
             inner: Arc::new(Inner {
                 db,
@@ -122,7 +125,12 @@ impl Store {
         }
     }
 
-    pub(crate) fn db(&self) -> &Database {
-        &self.inner.db
+    /// The current database (replaced when the file is rewritten after an erase).
+    pub(crate) fn db(&self) -> Arc<Database> {
+        self.inner
+            .db
+            .read()
+            .expect("db lock is never poisoned")
+            .clone()
     }
 }

@@ -1,32 +1,76 @@
-//! Read paths: single contacts, change-log batches for the sync worker, full scans.
+//! Read paths: contacts, identity lookups, companies, definitions, change-log batches
+//! for the sync worker, full scans.
+
+use std::collections::HashSet;
 
 use redb::{ReadTransaction, ReadableDatabase, ReadableTable};
 
-use super::tables::{self, CHANGES, CONTACTS, META};
+use super::tables::{self, *};
 use super::{Store, StoreError};
-use crate::model::{Contact, Status};
+use crate::model::{Company, Contact, ContactContext, CustomFieldDef, IdentityKey, Status};
 
 /// Changes read from one snapshot: every contact changed in `(after, up_to]` with its
-/// state at that snapshot (`None` once erased).
+/// state at that snapshot (`None` once erased), and what indexing them needs.
 #[derive(Debug)]
 pub struct ChangeBatch {
     pub up_to: u64,
     pub contacts: Vec<(String, Option<Contact>)>,
+    pub context: ContactContext,
 }
 
 pub(super) fn last_seq(txn: &ReadTransaction) -> Result<u64, StoreError> {
     let meta = txn.open_table(META)?;
-    Ok(meta.get(tables::LAST_SEQ)?.map(|v| v.value()).unwrap_or(0))
+    Ok(meta.get(LAST_SEQ)?.map(|v| v.value()).unwrap_or(0))
+}
+
+fn get_contact(txn: &ReadTransaction, id: &str) -> Result<Option<Contact>, StoreError> {
+    let contacts = txn.open_table(CONTACTS)?;
+    contacts
+        .get(id)?
+        .map(|bytes| tables::decode(bytes.value()))
+        .transpose()
+}
+
+/// Definitions, and the names of the companies the given contacts point at (all
+/// companies when `only` is `None`).
+fn context(txn: &ReadTransaction, only: Option<&[&Contact]>) -> Result<ContactContext, StoreError> {
+    let mut context = ContactContext::default();
+    for entry in txn.open_table(CUSTOM_FIELDS)?.iter()? {
+        let (key, bytes) = entry?;
+        context
+            .defs
+            .insert(key.value().to_string(), tables::decode(bytes.value())?);
+    }
+    let companies = txn.open_table(COMPANIES)?;
+    let mut add = |bytes: &[u8]| -> Result<(), StoreError> {
+        let company: Company = tables::decode(bytes)?;
+        context.company_names.insert(company.id, company.name);
+        Ok(())
+    };
+    match only {
+        Some(contacts) => {
+            let wanted: HashSet<&str> = contacts
+                .iter()
+                .filter_map(|c| c.company_id.as_deref())
+                .collect();
+            for id in wanted {
+                if let Some(bytes) = companies.get(id)? {
+                    add(bytes.value())?;
+                }
+            }
+        }
+        None => {
+            for entry in companies.iter()? {
+                add(entry?.1.value())?;
+            }
+        }
+    }
+    Ok(context)
 }
 
 impl Store {
     pub fn get(&self, id: &str) -> Result<Option<Contact>, StoreError> {
-        let txn = self.db().begin_read()?;
-        let contacts = txn.open_table(CONTACTS)?;
-        contacts
-            .get(id)?
-            .map(|bytes| tables::decode_contact(bytes.value()))
-            .transpose()
+        get_contact(&self.db().begin_read()?, id)
     }
 
     /// Several contacts from one snapshot, in the order asked; missing ones skipped.
@@ -36,10 +80,61 @@ impl Store {
         let mut found = Vec::with_capacity(ids.len());
         for id in ids {
             if let Some(bytes) = contacts.get(id.as_str())? {
-                found.push(tables::decode_contact(bytes.value())?);
+                found.push(tables::decode(bytes.value())?);
             }
         }
         Ok(found)
+    }
+
+    /// The active contact holding the first of `keys` that anyone holds.
+    pub fn lookup(&self, keys: &[IdentityKey]) -> Result<Option<Contact>, StoreError> {
+        let txn = self.db().begin_read()?;
+        let identities = txn.open_multimap_table(IDENTITIES)?;
+        for key in keys {
+            if let Some(holder) = identities.get(key.as_str())?.next() {
+                return get_contact(&txn, holder?.value());
+            }
+        }
+        Ok(None)
+    }
+
+    pub fn company(&self, id: &str) -> Result<Option<Company>, StoreError> {
+        let txn = self.db().begin_read()?;
+        let companies = txn.open_table(COMPANIES)?;
+        companies
+            .get(id)?
+            .map(|bytes| tables::decode(bytes.value()))
+            .transpose()
+    }
+
+    pub fn companies(&self) -> Result<Vec<Company>, StoreError> {
+        let txn = self.db().begin_read()?;
+        let mut all = Vec::new();
+        for entry in txn.open_table(COMPANIES)?.iter()? {
+            all.push(tables::decode(entry?.1.value())?);
+        }
+        Ok(all)
+    }
+
+    /// The active contacts of a company, oldest first.
+    pub fn company_contacts(&self, company_id: &str) -> Result<Vec<Contact>, StoreError> {
+        let txn = self.db().begin_read()?;
+        let members = txn.open_multimap_table(COMPANY_CONTACTS)?;
+        let mut contacts = Vec::new();
+        for id in members.get(company_id)? {
+            if let Some(contact) = get_contact(&txn, id?.value())?.filter(Contact::is_active) {
+                contacts.push(contact);
+            }
+        }
+        contacts.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(contacts)
+    }
+
+    pub fn custom_fields(&self) -> Result<Vec<CustomFieldDef>, StoreError> {
+        Ok(context(&self.db().begin_read()?, Some(&[]))?
+            .defs
+            .into_values()
+            .collect())
     }
 
     /// Up to `max` changes after `after`, deduplicated by contact, with each contact's
@@ -47,10 +142,9 @@ impl Store {
     pub fn changes_after(&self, after: u64, max: usize) -> Result<ChangeBatch, StoreError> {
         let txn = self.db().begin_read()?;
         let changes = txn.open_table(CHANGES)?;
-        let contacts = txn.open_table(CONTACTS)?;
         let mut up_to = after;
         let mut ids: Vec<String> = Vec::new();
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = HashSet::new();
         for entry in changes.range(after + 1..)?.take(max) {
             let (seq, id) = entry?;
             up_to = seq.value();
@@ -60,15 +154,15 @@ impl Store {
         }
         let mut batch = Vec::with_capacity(ids.len());
         for id in ids {
-            let contact = contacts
-                .get(id.as_str())?
-                .map(|bytes| tables::decode_contact(bytes.value()))
-                .transpose()?;
+            let contact = get_contact(&txn, &id)?;
             batch.push((id, contact));
         }
+        let present: Vec<&Contact> = batch.iter().filter_map(|(_, c)| c.as_ref()).collect();
+        let context = context(&txn, Some(&present))?;
         Ok(ChangeBatch {
             up_to,
             contacts: batch,
+            context,
         })
     }
 
@@ -79,18 +173,20 @@ impl Store {
         Ok(changes.first()?.map(|(seq, _)| seq.value()))
     }
 
-    /// Calls `visit` for every contact of one snapshot; returns that snapshot's last
-    /// sequence, so an index built from the scan resumes the log exactly after it.
+    /// Calls `visit` for every contact of one snapshot with the context to index it;
+    /// returns that snapshot's last sequence, so an index built from the scan resumes
+    /// the log exactly after it.
     pub fn scan<E: From<StoreError>>(
         &self,
-        mut visit: impl FnMut(Contact) -> Result<(), E>,
+        mut visit: impl FnMut(Contact, &ContactContext) -> Result<(), E>,
     ) -> Result<u64, E> {
         let txn = self.db().begin_read().map_err(StoreError::from)?;
         let seq = last_seq(&txn)?;
+        let context = context(&txn, None)?;
         let contacts = txn.open_table(CONTACTS).map_err(StoreError::from)?;
         for entry in contacts.iter().map_err(StoreError::from)? {
             let (_, bytes) = entry.map_err(StoreError::from)?;
-            visit(tables::decode_contact(bytes.value())?)?;
+            visit(tables::decode(bytes.value())?, &context)?;
         }
         Ok(seq)
     }

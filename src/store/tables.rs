@@ -1,32 +1,48 @@
 //! redb table definitions and record encodings.
 //!
-//! | table        | key                        | value                                  |
-//! |--------------|----------------------------|----------------------------------------|
-//! | `contacts`   | contact id (ULID text)     | the [`Contact`] as JSON                |
-//! | `identities` | `channel` U+001F value     | id of the active contact holding it    |
-//! | `external`   | external_id                | contact id (any status but erased)     |
-//! | `changes`    | sequence number (u64)      | id of the contact that changed         |
-//! | `meta`       | name                       | u64 (`last_seq`, `count.<status>`)     |
-//! | `held_identities` (multimap) | contact id | the identity keys it holds |
+//! | table              | key                            | value                                  |
+//! |--------------------|--------------------------------|----------------------------------------|
+//! | `contacts`         | contact id (ULID text)         | the [`Contact`] as JSON                |
+//! | `identities` (mm)  | `channel` U+001F value         | ids of the active contacts holding it  |
+//! | `held_identities` (mm) | contact id                 | the identity keys it holds             |
+//! | `names` (mm)       | folded name                    | ids of active contacts with that name  |
+//! | `external`         | external_id                    | contact id (any status but erased)     |
+//! | `companies`        | company id                     | the [`Company`] as JSON                |
+//! | `company_contacts` (mm) | company id                | ids of contacts pointing at it         |
+//! | `custom_fields`    | field key                      | the definition as JSON                 |
+//! | `merges`           | survivor id U+001F other id    | the [`MergeRecord`](crate::model::MergeRecord) as JSON |
+//! | `trash`            | deleted-at millis (13 digits) U+001F id | 0 (ordered by deletion time) |
+//! | `changes`          | sequence number (u64)          | id of the contact that changed         |
+//! | `meta`             | name                           | u64 (`last_seq`, `count.<status>`)     |
 //!
-//! The change log records *which* contact changed, not its data: the sync worker reads
-//! the contact's state from the same read snapshot as the log, so an entry never holds
-//! a copy of personal data and erasing a contact never has to rewrite the log.
+//! (mm) = multimap. The change log records *which* contact changed, not its data: the
+//! sync worker reads the contact's state from the same read snapshot as the log, so an
+//! entry never holds a copy of personal data and erasing a contact never has to
+//! rewrite the log.
 
 use redb::{Database, MultimapTableDefinition, TableDefinition};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use super::StoreError;
-use crate::model::Contact;
 
 pub const CONTACTS: TableDefinition<&str, &[u8]> = TableDefinition::new("contacts");
-pub const IDENTITIES: TableDefinition<&str, &str> = TableDefinition::new("identities");
-pub const EXTERNAL_IDS: TableDefinition<&str, &str> = TableDefinition::new("external");
-pub const CHANGES: TableDefinition<u64, &str> = TableDefinition::new("changes");
-pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+pub const IDENTITIES: MultimapTableDefinition<&str, &str> =
+    MultimapTableDefinition::new("identities");
 /// Which identity keys each contact holds, so they can be released exactly as claimed
 /// even if normalization rules (e.g. `default_country`) change later.
 pub const HELD_IDENTITIES: MultimapTableDefinition<&str, &str> =
     MultimapTableDefinition::new("held_identities");
+pub const NAMES: MultimapTableDefinition<&str, &str> = MultimapTableDefinition::new("names");
+pub const EXTERNAL_IDS: TableDefinition<&str, &str> = TableDefinition::new("external");
+pub const COMPANIES: TableDefinition<&str, &[u8]> = TableDefinition::new("companies");
+pub const COMPANY_CONTACTS: MultimapTableDefinition<&str, &str> =
+    MultimapTableDefinition::new("company_contacts");
+pub const CUSTOM_FIELDS: TableDefinition<&str, &[u8]> = TableDefinition::new("custom_fields");
+pub const MERGES: TableDefinition<&str, &[u8]> = TableDefinition::new("merges");
+pub const TRASH: TableDefinition<&str, u64> = TableDefinition::new("trash");
+pub const CHANGES: TableDefinition<u64, &str> = TableDefinition::new("changes");
+pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 pub const LAST_SEQ: &str = "last_seq";
 
@@ -34,23 +50,38 @@ pub fn count_key(status: crate::model::Status) -> String {
     format!("count.{}", status.as_str())
 }
 
+pub fn pair_key(a: &str, b: &str) -> String {
+    format!("{a}\u{1f}{b}")
+}
+
+/// Trash entries sort by deletion time, so expired ones are a prefix range.
+pub fn trash_key(deleted_at_millis: i64, id: &str) -> String {
+    format!("{:013}\u{1f}{id}", deleted_at_millis.max(0))
+}
+
 /// Creates every table so read transactions never meet a missing one.
 pub fn ensure_created(db: &Database) -> Result<(), StoreError> {
     let txn = db.begin_write()?;
     txn.open_table(CONTACTS)?;
-    txn.open_table(IDENTITIES)?;
+    txn.open_multimap_table(IDENTITIES)?;
+    txn.open_multimap_table(HELD_IDENTITIES)?;
+    txn.open_multimap_table(NAMES)?;
     txn.open_table(EXTERNAL_IDS)?;
+    txn.open_table(COMPANIES)?;
+    txn.open_multimap_table(COMPANY_CONTACTS)?;
+    txn.open_table(CUSTOM_FIELDS)?;
+    txn.open_table(MERGES)?;
+    txn.open_table(TRASH)?;
     txn.open_table(CHANGES)?;
     txn.open_table(META)?;
-    txn.open_multimap_table(HELD_IDENTITIES)?;
     txn.commit()?;
     Ok(())
 }
 
-pub fn encode_contact(contact: &Contact) -> Vec<u8> {
-    serde_json::to_vec(contact).expect("a contact always serializes")
+pub fn encode<T: Serialize>(record: &T) -> Vec<u8> {
+    serde_json::to_vec(record).expect("records always serialize")
 }
 
-pub fn decode_contact(bytes: &[u8]) -> Result<Contact, StoreError> {
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
 }

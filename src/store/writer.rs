@@ -5,24 +5,31 @@
 //! applies them all in one write transaction, commits durably once, and only then
 //! answers each caller. Throughput therefore grows with concurrency instead of stopping
 //! at one fsync per write, and an acknowledged write is always on disk.
+//!
+//! A batch that erased a contact is followed by a rewrite of the file (see
+//! [`super::vacuum`]) before its callers are answered, so an acknowledged erase leaves
+//! no copy of the data in the redb file.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 
 use redb::Database;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use super::ops::TxnTables;
-use super::{StoreError, StoreOptions};
-use crate::model::{Contact, Rules, ValidContact};
+use super::ops::{Identified, Merged, TxnTables};
+use super::{StoreError, StoreOptions, vacuum};
+use crate::model::{
+    Company, CompanyInput, Contact, ContactInput, CustomFieldDef, CustomFieldInput, Event, Side,
+};
 use crate::signal::SeqSignal;
 
 /// A write the store can perform.
 #[derive(Debug)]
 pub enum Command {
-    Create(Box<ValidContact>),
+    Create(Box<ContactInput>),
     /// A JSON merge patch (RFC 7396), checked against `if_match` when given.
     Patch {
         id: String,
@@ -33,6 +40,54 @@ pub enum Command {
         id: String,
         if_match: Option<u64>,
     },
+    Restore {
+        id: String,
+        if_match: Option<u64>,
+    },
+    /// Permanent erase: the record, its claims, merge snapshots; the file is rewritten.
+    Erase {
+        id: String,
+        if_match: Option<u64>,
+    },
+    Identify(Box<ContactInput>),
+    Events {
+        id: String,
+        events: Vec<Event>,
+    },
+    /// Independent events for many contacts; each applies or fails on its own.
+    EventsBatch(Vec<(String, Event)>),
+    Merge {
+        id: String,
+        other_id: String,
+        keep: BTreeMap<String, Side>,
+        if_match: Option<u64>,
+        dry_run: bool,
+    },
+    Unmerge {
+        id: String,
+        other_id: String,
+    },
+    DefineField(CustomFieldInput),
+    UpdateField {
+        key: String,
+        patch: Value,
+        force: bool,
+    },
+    DeleteField {
+        key: String,
+        force: bool,
+    },
+    CreateCompany(CompanyInput),
+    PatchCompany {
+        id: String,
+        patch: Value,
+        if_match: Option<u64>,
+    },
+    DeleteCompany {
+        id: String,
+    },
+    /// Erase deleted contacts whose restore window has passed.
+    PurgeExpired,
     /// Drop change-log entries the index has durably applied.
     TrimChanges {
         up_to: u64,
@@ -41,10 +96,27 @@ pub enum Command {
     Shutdown,
 }
 
-/// A durable write: the stored contact and its change-log sequence.
-#[derive(Debug, Clone)]
+/// What a command produced.
+#[derive(Debug)]
+pub enum Written {
+    Contact(Box<Contact>),
+    Identified(Box<Identified>),
+    Merged(Box<Merged>),
+    Events(Vec<Result<Contact, StoreError>>),
+    /// A definition and how many contacts lost their value.
+    Field(CustomFieldDef, usize),
+    FieldDeleted(usize),
+    Company(Company),
+    /// How many contacts were unlinked.
+    CompanyDeleted(usize),
+    Purged(usize),
+    Nothing,
+}
+
+/// A durable write: what it produced and the change-log sequence after it.
+#[derive(Debug)]
 pub struct WriteAck {
-    pub contact: Contact,
+    pub written: Written,
     pub seq: u64,
 }
 
@@ -53,23 +125,33 @@ pub(super) struct Job {
     pub reply: Option<oneshot::Sender<Result<WriteAck, StoreError>>>,
 }
 
-/// What a command produced: a contact for the writes that return one.
-type Outcome = Result<Option<WriteAck>, StoreError>;
+type Outcome = Result<WriteAck, StoreError>;
+
+/// The open database, swapped when the file is rewritten. A std RwLock: held only to
+/// clone or replace the `Arc`, never across an await.
+pub(super) type SharedDb = Arc<RwLock<Arc<Database>>>;
 
 pub(super) fn spawn(
-    db: Arc<Database>,
+    db: SharedDb,
     committed: Arc<SeqSignal>,
     options: StoreOptions,
+    path: std::path::PathBuf,
 ) -> Result<(Sender<Job>, JoinHandle<()>), StoreError> {
     let (jobs, queue) = channel();
     let thread = std::thread::Builder::new()
         .name("store-writer".into())
-        .spawn(move || run(&db, &committed, &queue, &options))
+        .spawn(move || run(&db, &committed, &queue, &options, &path))
         .map_err(|e| StoreError::Corrupt(format!("cannot start the writer thread: {e}")))?;
     Ok((jobs, thread))
 }
 
-fn run(db: &Database, committed: &SeqSignal, queue: &Receiver<Job>, options: &StoreOptions) {
+fn run(
+    db: &SharedDb,
+    committed: &SeqSignal,
+    queue: &Receiver<Job>,
+    options: &StoreOptions,
+    path: &std::path::Path,
+) {
     let mut stopping = false;
     while !stopping {
         let Ok(first) = queue.recv() else { break };
@@ -81,8 +163,19 @@ fn run(db: &Database, committed: &SeqSignal, queue: &Receiver<Job>, options: &St
             }
         }
         stopping = batch.iter().any(|j| matches!(j.command, Command::Shutdown));
-        let outcomes = match commit_batch(db, &batch, &options.rules) {
-            Ok((outcomes, last_seq)) => {
+        let current = db.read().expect("db lock is never poisoned").clone();
+        let outcomes = match commit_batch(&current, &mut batch, options) {
+            Ok((outcomes, last_seq, erased)) => {
+                if erased {
+                    match vacuum::rewrite(&current, path, options.cache_bytes) {
+                        Ok(fresh) => {
+                            *db.write().expect("db lock is never poisoned") = Arc::new(fresh)
+                        }
+                        Err(error) => {
+                            tracing::error!(%error, "rewriting the store after an erase failed")
+                        }
+                    }
+                }
                 committed.publish(last_seq);
                 outcomes
             }
@@ -97,7 +190,7 @@ fn run(db: &Database, committed: &SeqSignal, queue: &Receiver<Job>, options: &St
         for (job, outcome) in batch.into_iter().zip(outcomes) {
             if let Some(reply) = job.reply {
                 // The caller may have gone away (client disconnected); the write stands.
-                let _ = reply.send(outcome.and_then(|ack| ack.ok_or(StoreError::Closed)));
+                let _ = reply.send(outcome);
             }
         }
     }
@@ -109,15 +202,16 @@ fn run(db: &Database, committed: &SeqSignal, queue: &Receiver<Job>, options: &St
 /// command, which by the [`TxnTables`] invariant has changed nothing.
 fn commit_batch(
     db: &Database,
-    batch: &[Job],
-    rules: &Rules,
-) -> Result<(Vec<Outcome>, u64), StoreError> {
+    batch: &mut [Job],
+    options: &StoreOptions,
+) -> Result<(Vec<Outcome>, u64, bool), StoreError> {
     let txn = db.begin_write()?;
     let mut outcomes = Vec::with_capacity(batch.len());
-    let last_seq = {
-        let mut tables = TxnTables::open(&txn)?;
-        for job in batch {
-            let outcome = apply(&mut tables, &job.command, rules);
+    let (last_seq, erased) = {
+        let mut tables = TxnTables::open(&txn, &options.rules)?;
+        for job in batch.iter_mut() {
+            let command = std::mem::replace(&mut job.command, Command::Shutdown);
+            let outcome = apply(&mut tables, command);
             if let Err(error) = &outcome
                 && error.is_internal()
             {
@@ -128,19 +222,126 @@ fn commit_batch(
         tables.finish()?
     };
     txn.commit()?;
-    Ok((outcomes, last_seq))
+    Ok((outcomes, last_seq, erased))
 }
 
-fn apply(tables: &mut TxnTables<'_>, command: &Command, rules: &Rules) -> Outcome {
-    match command {
-        Command::Create(valid) => tables.create((**valid).clone(), rules).map(Some),
+fn apply(tables: &mut TxnTables<'_>, command: Command) -> Outcome {
+    let contact = |(contact, seq): (Contact, u64)| WriteAck {
+        written: Written::Contact(Box::new(contact)),
+        seq,
+    };
+    let seq_now = |tables: &TxnTables<'_>| tables.last_seq();
+    Ok(match command {
+        Command::Create(input) => contact(tables.create(*input)?),
         Command::Patch {
             id,
             patch,
             if_match,
-        } => tables.patch(id, patch, *if_match, rules).map(Some),
-        Command::Delete { id, if_match } => tables.delete(id, *if_match).map(Some),
-        Command::TrimChanges { up_to } => tables.trim_changes(*up_to).map(|()| None),
-        Command::Shutdown => Ok(None),
-    }
+        } => contact(tables.patch(&id, &patch, if_match)?),
+        Command::Delete { id, if_match } => contact(tables.delete(&id, if_match)?),
+        Command::Restore { id, if_match } => contact(tables.restore(&id, if_match)?),
+        Command::Erase { id, if_match } => contact(tables.erase_contact(&id, if_match)?),
+        Command::Identify(input) => {
+            let (identified, seq) = tables.identify(*input)?;
+            WriteAck {
+                written: Written::Identified(Box::new(identified)),
+                seq,
+            }
+        }
+        Command::Events { id, events } => contact(tables.apply_events(&id, &events)?),
+        Command::EventsBatch(events) => {
+            let mut results = Vec::with_capacity(events.len());
+            for (id, event) in events {
+                match tables.apply_events(&id, std::slice::from_ref(&event)) {
+                    Err(error) if error.is_internal() => return Err(error),
+                    result => results.push(result.map(|(c, _)| c)),
+                }
+            }
+            WriteAck {
+                written: Written::Events(results),
+                seq: seq_now(tables),
+            }
+        }
+        Command::Merge {
+            id,
+            other_id,
+            keep,
+            if_match,
+            dry_run,
+        } => {
+            let (merged, seq) = tables.merge(&id, &other_id, &keep, if_match, dry_run)?;
+            WriteAck {
+                written: Written::Merged(Box::new(merged)),
+                seq,
+            }
+        }
+        Command::Unmerge { id, other_id } => {
+            let (merged, seq) = tables.unmerge(&id, &other_id)?;
+            WriteAck {
+                written: Written::Merged(Box::new(merged)),
+                seq,
+            }
+        }
+        Command::DefineField(input) => {
+            let def = tables.define_field(input)?;
+            WriteAck {
+                written: Written::Field(def, 0),
+                seq: seq_now(tables),
+            }
+        }
+        Command::UpdateField { key, patch, force } => {
+            let (def, cleared) = tables.update_field(&key, &patch, force)?;
+            WriteAck {
+                written: Written::Field(def, cleared),
+                seq: seq_now(tables),
+            }
+        }
+        Command::DeleteField { key, force } => {
+            let cleared = tables.delete_field(&key, force)?;
+            WriteAck {
+                written: Written::FieldDeleted(cleared),
+                seq: seq_now(tables),
+            }
+        }
+        Command::CreateCompany(input) => WriteAck {
+            written: Written::Company(tables.create_company(input)?),
+            seq: seq_now(tables),
+        },
+        Command::PatchCompany {
+            id,
+            patch,
+            if_match,
+        } => {
+            let company = tables.patch_company(&id, &patch, if_match)?;
+            WriteAck {
+                written: Written::Company(company),
+                seq: seq_now(tables),
+            }
+        }
+        Command::DeleteCompany { id } => {
+            let unlinked = tables.delete_company(&id)?;
+            WriteAck {
+                written: Written::CompanyDeleted(unlinked),
+                seq: seq_now(tables),
+            }
+        }
+        Command::PurgeExpired => {
+            let purged = tables.purge_expired()?;
+            WriteAck {
+                written: Written::Purged(purged),
+                seq: seq_now(tables),
+            }
+        }
+        Command::TrimChanges { up_to } => {
+            tables.trim_changes(up_to)?;
+            WriteAck {
+                written: Written::Nothing,
+                seq: seq_now(tables),
+            }
+        }
+        Command::Shutdown => WriteAck {
+            written: Written::Nothing,
+            seq: seq_now(tables),
+        },
+    })
 }

@@ -51,8 +51,8 @@ pub fn rebuild(
     let index = SearchIndex::create(&fresh_dir)?;
     let mut updater = index.updater(options.writer_memory_bytes, options.writer_threads)?;
     let mut contacts = 0u64;
-    let seq = store.scan(|contact| -> Result<(), SyncError> {
-        updater.add(&contact)?;
+    let seq = store.scan(|contact, context| -> Result<(), SyncError> {
+        updater.add(&contact, context)?;
         contacts += 1;
         if contacts.is_multiple_of(100_000) {
             tracing::info!(contacts, "rebuilding");

@@ -52,14 +52,21 @@ impl SyncWorker {
             return Ok(Tick::Idle);
         }
         let started = Instant::now();
+        let erased = batch.contacts.iter().any(|(_, c)| c.is_none());
         let result = (|| {
             for (id, contact) in &batch.contacts {
                 match contact {
-                    Some(contact) => self.updater.upsert(contact)?,
+                    Some(contact) => self.updater.upsert(contact, &batch.context)?,
                     None => self.updater.remove(id),
                 }
             }
-            self.updater.commit(batch.up_to)
+            self.updater.commit(batch.up_to)?;
+            if erased {
+                // An erased contact's words must leave the index files, not only be
+                // marked deleted.
+                self.updater.purge_deleted()?;
+            }
+            Ok::<(), crate::index::IndexError>(())
         })();
         if let Err(error) = result {
             // Forget the partial batch; the next tick re-reads it from the log.

@@ -24,9 +24,23 @@ fn helene() -> serde_json::Value {
     })
 }
 
+/// Defines the custom fields the sample contact uses.
+pub async fn define_sample_fields(app: &TestApp) {
+    for def in [
+        json!({"key": "plan", "label": "Plan", "type": "dropdown", "options": ["free", "pro", "Platinum"]}),
+        json!({"key": "lifetime_value", "type": "number"}),
+        json!({"key": "interests", "type": "multiselect", "options": ["ski", "jazz", "kitesurf"]}),
+        json!({"key": "seats", "type": "number"}),
+    ] {
+        let reply = app.post("/v1/custom-fields", def).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    }
+}
+
 #[tokio::test]
 async fn create_normalizes_computes_and_can_be_read_back() {
     let app = TestApp::spawn().await;
+    define_sample_fields(&app).await;
     let reply = app.post("/v1/contacts", helene()).await;
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
     let contact = &reply.body;
@@ -74,6 +88,7 @@ async fn display_name_falls_back_and_pending_actions_follow_contact_info() {
 #[tokio::test]
 async fn patch_is_a_json_merge_patch_with_versions() {
     let app = TestApp::spawn().await;
+    define_sample_fields(&app).await;
     let created = app.create(helene()).await;
     let path = format!("/v1/contacts/{}", created["id"].as_str().unwrap());
 
@@ -141,6 +156,7 @@ async fn patch_is_a_json_merge_patch_with_versions() {
 #[tokio::test]
 async fn delete_is_soft_leaves_search_and_releases_identities() {
     let app = TestApp::spawn().await;
+    define_sample_fields(&app).await;
     let created = app.create(helene()).await;
     let id = created["id"].as_str().unwrap();
     let path = format!("/v1/contacts/{id}");

@@ -162,13 +162,15 @@ fn expected_ids(app: &TestApp, q: &str) -> BTreeSet<String> {
     let parts = text_query::parse(q);
     let mut ids = BTreeSet::new();
     app.store
-        .scan(|contact| -> Result<(), contactd::store::StoreError> {
-            let text = SearchableText::of(&contact);
-            if contact.is_active() && parts.iter().all(|p| p.matches(&text)) {
-                ids.insert(contact.id);
-            }
-            Ok(())
-        })
+        .scan(
+            |contact, context| -> Result<(), contactd::store::StoreError> {
+                let text = SearchableText::of(&contact, context);
+                if contact.is_active() && parts.iter().all(|p| p.matches(&text)) {
+                    ids.insert(contact.id);
+                }
+                Ok(())
+            },
+        )
         .unwrap();
     ids
 }

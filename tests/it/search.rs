@@ -65,6 +65,7 @@ async fn partial_matching_finds_the_examples_of_the_contract() {
 #[tokio::test]
 async fn identities_tags_custom_values_and_notes_are_searchable() {
     let app = TestApp::spawn().await;
+    crate::crud::define_sample_fields(&app).await;
     let contact = app
         .create(json!({
             "email": "someone@example.com",

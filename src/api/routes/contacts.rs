@@ -1,28 +1,50 @@
-//! Single-contact CRUD.
+//! Single-contact routes: CRUD, restore, permanent erase, lookup, identify, merge.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::api::extract::{ApiJson, ApiQuery, if_match};
 use crate::api::{ApiError, AppState};
-use crate::model::{Contact, ContactInput};
-use crate::store::{Command, WriteAck};
+use crate::model::{
+    Contact, ContactInput, IdentityKey, MergeRequest, is_phone_channel, normalize_email,
+    normalize_phone,
+};
+use crate::store::{Command, WriteAck, Written};
 
 /// Query parameters every write accepts.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WriteParams {
-    wait: Option<WaitFor>,
+    pub wait: Option<WaitFor>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "snake_case")]
-enum WaitFor {
+pub enum WaitFor {
     /// Answer once the write is searchable.
     Indexed,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteParams {
+    wait: Option<WaitFor>,
+    /// Erase now instead of moving to the trash.
+    #[serde(default)]
+    permanent: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MergeParams {
+    wait: Option<WaitFor>,
+    /// Return the merged result without storing it.
+    #[serde(default)]
+    dry_run: bool,
 }
 
 pub async fn create(
@@ -30,22 +52,21 @@ pub async fn create(
     ApiQuery(params): ApiQuery<WriteParams>,
     ApiJson(input): ApiJson<ContactInput>,
 ) -> Result<Response, ApiError> {
-    let valid = input.validate(&state.rules)?;
-    let ack = state.store.write(Command::Create(Box::new(valid))).await?;
-    finish_write(&state, &params, StatusCode::CREATED, ack).await
+    let ack = state.store.write(Command::Create(Box::new(input))).await?;
+    let (contact, seq) = contact_of(ack)?;
+    state.wait_if_asked(params.wait.as_ref(), seq).await?;
+    Ok(contact_response(StatusCode::CREATED, &contact, Some(seq)))
 }
 
 pub async fn get_one(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let contact = {
-        let id = id.clone();
-        state
-            .blocking(move |state| Ok(state.store.get(&id)?))
-            .await?
-    };
-    let contact = contact.ok_or_else(|| ApiError::not_found(format!("no contact with id {id}")))?;
+    let lookup = id.clone();
+    let contact = state
+        .blocking(move |state| Ok(state.store.get(&lookup)?))
+        .await?;
+    let contact = contact.ok_or_else(|| ApiError::not_found(format!("contact {id} not found")))?;
     Ok(contact_response(StatusCode::OK, &contact, None))
 }
 
@@ -65,46 +86,235 @@ pub async fn patch(
             if_match,
         })
         .await?;
-    finish_write(&state, &params, StatusCode::OK, ack).await
+    finish(&state, params.wait.as_ref(), ack).await
 }
 
 pub async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiQuery(params): ApiQuery<DeleteParams>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let if_match = if_match(&headers)?;
+    let command = if params.permanent {
+        Command::Erase { id, if_match }
+    } else {
+        Command::Delete { id, if_match }
+    };
+    let ack = state.store.write(command).await?;
+    if params.permanent {
+        let (contact, seq) = contact_of(ack)?;
+        state.wait_if_asked(params.wait.as_ref(), seq).await?;
+        let mut response = Json(json!({"erased": contact.id})).into_response();
+        response
+            .headers_mut()
+            .insert("x-seq", HeaderValue::from(seq));
+        return Ok(response);
+    }
+    finish(&state, params.wait.as_ref(), ack).await
+}
+
+pub async fn restore(
     State(state): State<AppState>,
     Path(id): Path<String>,
     ApiQuery(params): ApiQuery<WriteParams>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let if_match = if_match(&headers)?;
-    let ack = state.store.write(Command::Delete { id, if_match }).await?;
-    finish_write(&state, &params, StatusCode::OK, ack).await
+    let ack = state.store.write(Command::Restore { id, if_match }).await?;
+    finish(&state, params.wait.as_ref(), ack).await
 }
 
-/// Honors `?wait=indexed`, then answers with the stored contact, `ETag` and `X-Seq`.
-async fn finish_write(
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LookupParams {
+    email: Option<String>,
+    phone: Option<String>,
+    channel: Option<String>,
+    value: Option<String>,
+}
+
+/// Exact identity resolution: the active contact holding the identity, or 404.
+pub async fn lookup(
+    State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<LookupParams>,
+) -> Result<Response, ApiError> {
+    let country = state.rules.default_country;
+    let bad = |m: String| ApiError::bad_request(m);
+    let keys: Vec<IdentityKey> = match (params.email, params.phone, params.channel, params.value) {
+        (Some(email), None, None, None) => vec![IdentityKey::new(
+            "email",
+            &normalize_email(&email).map_err(bad)?,
+        )],
+        (None, Some(phone), None, None) => {
+            let phone = normalize_phone(&phone, country).map_err(bad)?;
+            ["phone", "whatsapp", "sms", "viber", "signal"]
+                .iter()
+                .map(|channel| IdentityKey::for_phone(channel, &phone))
+                .collect()
+        }
+        (None, None, Some(channel), Some(value)) => {
+            let channel = channel.trim().to_lowercase();
+            let key = if channel == "email" {
+                IdentityKey::new("email", &normalize_email(&value).map_err(bad)?)
+            } else if is_phone_channel(&channel) {
+                IdentityKey::for_phone(&channel, &normalize_phone(&value, country).map_err(bad)?)
+            } else {
+                IdentityKey::new(&channel, &value.trim().to_lowercase())
+            };
+            vec![key]
+        }
+        _ => {
+            return Err(bad(
+                "give exactly one of: email, phone, or channel and value".into(),
+            ));
+        }
+    };
+    let found = state
+        .blocking(move |state| Ok(state.store.lookup(&keys)?))
+        .await?;
+    let contact =
+        found.ok_or_else(|| ApiError::not_found("no active contact has this identity"))?;
+    Ok(contact_response(StatusCode::OK, &contact, None))
+}
+
+/// Find-or-create from identities seen on a conversation or form.
+pub async fn identify(
+    State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<WriteParams>,
+    ApiJson(input): ApiJson<ContactInput>,
+) -> Result<Response, ApiError> {
+    let ack = state
+        .store
+        .write(Command::Identify(Box::new(input)))
+        .await?;
+    let Written::Identified(identified) = ack.written else {
+        return Err(ApiError::internal("identify answered with another outcome"));
+    };
+    state.wait_if_asked(params.wait.as_ref(), ack.seq).await?;
+    let status = if identified.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let body = json!({"contact": identified.contact, "created": identified.created});
+    Ok(with_seq(
+        (status, Json(body)).into_response(),
+        &identified.contact,
+        ack.seq,
+    ))
+}
+
+pub async fn merge(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiQuery(params): ApiQuery<MergeParams>,
+    headers: HeaderMap,
+    ApiJson(request): ApiJson<MergeRequest>,
+) -> Result<Response, ApiError> {
+    let command = Command::Merge {
+        id,
+        other_id: request.other_id,
+        keep: request.keep,
+        if_match: if_match(&headers)?,
+        dry_run: params.dry_run,
+    };
+    merged_response(
+        &state,
+        params.wait.as_ref(),
+        state.store.write(command).await?,
+        "merged",
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnmergeRequest {
+    other_id: String,
+}
+
+pub async fn unmerge(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiQuery(params): ApiQuery<WriteParams>,
+    ApiJson(request): ApiJson<UnmergeRequest>,
+) -> Result<Response, ApiError> {
+    let command = Command::Unmerge {
+        id,
+        other_id: request.other_id,
+    };
+    merged_response(
+        &state,
+        params.wait.as_ref(),
+        state.store.write(command).await?,
+        "restored",
+    )
+    .await
+}
+
+async fn merged_response(
     state: &AppState,
-    params: &WriteParams,
-    status: StatusCode,
+    wait: Option<&WaitFor>,
+    ack: WriteAck,
+    other_name: &str,
+) -> Result<Response, ApiError> {
+    let Written::Merged(merged) = ack.written else {
+        return Err(ApiError::internal("merge answered with another outcome"));
+    };
+    state.wait_if_asked(wait, ack.seq).await?;
+    let body = json!({"contact": merged.survivor, other_name: merged.other});
+    Ok(with_seq(
+        Json(body).into_response(),
+        &merged.survivor,
+        ack.seq,
+    ))
+}
+
+/// Honors `?wait=indexed`, then answers with the stored contact.
+pub async fn finish(
+    state: &AppState,
+    wait: Option<&WaitFor>,
     ack: WriteAck,
 ) -> Result<Response, ApiError> {
-    if matches!(params.wait, Some(WaitFor::Indexed)) {
-        state.wait_indexed(ack.seq).await?;
-    }
-    Ok(contact_response(status, &ack.contact, Some(ack.seq)))
+    let (contact, seq) = contact_of(ack)?;
+    state.wait_if_asked(wait, seq).await?;
+    Ok(contact_response(StatusCode::OK, &contact, Some(seq)))
 }
 
-fn contact_response(status: StatusCode, contact: &Contact, seq: Option<u64>) -> Response {
-    let mut response = (status, axum::Json(contact)).into_response();
-    let headers = response.headers_mut();
-    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", contact.version)) {
-        headers.insert(header::ETAG, etag);
+pub fn contact_of(ack: WriteAck) -> Result<(Contact, u64), ApiError> {
+    match ack.written {
+        Written::Contact(contact) => Ok((*contact, ack.seq)),
+        other => Err(ApiError::internal(format!(
+            "expected a contact, the store answered {other:?}"
+        ))),
     }
-    if let Some(seq) = seq {
-        headers.insert("x-seq", HeaderValue::from(seq));
-    }
+}
+
+pub fn contact_response(status: StatusCode, contact: &Contact, seq: Option<u64>) -> Response {
+    let mut response = (status, Json(contact)).into_response();
     if status == StatusCode::CREATED
         && let Ok(location) = HeaderValue::from_str(&format!("/v1/contacts/{}", contact.id))
     {
-        headers.insert(header::LOCATION, location);
+        response.headers_mut().insert(header::LOCATION, location);
     }
+    match seq {
+        Some(seq) => with_seq(response, contact, seq),
+        None => with_etag(response, contact),
+    }
+}
+
+fn with_etag(mut response: Response, contact: &Contact) -> Response {
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", contact.version)) {
+        response.headers_mut().insert(header::ETAG, etag);
+    }
+    response
+}
+
+fn with_seq(response: Response, contact: &Contact, seq: u64) -> Response {
+    let mut response = with_etag(response, contact);
+    response
+        .headers_mut()
+        .insert("x-seq", HeaderValue::from(seq));
     response
 }

@@ -37,17 +37,22 @@ pub async fn search_get(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<SearchParams>,
 ) -> Result<Json<SearchResponse>, ApiError> {
-    search(state, params).await
+    run_search(state, params, None).await
 }
 
 pub async fn search_post(
     State(state): State<AppState>,
     ApiJson(params): ApiJson<SearchParams>,
 ) -> Result<Json<SearchResponse>, ApiError> {
-    search(state, params).await
+    run_search(state, params, None).await
 }
 
-async fn search(state: AppState, params: SearchParams) -> Result<Json<SearchResponse>, ApiError> {
+/// Runs a search, optionally among one company's contacts.
+pub async fn run_search(
+    state: AppState,
+    params: SearchParams,
+    company_id: Option<String>,
+) -> Result<Json<SearchResponse>, ApiError> {
     let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::bad_request(format!(
@@ -60,6 +65,7 @@ async fn search(state: AppState, params: SearchParams) -> Result<Json<SearchResp
     let request = SearchRequest {
         q: params.q.unwrap_or_default(),
         limit,
+        company_id,
     };
     let response = state
         .blocking(move |state| {

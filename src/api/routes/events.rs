@@ -1,0 +1,98 @@
+//! Activity events: one contact's, or a batch across contacts.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::contacts::{WriteParams, finish};
+use crate::api::extract::{ApiJson, ApiQuery};
+use crate::api::{ApiError, AppState};
+use crate::model::{EventInput, truncate_to_millis};
+use crate::store::{Command, Written};
+
+const MAX_BATCH: usize = 10_000;
+
+pub async fn contact_event(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiQuery(params): ApiQuery<WriteParams>,
+    ApiJson(event): ApiJson<EventInput>,
+) -> Result<Response, ApiError> {
+    let event = event.validate(truncate_to_millis(Utc::now()), "")?;
+    let ack = state
+        .store
+        .write(Command::Events {
+            id,
+            events: vec![event],
+        })
+        .await?;
+    finish(&state, params.wait.as_ref(), ack).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchEvent {
+    contact_id: String,
+    #[serde(flatten)]
+    event: Value,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventBatch {
+    events: Vec<BatchEvent>,
+}
+
+/// Applies each event on its own: a bad or unknown one is reported, the rest apply.
+pub async fn batch(
+    State(state): State<AppState>,
+    ApiJson(batch): ApiJson<EventBatch>,
+) -> Result<Json<Value>, ApiError> {
+    if batch.events.len() > MAX_BATCH {
+        return Err(ApiError::bad_request(format!(
+            "at most {MAX_BATCH} events per batch"
+        )));
+    }
+    let now = truncate_to_millis(Utc::now());
+    let mut failed = Vec::new();
+    let mut valid = Vec::new();
+    let mut positions = Vec::new();
+    for (index, item) in batch.events.into_iter().enumerate() {
+        let parsed = serde_json::from_value::<EventInput>(item.event)
+            .map_err(|e| ApiError::bad_request(e.to_string()))
+            .and_then(|input| {
+                input
+                    .validate(now, &format!("events[{index}]."))
+                    .map_err(ApiError::from)
+            });
+        match parsed {
+            Ok(event) => {
+                valid.push((item.contact_id, event));
+                positions.push(index);
+            }
+            Err(error) => failed.push(
+                json!({"index": index, "error": {"code": error.code, "message": error.message}}),
+            ),
+        }
+    }
+    let ack = state.store.write(Command::EventsBatch(valid)).await?;
+    let Written::Events(results) = ack.written else {
+        return Err(ApiError::internal("events answered with another outcome"));
+    };
+    let mut applied = 0;
+    for (index, result) in positions.into_iter().zip(results) {
+        match result {
+            Ok(_) => applied += 1,
+            Err(error) => {
+                let error = ApiError::from(error);
+                failed.push(json!({"index": index, "error": {"code": error.code, "message": error.message}}));
+            }
+        }
+    }
+    Ok(Json(
+        json!({"applied": applied, "failed": failed, "seq": ack.seq}),
+    ))
+}

@@ -1,0 +1,381 @@
+//! The write operations, applied inside one write transaction.
+//!
+//! Invariants:
+//! - An operation performs every check before its first mutation, so an operation that
+//!   fails leaves the transaction exactly as it found it and the other operations of the
+//!   same group commit are unaffected.
+//! - Every contact write goes through [`TxnTables::save`], which keeps every secondary
+//!   table (identities, names, external ids, company links, trash, counts) consistent
+//!   with the record and appends the change to the log.
+
+mod catalog;
+mod contacts;
+mod identify;
+mod merge;
+
+pub use identify::Identified;
+pub use merge::Merged;
+
+use chrono::{DateTime, Utc};
+use redb::{MultimapTable, ReadableMultimapTable, ReadableTable, Table, WriteTransaction};
+
+use super::StoreError;
+use super::tables::{self, *};
+use crate::model::{
+    Contact, ContactInput, CustomFieldDefs, FieldError, Rules, Status, ValidContact,
+    ValidationError, name_key,
+};
+
+pub(super) struct TxnTables<'t> {
+    contacts: Table<'t, &'static str, &'static [u8]>,
+    identities: MultimapTable<'t, &'static str, &'static str>,
+    held: MultimapTable<'t, &'static str, &'static str>,
+    names: MultimapTable<'t, &'static str, &'static str>,
+    external: Table<'t, &'static str, &'static str>,
+    companies: Table<'t, &'static str, &'static [u8]>,
+    company_contacts: MultimapTable<'t, &'static str, &'static str>,
+    custom_fields: Table<'t, &'static str, &'static [u8]>,
+    merges: Table<'t, &'static str, &'static [u8]>,
+    trash: Table<'t, &'static str, u64>,
+    changes: Table<'t, u64, &'static str>,
+    meta: Table<'t, &'static str, u64>,
+    rules: Rules,
+    defs: CustomFieldDefs,
+    now: DateTime<Utc>,
+    last_seq: u64,
+    count_delta: [i64; 3],
+    /// Set when a contact was erased: the file must be rewritten so no freed page
+    /// keeps its bytes.
+    pub erased: bool,
+}
+
+impl<'t> TxnTables<'t> {
+    pub fn open(txn: &'t WriteTransaction, rules: &Rules) -> Result<Self, StoreError> {
+        let meta = txn.open_table(META)?;
+        let last_seq = meta.get(LAST_SEQ)?.map(|v| v.value()).unwrap_or(0);
+        let custom_fields = txn.open_table(CUSTOM_FIELDS)?;
+        let mut defs = CustomFieldDefs::new();
+        for entry in custom_fields.iter()? {
+            let (key, bytes) = entry?;
+            defs.insert(key.value().to_string(), tables::decode(bytes.value())?);
+        }
+        Ok(TxnTables {
+            contacts: txn.open_table(CONTACTS)?,
+            identities: txn.open_multimap_table(IDENTITIES)?,
+            held: txn.open_multimap_table(HELD_IDENTITIES)?,
+            names: txn.open_multimap_table(NAMES)?,
+            external: txn.open_table(EXTERNAL_IDS)?,
+            companies: txn.open_table(COMPANIES)?,
+            company_contacts: txn.open_multimap_table(COMPANY_CONTACTS)?,
+            custom_fields,
+            merges: txn.open_table(MERGES)?,
+            trash: txn.open_table(TRASH)?,
+            changes: txn.open_table(CHANGES)?,
+            meta,
+            rules: rules.clone(),
+            defs,
+            now: crate::model::truncate_to_millis(Utc::now()),
+            last_seq,
+            count_delta: [0; 3],
+            erased: false,
+        })
+    }
+
+    /// Writes the sequence and status counters; call once before commit.
+    pub fn finish(mut self) -> Result<(u64, bool), StoreError> {
+        self.meta.insert(LAST_SEQ, self.last_seq)?;
+        for (status, delta) in Status::ALL.into_iter().zip(self.count_delta) {
+            if delta != 0 {
+                let key = tables::count_key(status);
+                let current = self.meta.get(key.as_str())?.map(|v| v.value()).unwrap_or(0);
+                self.meta
+                    .insert(key.as_str(), current.saturating_add_signed(delta))?;
+            }
+        }
+        Ok((self.last_seq, self.erased))
+    }
+
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    pub fn load(&self, id: &str) -> Result<Option<Contact>, StoreError> {
+        self.contacts
+            .get(id)?
+            .map(|bytes| tables::decode(bytes.value()))
+            .transpose()
+    }
+
+    /// The contact, checked against `If-Match`; `NotFound` when absent.
+    fn load_versioned(&self, id: &str, if_match: Option<u64>) -> Result<Contact, StoreError> {
+        let contact = self
+            .load(id)?
+            .ok_or_else(|| StoreError::NotFound(format!("contact {id}")))?;
+        if let Some(expected) = if_match
+            && expected != contact.version
+        {
+            return Err(StoreError::VersionMismatch {
+                current: contact.version,
+            });
+        }
+        Ok(contact)
+    }
+
+    /// An active contact, checked against `If-Match`.
+    fn load_active(&self, id: &str, if_match: Option<u64>) -> Result<Contact, StoreError> {
+        let contact = self.load_versioned(id, if_match)?;
+        if !contact.is_active() {
+            let hint = match contact.status {
+                Status::Merged => "; it was merged into another contact",
+                _ => "; restore it first",
+            };
+            return Err(StoreError::Conflict(format!(
+                "contact {id} is {}{hint}",
+                contact.status.as_str()
+            )));
+        }
+        Ok(contact)
+    }
+
+    /// Validates input with the current custom field definitions and companies.
+    fn validate(&self, input: ContactInput) -> Result<ValidContact, StoreError> {
+        let company_id = input.company_id.clone();
+        let mut details = Vec::new();
+        let valid = input
+            .validate(&self.rules, &self.defs)
+            .map_err(|e| details = e.details)
+            .ok();
+        if let Some(company_id) = company_id
+            .as_deref()
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            && self.companies.get(company_id)?.is_none()
+        {
+            details.push(FieldError {
+                field: "company_id".into(),
+                message: format!("no company with id {company_id}"),
+            });
+        }
+        match valid {
+            Some(valid) if details.is_empty() => Ok(valid),
+            _ => Err(ValidationError { details }.into()),
+        }
+    }
+
+    /// Refuses identities, external ids and (when `unique_name`) names held by other
+    /// active contacts. `may_hold(holder, key)` says which holders do not count.
+    fn check_claims(
+        &self,
+        valid: &ValidContact,
+        owner: &str,
+        may_hold: &dyn Fn(&str, &str) -> bool,
+    ) -> Result<(), StoreError> {
+        let other_holder = |holder: &str, key: &str| holder != owner && !may_hold(holder, key);
+        if let Some(external_id) = &valid.external_id
+            && let Some(holder) = self.external.get(external_id.as_str())?
+            && other_holder(holder.value(), external_id)
+        {
+            return Err(StoreError::ExternalIdTaken(holder.value().to_string()));
+        }
+        if self.rules.unique_identities {
+            let mut taken = Vec::new();
+            for (field, key) in &valid.identity_keys {
+                for holder in self.identities.get(key.as_str())? {
+                    let holder = holder?;
+                    if other_holder(holder.value(), key.as_str()) {
+                        taken.push((field.clone(), holder.value().to_string()));
+                        break;
+                    }
+                }
+            }
+            if !taken.is_empty() {
+                return Err(StoreError::IdentityTaken(taken));
+            }
+        }
+        if self.rules.unique_name
+            && let Some(name) = &valid.name
+        {
+            let key = name_key(name);
+            for holder in self.names.get(key.as_str())? {
+                let holder = holder?;
+                if other_holder(holder.value(), &key) {
+                    return Err(StoreError::NameTaken(holder.value().to_string()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn held_keys(&self, id: &str) -> Result<Vec<String>, StoreError> {
+        let mut keys = Vec::new();
+        for key in self.held.get(id)? {
+            keys.push(key?.value().to_string());
+        }
+        Ok(keys)
+    }
+
+    /// Stores `after` (replacing `before`), keeps every secondary table in step, and
+    /// appends the change. `identity_keys`: the keys an active contact now holds
+    /// (`None` keeps the ones it holds); a contact that is not active holds none.
+    fn save(
+        &mut self,
+        before: Option<&Contact>,
+        after: Contact,
+        identity_keys: Option<Vec<String>>,
+    ) -> Result<(Contact, u64), StoreError> {
+        let id = after.id.as_str();
+        let held = self.held_keys(id)?;
+        let new_keys = match (after.is_active(), identity_keys) {
+            (false, _) => Vec::new(),
+            (true, Some(keys)) => keys,
+            (true, None) => held.clone(),
+        };
+        for key in held.iter().filter(|k| !new_keys.contains(k)) {
+            self.identities.remove(key.as_str(), id)?;
+            self.held.remove(id, key.as_str())?;
+        }
+        for key in new_keys.iter().filter(|k| !held.contains(k)) {
+            self.identities.insert(key.as_str(), id)?;
+            self.held.insert(id, key.as_str())?;
+        }
+
+        let active_name = |c: &Contact| c.name.as_deref().filter(|_| c.is_active()).map(name_key);
+        let (old_name, new_name) = (before.and_then(active_name), active_name(&after));
+        if old_name != new_name {
+            if let Some(old) = old_name {
+                self.names.remove(old.as_str(), id)?;
+            }
+            if let Some(new) = new_name {
+                self.names.insert(new.as_str(), id)?;
+            }
+        }
+
+        let old_external = before.and_then(|c| c.external_id.clone());
+        if old_external != after.external_id {
+            if let Some(old) = old_external
+                && self
+                    .external
+                    .get(old.as_str())?
+                    .is_some_and(|h| h.value() == id)
+            {
+                self.external.remove(old.as_str())?;
+            }
+            if let Some(new) = &after.external_id {
+                self.external.insert(new.as_str(), id)?;
+            }
+        }
+
+        let old_company = before.and_then(|c| c.company_id.clone());
+        if old_company != after.company_id {
+            if let Some(old) = old_company {
+                self.company_contacts.remove(old.as_str(), id)?;
+            }
+            if let Some(new) = &after.company_id {
+                self.company_contacts.insert(new.as_str(), id)?;
+            }
+        }
+
+        if let Some(deleted_at) = before.and_then(|c| c.deleted_at) {
+            self.trash
+                .remove(tables::trash_key(deleted_at.timestamp_millis(), id).as_str())?;
+        }
+        if let Some(deleted_at) = after.deleted_at {
+            self.trash.insert(
+                tables::trash_key(deleted_at.timestamp_millis(), id).as_str(),
+                0,
+            )?;
+        }
+
+        if let Some(before) = before {
+            self.count(before.status, -1);
+        }
+        self.count(after.status, 1);
+        self.contacts
+            .insert(id, tables::encode(&after).as_slice())?;
+        let seq = self.append_change(id)?;
+        Ok((after, seq))
+    }
+
+    /// Removes every trace of a contact: record, claims, links, merge snapshots.
+    fn erase(&mut self, contact: &Contact) -> Result<u64, StoreError> {
+        let id = contact.id.as_str();
+        for key in self.held_keys(id)? {
+            self.identities.remove(key.as_str(), id)?;
+        }
+        self.held.remove_all(id)?;
+        if let Some(name) = &contact.name {
+            self.names.remove(name_key(name).as_str(), id)?;
+        }
+        if let Some(external) = &contact.external_id
+            && self
+                .external
+                .get(external.as_str())?
+                .is_some_and(|h| h.value() == id)
+        {
+            self.external.remove(external.as_str())?;
+        }
+        if let Some(company) = &contact.company_id {
+            self.company_contacts.remove(company.as_str(), id)?;
+        }
+        if let Some(deleted_at) = contact.deleted_at {
+            self.trash
+                .remove(tables::trash_key(deleted_at.timestamp_millis(), id).as_str())?;
+        }
+        // Merge snapshots hold copies of the contact's data.
+        let pairs: Vec<String> = self
+            .merges
+            .iter()?
+            .filter_map(Result::ok)
+            .map(|(key, _)| key.value().to_string())
+            .filter(|key| key.split('\u{1f}').any(|part| part == id))
+            .collect();
+        for pair in pairs {
+            self.merges.remove(pair.as_str())?;
+        }
+        self.contacts.remove(id)?;
+        self.count(contact.status, -1);
+        self.erased = true;
+        self.append_change(id)
+    }
+
+    fn append_change(&mut self, id: &str) -> Result<u64, StoreError> {
+        self.last_seq += 1;
+        self.changes.insert(self.last_seq, id)?;
+        Ok(self.last_seq)
+    }
+
+    /// Drops change-log entries up to `up_to` (the index has durably applied them).
+    pub fn trim_changes(&mut self, up_to: u64) -> Result<(), StoreError> {
+        self.changes.retain_in(..=up_to, |_, _| false)?;
+        Ok(())
+    }
+
+    fn count(&mut self, status: Status, delta: i64) {
+        let slot = Status::ALL
+            .iter()
+            .position(|s| *s == status)
+            .expect("ALL lists every status");
+        self.count_delta[slot] += delta;
+    }
+
+    /// Ids of the contacts linked to a company.
+    fn company_members(&self, company_id: &str) -> Result<Vec<String>, StoreError> {
+        let mut ids = Vec::new();
+        for id in self.company_contacts.get(company_id)? {
+            ids.push(id?.value().to_string());
+        }
+        Ok(ids)
+    }
+}
+
+fn key_list(valid: &ValidContact) -> Vec<String> {
+    valid
+        .identity_keys
+        .iter()
+        .map(|(_, key)| key.as_str().to_string())
+        .collect()
+}
+
+fn no_exception(_: &str, _: &str) -> bool {
+    false
+}
