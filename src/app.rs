@@ -11,6 +11,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::api::{self, AppState};
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::signal::SeqSignal;
 use crate::store::{Store, StoreError};
@@ -37,8 +38,15 @@ impl App {
     /// Opens the data directory and starts the sync worker. Blocking (it may rebuild
     /// the index): call from a blocking context.
     pub fn open(config: Config) -> Result<App, AppError> {
+        Self::open_with_clock(config, Clock::default())
+    }
+
+    /// [`App::open`] with a given clock (tests shift it to cross restore windows).
+    pub fn open_with_clock(config: Config, clock: Clock) -> Result<App, AppError> {
         std::fs::create_dir_all(&config.data_dir)?;
-        let store = Store::open(&config.store_path(), config.store_options())?;
+        let mut store_options = config.store_options();
+        store_options.clock = clock.clone();
+        let store = Store::open(&config.store_path(), store_options)?;
         let sync_options = config.sync_options();
         let opened = sync::open_index(&store, &config.index_dir(), &sync_options);
         let (index, applied) = match opened {
@@ -66,6 +74,7 @@ impl App {
                 indexed,
                 config: Arc::new(config),
                 rules,
+                clock,
             },
             sync,
         })

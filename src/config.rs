@@ -234,6 +234,7 @@ impl Config {
             group_commit_max: self.store.group_commit_max,
             cache_bytes: self.store.cache_mb * 1024 * 1024,
             rules: self.rules(),
+            clock: crate::clock::Clock::default(),
         }
     }
 

@@ -18,6 +18,7 @@ pub struct AppState {
     pub indexed: Arc<SeqSignal>,
     pub config: Arc<Config>,
     pub rules: Arc<Rules>,
+    pub clock: crate::clock::Clock,
 }
 
 impl AppState {

@@ -35,6 +35,7 @@ pub struct StoreOptions {
     pub group_commit_max: usize,
     pub cache_bytes: usize,
     pub rules: Rules,
+    pub clock: crate::clock::Clock,
 }
 
 /// A cheap-to-clone handle on the store.

@@ -208,7 +208,7 @@ fn commit_batch(
     let txn = db.begin_write()?;
     let mut outcomes = Vec::with_capacity(batch.len());
     let (last_seq, erased) = {
-        let mut tables = TxnTables::open(&txn, &options.rules)?;
+        let mut tables = TxnTables::open(&txn, &options.rules, options.clock.now())?;
         for job in batch.iter_mut() {
             let command = std::mem::replace(&mut job.command, Command::Shutdown);
             let outcome = apply(&mut tables, command);

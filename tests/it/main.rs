@@ -3,9 +3,15 @@
 
 mod common;
 
+mod companies;
 mod crud;
+mod custom_fields;
+mod events;
+mod identity;
+mod merge;
 mod model_check;
 mod ops;
 mod recovery;
 mod search;
+mod trash;
 mod validation;

@@ -3,14 +3,13 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::response::Response;
-use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::contacts::{WriteParams, finish};
 use crate::api::extract::{ApiJson, ApiQuery};
 use crate::api::{ApiError, AppState};
-use crate::model::{EventInput, truncate_to_millis};
+use crate::model::EventInput;
 use crate::store::{Command, Written};
 
 const MAX_BATCH: usize = 10_000;
@@ -21,7 +20,7 @@ pub async fn contact_event(
     ApiQuery(params): ApiQuery<WriteParams>,
     ApiJson(event): ApiJson<EventInput>,
 ) -> Result<Response, ApiError> {
-    let event = event.validate(truncate_to_millis(Utc::now()), "")?;
+    let event = event.validate(state.clock.now(), "")?;
     let ack = state
         .store
         .write(Command::Events {
@@ -32,8 +31,9 @@ pub async fn contact_event(
     finish(&state, params.wait.as_ref(), ack).await
 }
 
+/// One event of a batch; its event fields are checked strictly when parsed as
+/// [`EventInput`] (serde cannot deny unknown fields next to `flatten`).
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct BatchEvent {
     contact_id: String,
     #[serde(flatten)]
@@ -56,7 +56,7 @@ pub async fn batch(
             "at most {MAX_BATCH} events per batch"
         )));
     }
-    let now = truncate_to_millis(Utc::now());
+    let now = state.clock.now();
     let mut failed = Vec::new();
     let mut valid = Vec::new();
     let mut positions = Vec::new();
@@ -92,6 +92,7 @@ pub async fn batch(
             }
         }
     }
+    failed.sort_by_key(|f| f["index"].as_u64());
     Ok(Json(
         json!({"applied": applied, "failed": failed, "seq": ack.seq}),
     ))

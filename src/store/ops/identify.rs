@@ -70,7 +70,14 @@ impl TxnTables<'_> {
 
         let before = self.load_active(&id, None)?;
         let filled = self.fill_empty(&before, input)?;
-        if filled == before.writable_json() {
+        let filled: ContactInput = serde_json::from_value(filled)
+            .map_err(|e| StoreError::BadRequest(format!("invalid identify body: {e}")))?;
+        let valid = self.validate(filled)?;
+        let keys = key_list(&valid);
+        let mut after = before.clone();
+        valid.clone().apply_to(&mut after, self.now);
+        // Compared after normalization: nothing new means no write and no new version.
+        if after.writable_json() == before.writable_json() {
             return Ok((
                 Identified {
                     contact: before,
@@ -79,13 +86,7 @@ impl TxnTables<'_> {
                 self.last_seq(),
             ));
         }
-        let filled: ContactInput = serde_json::from_value(filled)
-            .map_err(|e| StoreError::BadRequest(format!("invalid identify body: {e}")))?;
-        let valid = self.validate(filled)?;
         self.check_claims(&valid, &id, &|_, _| false)?;
-        let keys = key_list(&valid);
-        let mut after = before.clone();
-        valid.apply_to(&mut after, self.now);
         let (contact, seq) = self.save(Some(&before), after, Some(keys))?;
         Ok((
             Identified {

@@ -50,7 +50,11 @@ pub(super) struct TxnTables<'t> {
 }
 
 impl<'t> TxnTables<'t> {
-    pub fn open(txn: &'t WriteTransaction, rules: &Rules) -> Result<Self, StoreError> {
+    pub fn open(
+        txn: &'t WriteTransaction,
+        rules: &Rules,
+        now: DateTime<Utc>,
+    ) -> Result<Self, StoreError> {
         let meta = txn.open_table(META)?;
         let last_seq = meta.get(LAST_SEQ)?.map(|v| v.value()).unwrap_or(0);
         let custom_fields = txn.open_table(CUSTOM_FIELDS)?;
@@ -74,7 +78,7 @@ impl<'t> TxnTables<'t> {
             meta,
             rules: rules.clone(),
             defs,
-            now: crate::model::truncate_to_millis(Utc::now()),
+            now,
             last_seq,
             count_delta: [0; 3],
             erased: false,

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Once;
 
 use contactd::app::{App, AppError};
+use contactd::clock::Clock;
 use contactd::config::{Config, Overrides};
 use contactd::store::Store;
 use reqwest::{Client, Method, StatusCode};
@@ -59,9 +60,14 @@ impl TestApp {
     }
 
     pub async fn spawn_with(config: Config) -> TestApp {
+        Self::spawn_with_clock(config, Clock::default()).await
+    }
+
+    /// A server whose clock the test can move forward.
+    pub async fn spawn_with_clock(config: Config, clock: Clock) -> TestApp {
         init_test_logging();
         let data_dir = config.data_dir.clone();
-        let app = tokio::task::spawn_blocking(move || App::open(config))
+        let app = tokio::task::spawn_blocking(move || App::open_with_clock(config, clock))
             .await
             .unwrap()
             .expect("app opens");
