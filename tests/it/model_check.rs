@@ -1,5 +1,6 @@
-//! Model-based check: after random create/patch/delete sequences, what search returns
-//! equals a brute-force evaluation of the same query over a scan of the store.
+//! Model-based check: after random sequences of create, patch, delete, restore,
+//! identify, merge and unmerge, what search returns equals a brute-force evaluation of
+//! the same query over a scan of the store, and no identity has two active holders.
 
 use std::collections::BTreeSet;
 
@@ -79,6 +80,21 @@ enum Op {
     Delete {
         target: usize,
     },
+    Restore {
+        target: usize,
+    },
+    /// Find-or-create by a WhatsApp number (collides with existing phones on purpose).
+    Identify {
+        phone: u32,
+        first: usize,
+    },
+    Merge {
+        target: usize,
+        other: usize,
+    },
+    Unmerge {
+        merge: usize,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -90,6 +106,10 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (any::<usize>(), proptest::option::of(0u32..400))
             .prop_map(|(target, phone)| Op::SetPhone { target, phone }),
         1 => any::<usize>().prop_map(|target| Op::Delete { target }),
+        1 => any::<usize>().prop_map(|target| Op::Restore { target }),
+        2 => (0u32..400, 0..FIRST.len()).prop_map(|(phone, first)| Op::Identify { phone, first }),
+        2 => (any::<usize>(), any::<usize>()).prop_map(|(target, other)| Op::Merge { target, other }),
+        1 => any::<usize>().prop_map(|merge| Op::Unmerge { merge }),
     ]
 }
 
@@ -104,6 +124,7 @@ fn phone(n: u32) -> String {
 
 async fn run_ops(app: &TestApp, ops: &[Op]) {
     let mut ids: Vec<String> = Vec::new();
+    let mut merges: Vec<(String, String)> = Vec::new();
     for (n, op) in ops.iter().enumerate() {
         let pick = |target: usize| (!ids.is_empty()).then(|| ids[target % ids.len()].clone());
         match op {
@@ -153,6 +174,42 @@ async fn run_ops(app: &TestApp, ops: &[Op]) {
                     app.delete(&format!("/v1/contacts/{id}")).await;
                 }
             }
+            Op::Restore { target } => {
+                if let Some(id) = pick(*target) {
+                    app.post(&format!("/v1/contacts/{id}/restore"), json!({}))
+                        .await;
+                }
+            }
+            Op::Identify { phone: p, first } => {
+                let body = json!({"identities": [{"channel": "whatsapp", "value": phone(*p)}], "name": FIRST[*first]});
+                let reply = app.post("/v1/contacts/identify", body).await;
+                if reply.status == reqwest::StatusCode::CREATED {
+                    ids.push(reply.body["contact"]["id"].as_str().unwrap().to_string());
+                }
+            }
+            Op::Merge { target, other } => {
+                if let (Some(id), Some(other_id)) = (pick(*target), pick(*other)) {
+                    let reply = app
+                        .post(
+                            &format!("/v1/contacts/{id}/merge"),
+                            json!({"other_id": other_id}),
+                        )
+                        .await;
+                    if reply.status.is_success() {
+                        merges.push((id, other_id));
+                    }
+                }
+            }
+            Op::Unmerge { merge } => {
+                if !merges.is_empty() {
+                    let (id, other_id) = merges.remove(merge % merges.len());
+                    app.post(
+                        &format!("/v1/contacts/{id}/unmerge"),
+                        json!({"other_id": other_id}),
+                    )
+                    .await;
+                }
+            }
         }
     }
 }
@@ -175,6 +232,47 @@ fn expected_ids(app: &TestApp, q: &str) -> BTreeSet<String> {
     ids
 }
 
+/// No identity is held by two active contacts, and lookups resolve to the holder.
+async fn check_identities_are_unique(app: &TestApp) {
+    let mut holders: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    let mut active = Vec::new();
+    app.store
+        .scan(|contact, _| -> Result<(), contactd::store::StoreError> {
+            if contact.is_active() {
+                active.push(contact);
+            }
+            Ok(())
+        })
+        .unwrap();
+    for contact in &active {
+        let mut points: Vec<String> = contact.email.iter().map(|e| format!("email:{e}")).collect();
+        points.extend(contact.phone_e164.iter().map(|p| format!("phone:{p}")));
+        points.extend(
+            contact
+                .identities
+                .iter()
+                .map(|i| format!("{}:{}", i.channel, i.value.to_lowercase())),
+        );
+        for point in points {
+            if let Some(previous) = holders.insert(point.clone(), contact.id.clone()) {
+                assert_eq!(
+                    previous, contact.id,
+                    "{point} is held by two active contacts"
+                );
+            }
+        }
+    }
+    for contact in active.iter().filter(|c| c.email.is_some()).take(10) {
+        let email = contact.email.as_deref().unwrap().replace('@', "%40");
+        assert_eq!(
+            app.get(&format!("/v1/contacts/lookup?email={email}"))
+                .await
+                .body["id"],
+            contact.id.as_str()
+        );
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 12, max_shrink_iters: 50, ..ProptestConfig::default() })]
 
@@ -185,6 +283,7 @@ proptest! {
             let app = TestApp::spawn().await;
             run_ops(&app, &ops).await;
             app.wait_caught_up().await;
+            check_identities_are_unique(&app).await;
             for q in QUERIES {
                 let body: Value = app.search(q).await;
                 let found: BTreeSet<String> = crate::common::hit_ids(&body).into_iter().collect();
