@@ -184,7 +184,7 @@ fn searching(c: &mut Criterion) {
         let request = SearchRequest {
             q: q.to_string(),
             limit: 20,
-            company_id: None,
+            ..SearchRequest::default()
         };
         group.bench_function(format!("q={q:?}"), |b| {
             b.iter(|| black_box(index.search(&request).expect("search")))

@@ -22,6 +22,7 @@ pub mod clock;
 pub mod config;
 pub mod index;
 pub mod model;
+pub mod query;
 pub mod signal;
 pub mod store;
 pub mod sync;

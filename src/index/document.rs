@@ -108,7 +108,32 @@ pub fn to_document(
     doc.add_text(fields.id, &contact.id);
     doc.add_text(fields.status, contact.status.as_str());
     let text = SearchableText::of(contact, context);
-    doc.add_text(fields.name_sort, text.name.join(" "));
+    if let Some(name) = &contact.name {
+        doc.add_text(fields.name_sort, crate::model::name_key(name));
+    }
+    doc.add_bool(fields.favorite, contact.favorite);
+    add_opt(&mut doc, fields.email_keyword, contact.email.as_deref());
+    if let Some(phone) = &contact.phone {
+        let digits: String = phone.chars().filter(char::is_ascii_digit).collect();
+        doc.add_text(
+            fields.phone_keyword,
+            contact.phone_e164.clone().unwrap_or(digits),
+        );
+    }
+    for (key, value) in &contact.custom_fields {
+        let Some(def) = context.defs.get(key) else {
+            continue;
+        };
+        let field = crate::query::FieldRef::Custom {
+            key: key.clone(),
+            field_type: def.field_type,
+        };
+        if field.kind() == crate::query::FieldKind::Text {
+            for word in crate::query::custom_words(def.field_type, Some(value)) {
+                doc.add_text(fields.custom_words, format!("{key}\u{1f}{word}"));
+            }
+        }
+    }
     add_group(&mut doc, fields.name, &text.name);
     add_group(&mut doc, fields.email, &text.email);
     add_group(&mut doc, fields.phone, &text.phone);
@@ -132,16 +157,7 @@ pub fn to_document(
         k.last_interacted_channel,
         contact.last_interacted_channel.as_deref(),
     );
-    let mut channels: Vec<&str> = contact
-        .identities
-        .iter()
-        .map(|i| i.channel.as_str())
-        .collect();
-    channels.extend(contact.email.as_ref().map(|_| "email"));
-    channels.extend(contact.phone.as_ref().map(|_| "phone"));
-    channels.sort_unstable();
-    channels.dedup();
-    for channel in channels {
+    for channel in crate::query::channels(contact) {
         doc.add_text(k.channel, channel);
     }
     for action in &contact.pending_actions {

@@ -7,8 +7,11 @@
 
 pub mod analysis;
 pub mod document;
+pub mod facets;
+mod filter;
 mod schema;
 mod search;
+pub mod sort;
 pub mod text_query;
 
 pub use document::SearchableText;

@@ -6,7 +6,7 @@ use tantivy::schema::{
     STORED, STRING, Schema, TextFieldIndexing, TextOptions,
 };
 
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// A group of searchable text, indexed in the three forms of
 /// [`super::analysis::IndexForms`].
@@ -61,6 +61,12 @@ pub struct Fields {
     /// Custom values by key, typed by their definition (numbers, dates, booleans,
     /// strings), indexed and fast for filters and sorts.
     pub custom: Field,
+    /// `key` U+001F folded word, for `CONTAINS` on text-like custom fields.
+    pub custom_words: Field,
+    pub favorite: Field,
+    /// The primary email (lower case) and phone (E.164, else digits), for `=`.
+    pub email_keyword: Field,
+    pub phone_keyword: Field,
 }
 
 pub const ID: &str = "id";
@@ -133,8 +139,16 @@ impl Fields {
             )
             .set_fast("raw");
         let custom = builder.add_json_field("custom", custom_options);
+        let custom_words = builder.add_text_field("custom_words", STRING);
+        let favorite = builder.add_bool_field("favorite", INDEXED | FAST);
+        let email_keyword = builder.add_text_field("email_kw", STRING | FAST);
+        let phone_keyword = builder.add_text_field("phone_kw", STRING | FAST);
         Fields {
             custom,
+            custom_words,
+            favorite,
+            email_keyword,
+            phone_keyword,
             schema: builder.build(),
             id,
             status,

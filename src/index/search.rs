@@ -7,39 +7,54 @@
 
 use std::time::Instant;
 
-use tantivy::collector::sort_key::{SortBySimilarityScore, SortByStaticFastValue, SortByString};
-use tantivy::collector::{Count, TopDocs};
+use std::sync::Arc;
+
+use tantivy::Term;
+use tantivy::collector::Count;
 use tantivy::query::{
-    AllQuery, BooleanQuery, ConstScoreQuery, DisjunctionMaxQuery, Occur, PhraseQuery, Query,
-    TermQuery,
+    AllQuery, BooleanQuery, ConstScoreQuery, DisjunctionMaxQuery, FuzzyTermQuery, Occur,
+    PhraseQuery, Query, TermQuery,
 };
 use tantivy::schema::IndexRecordOption;
-use tantivy::{Order, Term};
 
 use super::analysis::{MAX_PREFIX, MIN_SUBSTRING, trigrams};
-use super::schema::{CREATED_AT, ID, TextGroup};
-use super::text_query::{QueryPart, parse};
+use super::facets::{FacetCounts, Facets};
+use super::schema::TextGroup;
+use super::sort::{After, SortSpec, SortedPage};
+use super::text_query::{QueryPart, parse, typo_distance};
 use super::{IndexError, SearchIndex};
+use crate::query::Resolved;
 
 const TIER_STEP: f32 = 2.0;
-const EXACT: f32 = 3.0 * TIER_STEP;
-const PREFIX: f32 = 2.0 * TIER_STEP;
-const SUBSTRING: f32 = TIER_STEP;
+const EXACT: f32 = 4.0 * TIER_STEP;
+const PREFIX: f32 = 3.0 * TIER_STEP;
+const SUBSTRING: f32 = 2.0 * TIER_STEP;
+const TYPO: f32 = TIER_STEP;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct SearchRequest {
     pub q: String,
-    pub limit: usize,
+    pub filter: Option<Resolved>,
     /// Only contacts of this company.
     pub company_id: Option<String>,
+    /// `None`: relevance for a text query, else newest first.
+    pub sort: Option<Vec<SortSpec>>,
+    /// Start after this position (keyset cursor).
+    pub after: Option<After>,
+    pub limit: usize,
+    /// Facet columns to count over the whole result.
+    pub facets: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
 pub struct SearchPage {
-    /// Contact ids, best first.
+    /// Contact ids, in order.
     pub ids: Vec<String>,
     /// Every match, not only the page.
     pub total: usize,
+    /// Where the next page starts, when there is one.
+    pub next: Option<After>,
+    pub facets: FacetCounts,
     pub took_ms: f64,
 }
 
@@ -49,56 +64,67 @@ impl SearchIndex {
         let started = Instant::now();
         let searcher = self.reader.searcher();
         let query = self.build_query(request);
-        let limit = request.limit.max(1);
-        let (total, ids) = if query.has_text {
-            let top = TopDocs::with_limit(limit).order_by((
-                (SortBySimilarityScore, Order::Desc),
-                (
-                    SortByStaticFastValue::<tantivy::DateTime>::for_field(CREATED_AT),
-                    Order::Desc,
-                ),
-                (SortByString::for_field(ID), Order::Asc),
-            ));
-            let (total, hits) = searcher.search(&query.query, &(Count, top))?;
-            (
-                total,
-                hits.into_iter().filter_map(|((_, _, id), _)| id).collect(),
-            )
-        } else {
-            let top = TopDocs::with_limit(limit).order_by((
-                (
-                    SortByStaticFastValue::<tantivy::DateTime>::for_field(CREATED_AT),
-                    Order::Desc,
-                ),
-                (SortByString::for_field(ID), Order::Asc),
-            ));
-            let (total, hits) = searcher.search(&query.query, &(Count, top))?;
-            (
-                total,
-                hits.into_iter().filter_map(|((_, id), _)| id).collect(),
-            )
+        let specs = Arc::new(
+            request
+                .sort
+                .clone()
+                .unwrap_or_else(|| SortSpec::default_for(query.has_text)),
+        );
+        let page = SortedPage {
+            specs,
+            after: request.after.clone().map(Arc::new),
+            limit: request.limit.max(1),
         };
+        let facets = Facets {
+            columns: request.facets.clone(),
+        };
+        let (total, page, facets) = searcher.search(&query.query, &(Count, page, facets))?;
+        let next = (page.remaining > page.hits.len())
+            .then(|| {
+                page.hits.last().map(|(key, id)| After {
+                    key: key.clone(),
+                    id: id.clone(),
+                })
+            })
+            .flatten();
         Ok(SearchPage {
-            ids,
+            ids: page.hits.into_iter().map(|(_, id)| id).collect(),
             total,
+            next,
+            facets,
             took_ms: started.elapsed().as_secs_f64() * 1000.0,
         })
     }
 
+    /// How many contacts match (for inbox counts).
+    pub fn count(&self, request: &SearchRequest) -> Result<usize, IndexError> {
+        let query = self.build_query(request);
+        Ok(self.reader.searcher().search(&query.query, &Count)?)
+    }
+
     fn build_query(&self, request: &SearchRequest) -> BuiltQuery {
         let fields = &self.fields;
-        let active = Term::from_field_text(fields.status, "active");
-        let mut clauses: Vec<(Occur, Box<dyn Query>)> =
-            vec![(Occur::Must, scored(term_query(active), 0.0))];
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        let names_status = request.filter.as_ref().is_some_and(|f| f.names_status);
+        if !names_status {
+            let active = Term::from_field_text(fields.status, "active");
+            clauses.push((Occur::Must, scored(term_query(active), 0.0)));
+        }
         if let Some(company_id) = &request.company_id {
             let term = Term::from_field_text(fields.keywords.company_id, company_id);
             clauses.push((Occur::Must, scored(term_query(term), 0.0)));
+        }
+        if let Some(filter) = &request.filter {
+            clauses.push((
+                Occur::Must,
+                Box::new(ConstScoreQuery::new(self.filter_query(&filter.expr), 0.0)),
+            ));
         }
         let parts = parse(&request.q);
         for part in &parts {
             clauses.push((Occur::Must, Box::new(self.part_query(part))));
         }
-        if parts.is_empty() {
+        if clauses.is_empty() {
             clauses.push((Occur::Must, Box::new(AllQuery)));
         }
         BuiltQuery {
@@ -115,6 +141,7 @@ impl SearchIndex {
                 for alternative in alternatives {
                     for group in fields.text_groups() {
                         word_tiers(group, alternative, &mut disjuncts);
+                        typo_tier(group, alternative, &mut disjuncts);
                     }
                 }
             }
@@ -147,7 +174,7 @@ struct BuiltQuery {
 }
 
 /// Exact, prefix and substring queries of one word on one field group.
-fn word_tiers(group: TextGroup, word: &str, out: &mut Vec<Box<dyn Query>>) {
+pub(super) fn word_tiers(group: TextGroup, word: &str, out: &mut Vec<Box<dyn Query>>) {
     let weight = group.weight;
     out.push(scored(
         term_query(Term::from_field_text(group.words, word)),
@@ -168,10 +195,21 @@ fn word_tiers(group: TextGroup, word: &str, out: &mut Vec<Box<dyn Query>>) {
     }
 }
 
-fn term_query(term: Term) -> TermQuery {
+/// Whole-word matches with typos: one edit from five letters, two from nine.
+fn typo_tier(group: TextGroup, word: &str, out: &mut Vec<Box<dyn Query>>) {
+    if let Some(distance) = typo_distance(word) {
+        let term = Term::from_field_text(group.words, word);
+        out.push(scored(
+            FuzzyTermQuery::new(term, distance, true),
+            TYPO + group.weight,
+        ));
+    }
+}
+
+pub(super) fn term_query(term: Term) -> TermQuery {
     TermQuery::new(term, IndexRecordOption::Basic)
 }
 
-fn scored(query: impl Query, score: f32) -> Box<dyn Query> {
+pub(super) fn scored(query: impl Query, score: f32) -> Box<dyn Query> {
     Box::new(ConstScoreQuery::new(Box::new(query), score))
 }

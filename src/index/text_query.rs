@@ -93,13 +93,32 @@ fn push_word(raw: &str, parts: &mut Vec<QueryPart>) {
 /// How a query word matches an indexed word, best first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum MatchTier {
+    Typo,
     Substring,
     Prefix,
     Exact,
 }
 
-/// The reference rule: exact, prefix from the first character, substring from the
-/// third ([`MIN_SUBSTRING`]).
+/// Edits a query word of this length may differ by from a whole indexed word: one from
+/// five characters, two from nine (a transposition counts as one edit).
+pub fn typo_distance(word: &str) -> Option<u8> {
+    match word.len() {
+        0..=4 => None,
+        5..=8 => Some(1),
+        _ => Some(2),
+    }
+}
+
+/// [`word_match`] plus whole-word typo tolerance: what a `q` word accepts.
+pub fn q_word_match(query: &str, indexed: &str) -> Option<MatchTier> {
+    word_match(query, indexed).or_else(|| {
+        let allowed = usize::from(typo_distance(query)?);
+        (strsim::osa_distance(query, indexed) <= allowed).then_some(MatchTier::Typo)
+    })
+}
+
+/// The partial-match rule (`q` without typos, and `CONTAINS`): exact, prefix from the
+/// first character, substring from the third ([`MIN_SUBSTRING`]).
 pub fn word_match(query: &str, indexed: &str) -> Option<MatchTier> {
     if indexed == query {
         Some(MatchTier::Exact)
@@ -120,7 +139,10 @@ impl QueryPart {
         let text_words = || [&text.name, &text.email, &text.other];
         match self {
             QueryPart::Word { alternatives } => alternatives.iter().any(|alt| {
-                text_words().iter().any(|words| any_word(alt, words)) || any_word(alt, &text.phone)
+                let typo_or_partial =
+                    |words: &[String]| words.iter().any(|w| q_word_match(alt, w).is_some());
+                text_words().iter().any(|words| typo_or_partial(words))
+                    || typo_or_partial(&text.phone)
             }),
             QueryPart::Phone {
                 digits,

@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::search::{SearchParams, SearchResponse, run_search};
+use super::search::{Scope, SearchParams, SearchResponse, run_search};
 use crate::api::extract::{ApiJson, ApiQuery, if_match};
 use crate::api::{ApiError, AppState};
 use crate::model::{Company, CompanyInput};
@@ -114,7 +114,11 @@ pub async fn contacts(
     ApiQuery(params): ApiQuery<SearchParams>,
 ) -> Result<Json<SearchResponse>, ApiError> {
     load(&state, id.clone()).await?;
-    run_search(state, params, Some(id)).await
+    let scope = Scope {
+        company_id: Some(id),
+        ..Scope::default()
+    };
+    run_search(state, params, scope).await
 }
 
 /// The pre-filled recipients of an email to the company: its own address and its

@@ -1,90 +1,293 @@
-//! `GET /v1/contacts` and `POST /v1/contacts/search`.
+//! `GET /v1/contacts`, `POST /v1/contacts/search`, and the shared search pipeline that
+//! company and inbox listings use.
 
 use std::time::Instant;
 
 use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
 
 use crate::api::extract::{ApiJson, ApiQuery};
 use crate::api::{ApiError, AppState};
 use crate::index::SearchRequest;
-use crate::model::Contact;
+use crate::index::facets::{FacetCounts, parse_facets};
+use crate::index::sort::{decode_cursor, encode_cursor, parse_sort};
+use crate::model::{Contact, CustomFieldDefs};
+use crate::query::{FilterError, Resolved, ResolvedExpr, TimeContext, parse, resolve};
 
 const DEFAULT_LIMIT: usize = 20;
 const MAX_LIMIT: usize = 1000;
+
+/// A comma-separated list, or (in JSON bodies) an array of names.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum NameList {
+    Text(String),
+    List(Vec<String>),
+}
+
+impl NameList {
+    fn joined(&self) -> String {
+        match self {
+            NameList::Text(text) => text.clone(),
+            NameList::List(items) => items.join(","),
+        }
+    }
+}
 
 /// Search parameters, the same in the query string and in a JSON body.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SearchParams {
-    q: Option<String>,
-    limit: Option<usize>,
+    pub q: Option<String>,
+    pub filter: Option<String>,
+    pub sort: Option<String>,
+    pub limit: Option<usize>,
+    pub cursor: Option<String>,
+    pub fields: Option<NameList>,
+    pub facets: Option<NameList>,
     /// Wait until the index has applied this sequence (read-your-writes).
-    min_seq: Option<u64>,
+    pub min_seq: Option<u64>,
+    /// IANA time zone for plain dates and `today`/`yesterday` in the filter.
+    pub tz: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
 pub struct SearchResponse {
-    hits: Vec<Contact>,
+    hits: Vec<Value>,
     total: usize,
     next_cursor: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    facets: Option<FacetCounts>,
     took_ms: f64,
     index_seq: u64,
+}
+
+/// What a listing adds to the request's own parameters.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    pub company_id: Option<String>,
+    /// A saved filter ANDed with the request's.
+    pub filter: Option<String>,
+    pub sort: Option<String>,
+    pub fields: Option<Vec<String>>,
 }
 
 pub async fn search_get(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<SearchParams>,
 ) -> Result<Json<SearchResponse>, ApiError> {
-    run_search(state, params, None).await
+    run_search(state, params, Scope::default()).await
 }
 
 pub async fn search_post(
     State(state): State<AppState>,
     ApiJson(params): ApiJson<SearchParams>,
 ) -> Result<Json<SearchResponse>, ApiError> {
-    run_search(state, params, None).await
+    run_search(state, params, Scope::default()).await
 }
 
-/// Runs a search, optionally among one company's contacts.
-pub async fn run_search(
-    state: AppState,
-    params: SearchParams,
-    company_id: Option<String>,
-) -> Result<Json<SearchResponse>, ApiError> {
+pub fn invalid_filter(error: FilterError) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::BAD_REQUEST,
+        "invalid_filter",
+        error.message.clone(),
+    )
+    .with_details(vec![
+        json!({"position": error.position, "message": error.message}),
+    ])
+}
+
+/// Parses and types a filter string against the current definitions.
+pub fn resolve_filter(
+    text: &str,
+    defs: &CustomFieldDefs,
+    time: &TimeContext,
+) -> Result<Option<Resolved>, ApiError> {
+    match parse(text).map_err(invalid_filter)? {
+        Some(expr) => Ok(Some(resolve(&expr, defs, time).map_err(invalid_filter)?)),
+        None => Ok(None),
+    }
+}
+
+pub fn time_context(state: &AppState, tz: Option<&str>) -> Result<TimeContext, ApiError> {
+    let tz = match tz {
+        Some(name) => name.parse::<chrono_tz::Tz>().map_err(|_| {
+            ApiError::bad_request(format!(
+                "tz '{name}' is not an IANA time zone (like Europe/Paris)"
+            ))
+        })?,
+        None => chrono_tz::UTC,
+    };
+    Ok(TimeContext {
+        now: state.clock.now(),
+        tz,
+        default_country: state.rules.default_country,
+    })
+}
+
+/// Every parameter checked and typed; what the index runs.
+pub fn build_request(
+    state: &AppState,
+    params: &SearchParams,
+    scope: &Scope,
+    defs: &CustomFieldDefs,
+) -> Result<(SearchRequest, String), ApiError> {
     let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::bad_request(format!(
             "limit must be between 1 and {MAX_LIMIT}"
         )));
     }
+    let time = time_context(state, params.tz.as_deref())?;
+    let saved = scope
+        .filter
+        .as_deref()
+        .map(|f| resolve_filter(f, defs, &time))
+        .transpose()?
+        .flatten();
+    let asked = params
+        .filter
+        .as_deref()
+        .map(|f| resolve_filter(f, defs, &time))
+        .transpose()?
+        .flatten();
+    let filter = match (saved, asked) {
+        (Some(a), Some(b)) => Some(Resolved {
+            names_status: a.names_status || b.names_status,
+            expr: ResolvedExpr::And(vec![a.expr, b.expr]),
+        }),
+        (a, b) => a.or(b),
+    };
+    let sort_text = params.sort.clone().or_else(|| scope.sort.clone());
+    let sort = sort_text
+        .as_deref()
+        .map(|s| parse_sort(s, defs))
+        .transpose()
+        .map_err(ApiError::bad_request)?;
+    let facets = match &params.facets {
+        Some(list) => parse_facets(&list.joined(), defs).map_err(ApiError::bad_request)?,
+        None => Vec::new(),
+    };
+    let q = params.q.clone().unwrap_or_default();
+    // A cursor is only valid for the order and result set it came from.
+    let order = format!(
+        "{}|{}|{}|{}|{}",
+        sort_text.unwrap_or_default(),
+        q,
+        scope.filter.clone().unwrap_or_default(),
+        params.filter.clone().unwrap_or_default(),
+        scope.company_id.clone().unwrap_or_default()
+    );
+    let after = params
+        .cursor
+        .as_deref()
+        .map(|c| decode_cursor(c, &order))
+        .transpose()
+        .map_err(ApiError::bad_request)?;
+    let request = SearchRequest {
+        q,
+        filter,
+        company_id: scope.company_id.clone(),
+        sort,
+        after,
+        limit,
+        facets,
+    };
+    Ok((request, order))
+}
+
+/// Keeps only the asked fields (plus `id`); unknown names are a 400.
+pub fn projection(fields: Option<Vec<String>>) -> Result<Option<Vec<String>>, ApiError> {
+    let Some(fields) = fields else {
+        return Ok(None);
+    };
+    let known = contact_field_names();
+    if let Some(unknown) = fields.iter().find(|f| !known.contains(f)) {
+        return Err(ApiError::bad_request(format!(
+            "unknown field '{unknown}' in fields: use {}",
+            known.join(", ")
+        )));
+    }
+    Ok(Some(fields))
+}
+
+fn contact_field_names() -> Vec<String> {
+    let sample =
+        crate::model::ValidContact::default().into_new_contact(String::new(), chrono::Utc::now());
+    let Value::Object(map) = serde_json::to_value(sample).expect("a contact serializes") else {
+        unreachable!("a contact is an object")
+    };
+    let mut names: Vec<String> = map.keys().cloned().collect();
+    names.extend(["merged_into", "deleted_at", "conversation_closed_at"].map(String::from));
+    names
+}
+
+fn project(contact: &Contact, fields: Option<&[String]>) -> Value {
+    let full = serde_json::to_value(contact).expect("a contact serializes");
+    let Some(fields) = fields else { return full };
+    let Value::Object(map) = full else {
+        unreachable!("a contact is an object")
+    };
+    let mut projected = Map::new();
+    projected.insert("id".into(), map["id"].clone());
+    for field in fields {
+        projected.insert(
+            field.clone(),
+            map.get(field).cloned().unwrap_or(Value::Null),
+        );
+    }
+    Value::Object(projected)
+}
+
+/// Runs a search within `scope`.
+pub async fn run_search(
+    state: AppState,
+    params: SearchParams,
+    scope: Scope,
+) -> Result<Json<SearchResponse>, ApiError> {
     if let Some(seq) = params.min_seq {
         state.wait_indexed(seq).await?;
     }
-    let request = SearchRequest {
-        q: params.q.unwrap_or_default(),
-        limit,
-        company_id,
-    };
     let response = state
         .blocking(move |state| {
             let started = Instant::now();
+            let defs: CustomFieldDefs = state
+                .store
+                .custom_fields()?
+                .into_iter()
+                .map(|d| (d.key.clone(), d))
+                .collect();
+            let (request, order) = build_request(&state, &params, &scope, &defs)?;
+            let fields = params.fields.as_ref().map(|f| {
+                f.joined()
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect()
+            });
+            let fields = projection(fields.or(scope.fields.clone()))?;
+            let names_status = request.filter.as_ref().is_some_and(|f| f.names_status);
             let index_seq = state.indexed.get();
             let page = state.index.search(&request)?;
-            // The store is the source of truth for what is shown; a contact changed
-            // since the index saw it is shown as it is now, and leaves the page if it
-            // is no longer active (the index catches up within one commit).
-            let hits: Vec<Contact> = state
+            // The store is the source of truth for what is shown; a contact that left
+            // the result since the index saw it (erased, deleted) is dropped.
+            let hits: Vec<Value> = state
                 .store
                 .get_many(&page.ids)?
                 .into_iter()
-                .filter(Contact::is_active)
+                .filter(|c| names_status || c.is_active())
+                .map(|c| project(&c, fields.as_deref()))
                 .collect();
+            let facets: Option<FacetCounts> =
+                (!request.facets.is_empty()).then(|| page.facets.clone());
             Ok(SearchResponse {
                 hits,
                 total: page.total,
-                next_cursor: None,
+                next_cursor: page.next.as_ref().map(|after| encode_cursor(after, &order)),
+                facets,
                 took_ms: started.elapsed().as_secs_f64() * 1000.0,
                 index_seq,
             })

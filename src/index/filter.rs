@@ -1,0 +1,237 @@
+//! Compiling a resolved filter into a tantivy query. The semantics are those of
+//! [`crate::query::evaluate`]; the property tests hold the two together.
+
+use std::ops::Bound;
+
+use tantivy::Term;
+use tantivy::query::{
+    AllQuery, BooleanQuery, DisjunctionMaxQuery, ExistsQuery, Occur, Query, RangeQuery, RegexQuery,
+};
+use tantivy::schema::Field;
+
+use super::document::to_tantivy_date;
+use super::search::{term_query, word_tiers};
+use super::{Fields, SearchIndex};
+use crate::query::{Comparison, FieldRef, ResolvedCondition, ResolvedExpr, Typed};
+
+impl SearchIndex {
+    /// The query selecting what `expr` accepts (without the status rule).
+    pub(super) fn filter_query(&self, expr: &ResolvedExpr) -> Box<dyn Query> {
+        compile(&self.fields, expr)
+    }
+}
+
+fn compile(fields: &Fields, expr: &ResolvedExpr) -> Box<dyn Query> {
+    match expr {
+        ResolvedExpr::And(items) => Box::new(BooleanQuery::new(
+            items
+                .iter()
+                .map(|e| (Occur::Must, compile(fields, e)))
+                .collect(),
+        )),
+        ResolvedExpr::Or(items) => Box::new(BooleanQuery::new(
+            items
+                .iter()
+                .map(|e| (Occur::Should, compile(fields, e)))
+                .collect(),
+        )),
+        ResolvedExpr::Not(inner) => negate(compile(fields, inner)),
+        ResolvedExpr::Condition { field, condition } => condition_query(fields, field, condition),
+    }
+}
+
+fn negate(query: Box<dyn Query>) -> Box<dyn Query> {
+    Box::new(BooleanQuery::new(vec![
+        (Occur::Must, Box::new(AllQuery)),
+        (Occur::MustNot, query),
+    ]))
+}
+
+fn any_of(queries: Vec<Box<dyn Query>>) -> Box<dyn Query> {
+    Box::new(BooleanQuery::new(
+        queries.into_iter().map(|q| (Occur::Should, q)).collect(),
+    ))
+}
+
+fn all_of(queries: Vec<Box<dyn Query>>) -> Box<dyn Query> {
+    Box::new(BooleanQuery::new(
+        queries.into_iter().map(|q| (Occur::Must, q)).collect(),
+    ))
+}
+
+fn condition_query(
+    fields: &Fields,
+    field: &FieldRef,
+    condition: &ResolvedCondition,
+) -> Box<dyn Query> {
+    match condition {
+        ResolvedCondition::Compare(Comparison::Eq, typed) => equals(fields, field, typed),
+        ResolvedCondition::Compare(Comparison::Ne, typed) => negate(equals(fields, field, typed)),
+        ResolvedCondition::Compare(comparison, typed) => match comparison {
+            Comparison::Gt | Comparison::Ge => {
+                range(fields, field, lower(*comparison, typed), Bound::Unbounded)
+            }
+            _ => range(fields, field, Bound::Unbounded, upper(*comparison, typed)),
+        },
+        ResolvedCondition::In(values) => {
+            any_of(values.iter().map(|v| equals(fields, field, v)).collect())
+        }
+        ResolvedCondition::Exists => exists(fields, field),
+        ResolvedCondition::IsEmpty => negate(exists(fields, field)),
+        ResolvedCondition::Range(low, high) => range(
+            fields,
+            field,
+            lower(Comparison::Ge, low),
+            upper(Comparison::Le, high),
+        ),
+        ResolvedCondition::Contains(words) => {
+            all_of(words.iter().map(|w| contains(fields, field, w)).collect())
+        }
+    }
+}
+
+/// The lower bound of `> value` / `>= value`. A time is the interval `[start, end)`:
+/// after it means from `end`, at or after it from `start`.
+fn lower(comparison: Comparison, typed: &Typed) -> Bound<Typed> {
+    match (typed, comparison) {
+        (Typed::Time { end, .. }, Comparison::Gt) => Bound::Included(instant(*end)),
+        (Typed::Time { start, .. }, _) => Bound::Included(instant(*start)),
+        (other, Comparison::Gt) => Bound::Excluded(other.clone()),
+        (other, _) => Bound::Included(other.clone()),
+    }
+}
+
+/// The upper bound of `< value` / `<= value`.
+fn upper(comparison: Comparison, typed: &Typed) -> Bound<Typed> {
+    match (typed, comparison) {
+        (Typed::Time { start, .. }, Comparison::Lt) => Bound::Excluded(instant(*start)),
+        (Typed::Time { end, .. }, _) => Bound::Excluded(instant(*end)),
+        (other, Comparison::Lt) => Bound::Excluded(other.clone()),
+        (other, _) => Bound::Included(other.clone()),
+    }
+}
+
+fn instant(at: chrono::DateTime<chrono::Utc>) -> Typed {
+    Typed::Time { start: at, end: at }
+}
+
+fn builtin_field(fields: &Fields, name: &str) -> Field {
+    let k = &fields.keywords;
+    let d = &fields.dates;
+    match name {
+        "id" => fields.id,
+        "external_id" => k.external_id,
+        "name" => fields.name_sort,
+        "email" => fields.email_keyword,
+        "phone" => fields.phone_keyword,
+        "channel" => k.channel,
+        "company_id" => k.company_id,
+        "favorite" => fields.favorite,
+        "country" => k.country,
+        "language" => k.language,
+        "tags" => k.tags,
+        "assignee" => k.assignee,
+        "status" => fields.status,
+        "pending_actions" => k.pending_actions,
+        "created_at" => d.created_at,
+        "updated_at" => d.updated_at,
+        "last_interaction_at" => d.last_interaction_at,
+        "last_interacted_channel" => k.last_interacted_channel,
+        "last_incoming_message_at" => d.last_incoming_message_at,
+        "conversation_opened_at" => d.conversation_opened_at,
+        other => unreachable!("unknown built-in field {other}"),
+    }
+}
+
+/// The term of `typed` in `field` (a JSON path term for custom fields).
+fn term(fields: &Fields, field: &FieldRef, typed: &Typed) -> Term {
+    match field {
+        FieldRef::Builtin(name) => {
+            let f = builtin_field(fields, name);
+            match typed {
+                Typed::Str(s) => Term::from_field_text(f, s),
+                Typed::Bool(b) => Term::from_field_bool(f, *b),
+                Typed::Time { start, .. } => Term::from_field_date(f, to_tantivy_date(*start)),
+                Typed::Num(n) => Term::from_field_f64(f, *n),
+            }
+        }
+        FieldRef::Custom { key, .. } => {
+            let mut term = Term::from_field_json_path(fields.custom, key, false);
+            match typed {
+                Typed::Str(s) => term.append_type_and_str(s),
+                Typed::Num(n) => term.append_type_and_fast_value(*n),
+                Typed::Bool(b) => term.append_type_and_fast_value(*b),
+                Typed::Time { start, .. } => {
+                    term.append_type_and_fast_value(to_tantivy_date(*start))
+                }
+            }
+            term
+        }
+    }
+}
+
+fn equals(fields: &Fields, field: &FieldRef, typed: &Typed) -> Box<dyn Query> {
+    match typed {
+        Typed::Time { .. } | Typed::Num(_) => range(
+            fields,
+            field,
+            lower(Comparison::Ge, typed),
+            upper(Comparison::Le, typed),
+        ),
+        _ => Box::new(term_query(term(fields, field, typed))),
+    }
+}
+
+fn range(
+    fields: &Fields,
+    field: &FieldRef,
+    lower: Bound<Typed>,
+    upper: Bound<Typed>,
+) -> Box<dyn Query> {
+    let to_term = |bound: Bound<Typed>| match bound {
+        Bound::Included(t) => Bound::Included(term(fields, field, &t)),
+        Bound::Excluded(t) => Bound::Excluded(term(fields, field, &t)),
+        Bound::Unbounded => Bound::Unbounded,
+    };
+    Box::new(RangeQuery::new(to_term(lower), to_term(upper)))
+}
+
+fn exists(fields: &Fields, field: &FieldRef) -> Box<dyn Query> {
+    let name = match field {
+        FieldRef::Builtin("favorite") => return Box::new(AllQuery),
+        FieldRef::Builtin(name) => fields
+            .schema
+            .get_field_name(builtin_field(fields, name))
+            .to_string(),
+        FieldRef::Custom { key, .. } => format!("custom.{key}"),
+    };
+    Box::new(ExistsQuery::new(name, false))
+}
+
+/// One word matched partially in a text field (the `q` rule on that field alone).
+fn contains(fields: &Fields, field: &FieldRef, word: &str) -> Box<dyn Query> {
+    let group = match field {
+        FieldRef::Builtin("name") => Some(fields.name),
+        FieldRef::Builtin("email") => Some(fields.email),
+        FieldRef::Builtin("phone") => Some(fields.phone),
+        _ => None,
+    };
+    if let Some(group) = group {
+        let mut tiers = Vec::new();
+        word_tiers(group, word, &mut tiers);
+        return Box::new(DisjunctionMaxQuery::new(tiers));
+    }
+    let FieldRef::Custom { key, .. } = field else {
+        unreachable!("CONTAINS is resolved only on text fields")
+    };
+    // Keys are a-z0-9_ and words are folded ASCII alphanumerics: nothing to escape.
+    let pattern = if word.len() >= crate::index::analysis::MIN_SUBSTRING {
+        format!("{key}\\x1f.*{word}.*")
+    } else {
+        format!("{key}\\x1f{word}.*")
+    };
+    match RegexQuery::from_pattern(&pattern, fields.custom_words) {
+        Ok(query) => Box::new(query),
+        Err(_) => Box::new(BooleanQuery::new(Vec::new())),
+    }
+}

@@ -1,0 +1,371 @@
+//! Sorting and keyset cursors.
+//!
+//! Every match gets a sort key (one part per sort field, read from fast fields, order
+//! preserving) followed by its id. A page is the `limit` smallest keys strictly after
+//! the cursor's key, so a cursor stays valid while writes happen and reaches the end of
+//! any result set. Missing values sort last in both directions.
+
+use std::cmp::Ordering;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tantivy::collector::{Collector, SegmentCollector};
+use tantivy::columnar::{Column, StrColumn};
+use tantivy::{DocId, Score, SegmentOrdinal, SegmentReader};
+
+use super::schema::{CREATED_AT, ID};
+use crate::model::{CustomFieldDefs, FieldType};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SortField {
+    Relevance,
+    /// Folded name.
+    Name,
+    /// A built-in date column.
+    Date(&'static str),
+    /// A custom number (`f64`) or date/datetime (date) column, by JSON path.
+    CustomNumber(String),
+    CustomDate(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SortSpec {
+    pub field: SortField,
+    pub descending: bool,
+}
+
+const DATE_FIELDS: [&str; 5] = [
+    CREATED_AT,
+    "updated_at",
+    "last_interaction_at",
+    "last_incoming_message_at",
+    "conversation_opened_at",
+];
+
+impl SortSpec {
+    /// The default order: relevance for a text query, else newest first.
+    pub fn default_for(has_text: bool) -> Vec<SortSpec> {
+        let newest = SortSpec {
+            field: SortField::Date(CREATED_AT),
+            descending: true,
+        };
+        if has_text {
+            vec![
+                SortSpec {
+                    field: SortField::Relevance,
+                    descending: true,
+                },
+                newest,
+            ]
+        } else {
+            vec![newest]
+        }
+    }
+}
+
+/// Parses `field:asc|desc,…`; the direction defaults to `asc`.
+pub fn parse_sort(text: &str, defs: &CustomFieldDefs) -> Result<Vec<SortSpec>, String> {
+    let mut specs = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (name, direction) = item.split_once(':').unwrap_or((item, "asc"));
+        let descending = match direction.trim() {
+            "asc" => false,
+            "desc" => true,
+            other => {
+                return Err(format!(
+                    "sort direction '{other}' in '{item}' must be asc or desc"
+                ));
+            }
+        };
+        let name = name.trim();
+        let field = if name == "name" {
+            SortField::Name
+        } else if let Some(date) = DATE_FIELDS.iter().find(|d| **d == name) {
+            SortField::Date(date)
+        } else {
+            let key = name.strip_prefix("custom.").unwrap_or(name);
+            match defs.get(key).map(|d| d.field_type) {
+                Some(FieldType::Number) => SortField::CustomNumber(format!("custom.{key}")),
+                Some(FieldType::Date | FieldType::Datetime) => {
+                    SortField::CustomDate(format!("custom.{key}"))
+                }
+                _ => {
+                    return Err(format!(
+                        "cannot sort by '{name}': sort by name, {}, or a number/date custom field",
+                        DATE_FIELDS.join(", ")
+                    ));
+                }
+            }
+        };
+        specs.push(SortSpec { field, descending });
+    }
+    if specs.is_empty() {
+        return Err("sort is empty".into());
+    }
+    Ok(specs)
+}
+
+/// One part of a sort key; `None` is a missing value.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum KeyPart {
+    Num(u64),
+    Str(String),
+}
+
+pub type SortKey = Vec<Option<KeyPart>>;
+
+/// The position after which the next page starts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct After {
+    pub key: SortKey,
+    pub id: String,
+}
+
+fn encode_f64(value: f64) -> u64 {
+    let bits = value.to_bits();
+    if value.is_sign_negative() {
+        !bits
+    } else {
+        bits | (1 << 63)
+    }
+}
+
+fn encode_i64(value: i64) -> u64 {
+    (value as u64) ^ (1 << 63)
+}
+
+fn compare_keys(specs: &[SortSpec], a: &SortKey, b: &SortKey) -> Ordering {
+    for (spec, (x, y)) in specs.iter().zip(a.iter().zip(b)) {
+        let ordering = match (x, y) {
+            (None, None) => Ordering::Equal,
+            (None, Some(_)) => Ordering::Greater,
+            (Some(_), None) => Ordering::Less,
+            (Some(x), Some(y)) if spec.descending => y.cmp(x),
+            (Some(x), Some(y)) => x.cmp(y),
+        };
+        if ordering != Ordering::Equal {
+            return ordering;
+        }
+    }
+    Ordering::Equal
+}
+
+/// Collects the page after `after` in `specs` order, and counts what follows it.
+pub struct SortedPage {
+    pub specs: Arc<Vec<SortSpec>>,
+    pub after: Option<Arc<After>>,
+    pub limit: usize,
+}
+
+/// A page: `(key, id)` best first, and how many matches lie after the cursor.
+pub struct PageFruit {
+    pub hits: Vec<(SortKey, String)>,
+    pub remaining: usize,
+}
+
+enum Reader {
+    Relevance,
+    Date(Option<Column<tantivy::DateTime>>),
+    Number(Option<Column<f64>>),
+    Text(Option<StrColumn>),
+}
+
+pub struct SortedPageSegment {
+    specs: Arc<Vec<SortSpec>>,
+    after: Option<Arc<After>>,
+    limit: usize,
+    readers: Vec<Reader>,
+    ids: Option<StrColumn>,
+    hits: Vec<(SortKey, String)>,
+    worst: Option<SortKey>,
+    remaining: usize,
+    buffer: String,
+}
+
+impl Collector for SortedPage {
+    type Fruit = PageFruit;
+    type Child = SortedPageSegment;
+
+    fn for_segment(
+        &self,
+        _: SegmentOrdinal,
+        segment: &SegmentReader,
+    ) -> tantivy::Result<SortedPageSegment> {
+        let fast = segment.fast_fields();
+        let readers = self
+            .specs
+            .iter()
+            .map(|spec| {
+                Ok(match &spec.field {
+                    SortField::Relevance => Reader::Relevance,
+                    SortField::Name => Reader::Text(fast.str("name_sort")?),
+                    SortField::Date(name) => Reader::Date(fast.column_opt(name)?),
+                    SortField::CustomDate(path) => Reader::Date(fast.column_opt(path)?),
+                    SortField::CustomNumber(path) => Reader::Number(fast.column_opt(path)?),
+                })
+            })
+            .collect::<tantivy::Result<Vec<_>>>()?;
+        Ok(SortedPageSegment {
+            specs: self.specs.clone(),
+            after: self.after.clone(),
+            limit: self.limit,
+            readers,
+            ids: fast.str(ID)?,
+            hits: Vec::new(),
+            worst: None,
+            remaining: 0,
+            buffer: String::new(),
+        })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        self.specs.iter().any(|s| s.field == SortField::Relevance)
+    }
+
+    fn merge_fruits(&self, fruits: Vec<PageFruit>) -> tantivy::Result<PageFruit> {
+        let remaining = fruits.iter().map(|f| f.remaining).sum();
+        let mut hits: Vec<(SortKey, String)> = fruits.into_iter().flat_map(|f| f.hits).collect();
+        sort_hits(&self.specs, &mut hits);
+        hits.truncate(self.limit);
+        Ok(PageFruit { hits, remaining })
+    }
+}
+
+fn sort_hits(specs: &[SortSpec], hits: &mut [(SortKey, String)]) {
+    hits.sort_by(|a, b| compare_keys(specs, &a.0, &b.0).then_with(|| a.1.cmp(&b.1)));
+}
+
+impl SortedPageSegment {
+    fn key(&mut self, doc: DocId, score: Score) -> SortKey {
+        let mut key = Vec::with_capacity(self.readers.len());
+        for reader in &self.readers {
+            key.push(match reader {
+                Reader::Relevance => Some(KeyPart::Num(encode_f64(f64::from(score)))),
+                Reader::Date(column) => column
+                    .as_ref()
+                    .and_then(|c| c.first(doc))
+                    .map(|d| KeyPart::Num(encode_i64(d.into_timestamp_micros()))),
+                Reader::Number(column) => column
+                    .as_ref()
+                    .and_then(|c| c.first(doc))
+                    .map(|n| KeyPart::Num(encode_f64(n))),
+                Reader::Text(column) => column.as_ref().and_then(|c| {
+                    let ord = c.term_ords(doc).next()?;
+                    self.buffer.clear();
+                    c.ord_to_str(ord, &mut self.buffer).ok()?;
+                    Some(KeyPart::Str(self.buffer.clone()))
+                }),
+            });
+        }
+        key
+    }
+
+    fn id(&mut self, doc: DocId) -> String {
+        let mut id = String::new();
+        if let Some(ids) = &self.ids
+            && let Some(ord) = ids.term_ords(doc).next()
+        {
+            let _ = ids.ord_to_str(ord, &mut id);
+        }
+        id
+    }
+}
+
+impl SegmentCollector for SortedPageSegment {
+    type Fruit = PageFruit;
+
+    fn collect(&mut self, doc: DocId, score: Score) {
+        let key = self.key(doc, score);
+        let mut id = None;
+        if let Some(after) = self.after.clone() {
+            match compare_keys(&self.specs, &key, &after.key) {
+                Ordering::Less => return,
+                Ordering::Equal => {
+                    let this = self.id(doc);
+                    if this <= after.id {
+                        return;
+                    }
+                    id = Some(this);
+                }
+                Ordering::Greater => {}
+            }
+        }
+        self.remaining += 1;
+        if let Some(worst) = &self.worst
+            && compare_keys(&self.specs, &key, worst) == Ordering::Greater
+        {
+            return;
+        }
+        let id = id.unwrap_or_else(|| self.id(doc));
+        self.hits.push((key, id));
+        if self.hits.len() >= 2 * self.limit.max(1) {
+            sort_hits(&self.specs, &mut self.hits);
+            self.hits.truncate(self.limit);
+            self.worst = self.hits.last().map(|(k, _)| k.clone());
+        }
+    }
+
+    fn harvest(mut self) -> PageFruit {
+        sort_hits(&self.specs, &mut self.hits);
+        self.hits.truncate(self.limit);
+        PageFruit {
+            hits: self.hits,
+            remaining: self.remaining,
+        }
+    }
+}
+
+/// An opaque cursor: the position plus a fingerprint of the order it belongs to.
+pub fn encode_cursor(after: &After, order: &str) -> String {
+    let json = serde_json::json!({"o": order, "k": after.key, "i": after.id}).to_string();
+    json.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn decode_cursor(cursor: &str, order: &str) -> Result<After, String> {
+    let invalid = || "cursor is not valid (pass next_cursor back unchanged)".to_string();
+    if !cursor.len().is_multiple_of(2) || !cursor.is_ascii() {
+        return Err(invalid());
+    }
+    let bytes = (0..cursor.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&cursor[i..i + 2], 16))
+        .collect::<Result<Vec<u8>, _>>()
+        .map_err(|_| invalid())?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
+    if value["o"] != order {
+        return Err(
+            "cursor belongs to another sort, q or filter: start again without a cursor".into(),
+        );
+    }
+    Ok(After {
+        key: serde_json::from_value(value["k"].clone()).map_err(|_| invalid())?,
+        id: value["i"].as_str().ok_or_else(invalid)?.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodings_preserve_order() {
+        let values = [-1e9, -2.5, -0.0, 0.0, 1e-9, 3.0, 1e12];
+        for pair in values.windows(2) {
+            assert!(encode_f64(pair[0]) <= encode_f64(pair[1]), "{pair:?}");
+        }
+        assert!(encode_i64(-5) < encode_i64(0) && encode_i64(0) < encode_i64(7));
+    }
+
+    #[test]
+    fn cursors_round_trip_and_are_tied_to_their_order() {
+        let after = After {
+            key: vec![Some(KeyPart::Num(7)), None, Some(KeyPart::Str("x".into()))],
+            id: "01J".into(),
+        };
+        let cursor = encode_cursor(&after, "name:asc");
+        assert_eq!(decode_cursor(&cursor, "name:asc").unwrap(), after);
+        assert!(decode_cursor(&cursor, "name:desc").is_err());
+        assert!(decode_cursor("zz", "name:asc").is_err());
+    }
+}
