@@ -7,6 +7,7 @@ mod companies;
 mod crud;
 mod custom_fields;
 mod events;
+mod filter_check;
 mod identity;
 mod merge;
 mod model_check;
