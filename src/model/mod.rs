@@ -9,6 +9,7 @@ mod company;
 mod contact;
 mod custom_field;
 mod event;
+mod inbox;
 mod input;
 mod iso;
 mod merge;
@@ -19,6 +20,7 @@ pub use company::{Company, CompanyInput};
 pub use contact::{Contact, Identity, Status};
 pub use custom_field::{CustomFieldDef, CustomFieldDefs, CustomFieldInput, FieldType};
 pub use event::{Event, EventInput, EventKind};
+pub use inbox::{ALL_INBOX, Inbox, InboxInput};
 pub use input::{ContactInput, IdentityInput, ValidContact};
 pub use merge::{MergeRecord, MergeRequest, Side, merge, unmerge_survivor};
 pub use normalize::{

@@ -7,7 +7,7 @@ use redb::{ReadTransaction, ReadableDatabase, ReadableTable};
 
 use super::tables::{self, *};
 use super::{Store, StoreError};
-use crate::model::{Company, Contact, ContactContext, CustomFieldDef, IdentityKey, Status};
+use crate::model::{Company, Contact, ContactContext, CustomFieldDef, IdentityKey, Inbox, Status};
 
 /// Changes read from one snapshot: every contact changed in `(after, up_to]` with its
 /// state at that snapshot (`None` once erased), and what indexing them needs.
@@ -128,6 +128,15 @@ impl Store {
         }
         contacts.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         Ok(contacts)
+    }
+
+    pub fn inboxes(&self) -> Result<Vec<Inbox>, StoreError> {
+        let txn = self.db().begin_read()?;
+        let mut all = Vec::new();
+        for entry in txn.open_table(INBOXES)?.iter()? {
+            all.push(tables::decode(entry?.1.value())?);
+        }
+        Ok(all)
     }
 
     pub fn custom_fields(&self) -> Result<Vec<CustomFieldDef>, StoreError> {

@@ -11,6 +11,7 @@
 //! | `company_contacts` (mm) | company id                | ids of contacts pointing at it         |
 //! | `custom_fields`    | field key                      | the definition as JSON                 |
 //! | `merges`           | survivor id U+001F other id    | the [`MergeRecord`](crate::model::MergeRecord) as JSON |
+//! | `inboxes`          | inbox id                       | the [`Inbox`](crate::model::Inbox) as JSON |
 //! | `trash`            | deleted-at millis (13 digits) U+001F id | 0 (ordered by deletion time) |
 //! | `changes`          | sequence number (u64)          | id of the contact that changed         |
 //! | `meta`             | name                           | u64 (`last_seq`, `count.<status>`)     |
@@ -41,6 +42,7 @@ pub const COMPANY_CONTACTS: MultimapTableDefinition<&str, &str> =
 pub const CUSTOM_FIELDS: TableDefinition<&str, &[u8]> = TableDefinition::new("custom_fields");
 pub const MERGES: TableDefinition<&str, &[u8]> = TableDefinition::new("merges");
 pub const TRASH: TableDefinition<&str, u64> = TableDefinition::new("trash");
+pub const INBOXES: TableDefinition<&str, &[u8]> = TableDefinition::new("inboxes");
 pub const CHANGES: TableDefinition<u64, &str> = TableDefinition::new("changes");
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
@@ -72,6 +74,7 @@ pub fn ensure_created(db: &Database) -> Result<(), StoreError> {
     txn.open_table(CUSTOM_FIELDS)?;
     txn.open_table(MERGES)?;
     txn.open_table(TRASH)?;
+    txn.open_table(INBOXES)?;
     txn.open_table(CHANGES)?;
     txn.open_table(META)?;
     txn.commit()?;

@@ -41,6 +41,7 @@ pub(super) fn rewrite(
     copy(&source, &target, CUSTOM_FIELDS)?;
     copy(&source, &target, MERGES)?;
     copy(&source, &target, TRASH)?;
+    copy(&source, &target, INBOXES)?;
     copy(&source, &target, CHANGES)?;
     copy(&source, &target, META)?;
     target.commit()?;

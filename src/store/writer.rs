@@ -22,7 +22,8 @@ use tokio::sync::oneshot;
 use super::ops::{Identified, Merged, TxnTables};
 use super::{StoreError, StoreOptions, vacuum};
 use crate::model::{
-    Company, CompanyInput, Contact, ContactInput, CustomFieldDef, CustomFieldInput, Event, Side,
+    Company, CompanyInput, Contact, ContactInput, CustomFieldDef, CustomFieldInput, Event, Inbox,
+    Side,
 };
 use crate::signal::SeqSignal;
 
@@ -86,6 +87,14 @@ pub enum Command {
     DeleteCompany {
         id: String,
     },
+    /// Create (no `expected_version`) or replace a validated inbox.
+    PutInbox {
+        inbox: Box<Inbox>,
+        expected_version: Option<u64>,
+    },
+    DeleteInbox {
+        id: String,
+    },
     /// Erase deleted contacts whose restore window has passed.
     PurgeExpired,
     /// Drop change-log entries the index has durably applied.
@@ -109,6 +118,7 @@ pub enum Written {
     Company(Company),
     /// How many contacts were unlinked.
     CompanyDeleted(usize),
+    Inbox(Box<Inbox>),
     Purged(usize),
     Nothing,
 }
@@ -322,6 +332,23 @@ fn apply(tables: &mut TxnTables<'_>, command: Command) -> Outcome {
             let unlinked = tables.delete_company(&id)?;
             WriteAck {
                 written: Written::CompanyDeleted(unlinked),
+                seq: seq_now(tables),
+            }
+        }
+        Command::PutInbox {
+            inbox,
+            expected_version,
+        } => {
+            let inbox = tables.put_inbox(*inbox, expected_version)?;
+            WriteAck {
+                written: Written::Inbox(Box::new(inbox)),
+                seq: seq_now(tables),
+            }
+        }
+        Command::DeleteInbox { id } => {
+            tables.delete_inbox(&id)?;
+            WriteAck {
+                written: Written::Nothing,
                 seq: seq_now(tables),
             }
         }

@@ -14,5 +14,6 @@ mod model_check;
 mod ops;
 mod recovery;
 mod search;
+mod search_features;
 mod trash;
 mod validation;

@@ -4,6 +4,7 @@ mod companies;
 mod contacts;
 mod custom_fields;
 mod events;
+mod inboxes;
 mod ops;
 mod search;
 
@@ -49,6 +50,14 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/v1/companies/{id}/contacts", get(companies::contacts))
         .route("/v1/companies/{id}/recipients", get(companies::recipients))
+        .route("/v1/inboxes", get(inboxes::list).post(inboxes::create))
+        .route(
+            "/v1/inboxes/{id}",
+            get(inboxes::get_one)
+                .patch(inboxes::patch)
+                .delete(inboxes::delete),
+        )
+        .route("/v1/inboxes/{id}/contacts", get(inboxes::contacts))
         .route(
             "/v1/custom-fields",
             get(custom_fields::list).post(custom_fields::create),

@@ -9,7 +9,7 @@ use serde_json::Value;
 use redb::ReadableTable;
 
 use super::TxnTables;
-use crate::model::{Company, CompanyInput, Contact, CustomFieldDef, CustomFieldInput};
+use crate::model::{Company, CompanyInput, Contact, CustomFieldDef, CustomFieldInput, Inbox};
 use crate::store::StoreError;
 use crate::store::tables;
 
@@ -112,6 +112,43 @@ impl TxnTables<'_> {
             self.save(Some(&before), after, None)?;
         }
         Ok(lost)
+    }
+
+    /// Stores a validated inbox; `expected_version` guards an update.
+    pub fn put_inbox(
+        &mut self,
+        mut inbox: Inbox,
+        expected_version: Option<u64>,
+    ) -> Result<Inbox, StoreError> {
+        let current: Option<Inbox> = self
+            .inboxes
+            .get(inbox.id.as_str())?
+            .map(|bytes| tables::decode(bytes.value()))
+            .transpose()?;
+        match (&current, expected_version) {
+            (None, Some(_)) => return Err(StoreError::NotFound(format!("inbox {}", inbox.id))),
+            (Some(current), Some(expected)) if current.version != expected => {
+                return Err(StoreError::VersionMismatch {
+                    current: current.version,
+                });
+            }
+            (Some(_), None) => {
+                return Err(StoreError::Conflict(format!("inbox {} exists", inbox.id)));
+            }
+            _ => {}
+        }
+        inbox.version = current.map_or(1, |c| c.version + 1);
+        inbox.updated_at = self.now;
+        self.inboxes
+            .insert(inbox.id.as_str(), tables::encode(&inbox).as_slice())?;
+        Ok(inbox)
+    }
+
+    pub fn delete_inbox(&mut self, id: &str) -> Result<(), StoreError> {
+        match self.inboxes.remove(id)? {
+            Some(_) => Ok(()),
+            None => Err(StoreError::NotFound(format!("inbox {id}"))),
+        }
     }
 
     pub fn load_company(&self, id: &str) -> Result<Company, StoreError> {
