@@ -7,7 +7,9 @@ use redb::{ReadTransaction, ReadableDatabase, ReadableTable};
 
 use super::tables::{self, *};
 use super::{Store, StoreError};
-use crate::model::{Company, Contact, ContactContext, CustomFieldDef, IdentityKey, Inbox, Status};
+use crate::model::{
+    Company, Contact, ContactContext, CustomFieldDef, CustomFieldDefs, IdentityKey, Inbox, Status,
+};
 
 /// Changes read from one snapshot: every contact changed in `(after, up_to]` with its
 /// state at that snapshot (`None` once erased), and what indexing them needs.
@@ -140,10 +142,12 @@ impl Store {
     }
 
     pub fn custom_fields(&self) -> Result<Vec<CustomFieldDef>, StoreError> {
-        Ok(context(&self.db().begin_read()?, Some(&[]))?
-            .defs
-            .into_values()
-            .collect())
+        Ok(self.custom_field_defs()?.into_values().collect())
+    }
+
+    /// The definitions by key, as validation and filters use them.
+    pub fn custom_field_defs(&self) -> Result<CustomFieldDefs, StoreError> {
+        Ok(context(&self.db().begin_read()?, Some(&[]))?.defs)
     }
 
     /// Up to `max` changes after `after`, deduplicated by contact, with each contact's

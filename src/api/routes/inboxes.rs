@@ -18,12 +18,7 @@ use crate::model::{ALL_INBOX, CustomFieldDefs, Inbox, InboxInput, ValidationErro
 use crate::store::{Command, Written};
 
 fn defs(state: &AppState) -> Result<CustomFieldDefs, ApiError> {
-    Ok(state
-        .store
-        .custom_fields()?
-        .into_iter()
-        .map(|d| (d.key.clone(), d))
-        .collect())
+    Ok(state.store.custom_field_defs()?)
 }
 
 /// Checks an inbox when it is saved, so a broken filter never reaches read time.

@@ -203,7 +203,7 @@ pub fn projection(fields: Option<Vec<String>>) -> Result<Option<Vec<String>>, Ap
     let Some(fields) = fields else {
         return Ok(None);
     };
-    let known = contact_field_names();
+    let known = &*CONTACT_FIELDS;
     if let Some(unknown) = fields.iter().find(|f| !known.contains(f)) {
         return Err(ApiError::bad_request(format!(
             "unknown field '{unknown}' in fields: use {}",
@@ -213,7 +213,8 @@ pub fn projection(fields: Option<Vec<String>>) -> Result<Option<Vec<String>>, Ap
     Ok(Some(fields))
 }
 
-fn contact_field_names() -> Vec<String> {
+/// Every field of a contact as the API shows it (what `fields` may name).
+static CONTACT_FIELDS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
     let sample =
         crate::model::ValidContact::default().into_new_contact(String::new(), chrono::Utc::now());
     let Value::Object(map) = serde_json::to_value(sample).expect("a contact serializes") else {
@@ -222,7 +223,7 @@ fn contact_field_names() -> Vec<String> {
     let mut names: Vec<String> = map.keys().cloned().collect();
     names.extend(["merged_into", "deleted_at", "conversation_closed_at"].map(String::from));
     names
-}
+});
 
 fn project(contact: &Contact, fields: Option<&[String]>) -> Value {
     let full = serde_json::to_value(contact).expect("a contact serializes");
@@ -253,12 +254,7 @@ pub async fn run_search(
     let response = state
         .blocking(move |state| {
             let started = Instant::now();
-            let defs: CustomFieldDefs = state
-                .store
-                .custom_fields()?
-                .into_iter()
-                .map(|d| (d.key.clone(), d))
-                .collect();
+            let defs = state.store.custom_field_defs()?;
             let (request, order) = build_request(&state, &params, &scope, &defs)?;
             let fields = params.fields.as_ref().map(|f| {
                 f.joined()
