@@ -40,7 +40,16 @@ struct Seed {
     whatsapp: bool,
     assignee: Option<u8>,
     delete: bool,
+    language: Option<usize>,
+    active: Option<bool>,
+    skills: Vec<usize>,
+    motto: Option<usize>,
+    phone: Option<u32>,
 }
+
+const LANGUAGES: [&str; 3] = ["fr", "de", "pl"];
+const SKILLS: [&str; 3] = ["rust", "sales", "support"];
+const MOTTOS: [&str; 3] = ["Carpe diem", "Keep it simple", "Fortune favours the bold"];
 
 fn seed() -> impl Strategy<Value = Seed> {
     (
@@ -62,12 +71,20 @@ fn seed() -> impl Strategy<Value = Seed> {
             proptest::option::of(0u8..3),
             proptest::bool::weighted(0.15),
         ),
+        (
+            proptest::option::of(0..LANGUAGES.len()),
+            proptest::option::of(any::<bool>()),
+            proptest::collection::vec(0..SKILLS.len(), 0..3),
+            proptest::option::of(0..MOTTOS.len()),
+            proptest::option::of(0u32..100),
+        ),
     )
         .prop_map(
             |(
                 (name, country, tags, favorite),
                 (age_days, active_days, score, plan),
                 (renewal_days, whatsapp, assignee, delete),
+                (language, active, skills, motto, phone),
             )| Seed {
                 name,
                 country,
@@ -81,6 +98,11 @@ fn seed() -> impl Strategy<Value = Seed> {
                 whatsapp,
                 assignee,
                 delete,
+                language,
+                active,
+                skills,
+                motto,
+                phone,
             },
         )
 }
@@ -131,6 +153,21 @@ fn leaf() -> impl Strategy<Value = String> {
         Just("status = deleted".to_string()),
         Just("status IN [active, deleted]".to_string()),
         Just("pending_actions IS EMPTY".to_string()),
+        (0..LANGUAGES.len()).prop_map(|l| format!("language = {}", LANGUAGES[l].to_uppercase())),
+        Just("language NOT IN [fr, de]".to_string()),
+        any::<bool>().prop_map(|b| format!("custom.active = {b}")),
+        Just("custom.active EXISTS".to_string()),
+        (0..SKILLS.len()).prop_map(|k| format!("skills = {}", SKILLS[k])),
+        Just("custom.skills IN [rust, sales]".to_string()),
+        prop_oneof![Just("carpe"), Just("simp"), Just("ortun"), Just("bo")]
+            .prop_map(|w| format!("custom.motto CONTAINS \"{w}\"")),
+        (0u32..100).prop_map(|n| format!("phone = \"06 12 34 56 {n:02}\"")),
+        prop_oneof![Just("0612"), Just("3456"), Just("56 7")]
+            .prop_map(|d| format!("phone CONTAINS \"{d}\"")),
+        Just("phone EXISTS".to_string()),
+        Just("email = \"PERSON3@example.com\"".to_string()),
+        (1i64..30).prop_map(|d| format!("updated_at >= now-{d}d")),
+        Just("last_interacted_channel IS EMPTY".to_string()),
     ]
 }
 
@@ -158,6 +195,9 @@ async fn load(app: &TestApp, seeds: &[Seed], now: DateTime<Utc>) {
         json!({"key": "score", "type": "number"}),
         json!({"key": "plan", "type": "dropdown", "options": PLANS}),
         json!({"key": "renewal_date", "type": "date"}),
+        json!({"key": "active", "type": "checkbox"}),
+        json!({"key": "skills", "type": "multiselect", "options": SKILLS}),
+        json!({"key": "motto", "type": "text"}),
     ] {
         app.post("/v1/custom-fields", def).await;
     }
@@ -170,6 +210,18 @@ async fn load(app: &TestApp, seeds: &[Seed], now: DateTime<Utc>) {
         }
         if let Some(plan) = s.plan {
             custom.insert("plan".into(), json!(PLANS[plan]));
+        }
+        if let Some(active) = s.active {
+            custom.insert("active".into(), json!(active));
+        }
+        if !s.skills.is_empty() {
+            custom.insert(
+                "skills".into(),
+                json!(s.skills.iter().map(|k| SKILLS[*k]).collect::<Vec<_>>()),
+            );
+        }
+        if let Some(motto) = s.motto {
+            custom.insert("motto".into(), json!(MOTTOS[motto]));
         }
         if let Some(days) = s.renewal_days {
             custom.insert(
@@ -199,7 +251,19 @@ async fn load(app: &TestApp, seeds: &[Seed], now: DateTime<Utc>) {
         if let Some(a) = s.assignee {
             body["assignee"] = json!(format!("agent-{a}"));
         }
-        let reply = app.post("/v1/contacts", body).await;
+        if let Some(l) = s.language {
+            body["language"] = json!(LANGUAGES[l]);
+        }
+        if let Some(p) = s.phone {
+            // Numbers ending in 00-99 collide on purpose across contacts: only some
+            // get stored (identity taken), which the oracle reads from the store.
+            body["phone"] = json!(format!("+33 6 12 34 56 {p:02}"));
+        }
+        let mut reply = app.post("/v1/contacts", body.clone()).await;
+        if reply.status == reqwest::StatusCode::CONFLICT {
+            body.as_object_mut().unwrap().remove("phone");
+            reply = app.post("/v1/contacts", body).await;
+        }
         assert!(reply.status.is_success(), "{}", reply.body);
         if s.delete {
             app.delete(&format!(
