@@ -75,6 +75,7 @@ impl App {
                 config: Arc::new(config),
                 rules,
                 clock,
+                jobs: Arc::default(),
             },
             sync,
         })

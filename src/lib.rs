@@ -26,3 +26,4 @@ pub mod query;
 pub mod signal;
 pub mod store;
 pub mod sync;
+pub mod transfer;

@@ -19,6 +19,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub rules: Arc<Rules>,
     pub clock: crate::clock::Clock,
+    pub jobs: Arc<crate::transfer::Jobs>,
 }
 
 impl AppState {

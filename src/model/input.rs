@@ -1,7 +1,7 @@
 //! Client input for a contact and its validation into normalized values.
 
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::contact::{Contact, Identity, Status};
@@ -18,39 +18,59 @@ const MAX_TAG_CHARS: usize = 100;
 const MAX_IDENTITIES: usize = 50;
 
 /// An identity as a client sends it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct IdentityInput {
     pub channel: String,
     pub value: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account: Option<String>,
 }
 
 /// The writable fields of a contact as a client sends them. Wrong JSON types and
 /// unknown fields fail deserialization (400); [`ContactInput::validate`] checks the
-/// rest and reports every broken field at once (422).
-#[derive(Debug, Clone, Default, Deserialize)]
+/// rest and reports every broken field at once (422). Serialized, it holds only the
+/// fields given: the merge patch an upsert or `identify` applies.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContactInput {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub external_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub phone: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub identities: Option<Vec<IdentityInput>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub company_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub favorite: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub country: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub language: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub custom_fields: Option<Map<String, Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub assignee: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub notes: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub avatar_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub last_interaction_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub last_interacted_channel: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub last_incoming_message_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub conversation_opened_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub created_at: Option<String>,
 }
 

@@ -14,7 +14,7 @@ mod vacuum;
 mod writer;
 
 pub use error::StoreError;
-pub use ops::{Identified, Merged};
+pub use ops::{Identified, ImportMode, ImportedRow, MatchBy, Merged};
 pub use read::ChangeBatch;
 pub use writer::{Command, WriteAck, Written};
 

@@ -95,6 +95,13 @@ pub enum Command {
     DeleteInbox {
         id: String,
     },
+    /// One row of an import.
+    Import {
+        input: Box<ContactInput>,
+        mode: super::ImportMode,
+        match_by: super::MatchBy,
+        dry_run: bool,
+    },
     /// Erase deleted contacts whose restore window has passed.
     PurgeExpired,
     /// Drop change-log entries the index has durably applied.
@@ -110,6 +117,7 @@ pub enum Command {
 pub enum Written {
     Contact(Box<Contact>),
     Identified(Box<Identified>),
+    Imported(Box<super::ImportedRow>),
     Merged(Box<Merged>),
     Events(Vec<Result<Contact, StoreError>>),
     /// A definition and how many contacts lost their value.
@@ -350,6 +358,18 @@ fn apply(tables: &mut TxnTables<'_>, command: Command) -> Outcome {
             WriteAck {
                 written: Written::Nothing,
                 seq: seq_now(tables),
+            }
+        }
+        Command::Import {
+            input,
+            mode,
+            match_by,
+            dry_run,
+        } => {
+            let (row, seq) = tables.import_row(*input, mode, match_by, dry_run)?;
+            WriteAck {
+                written: Written::Imported(Box::new(row)),
+                seq,
             }
         }
         Command::PurgeExpired => {

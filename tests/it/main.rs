@@ -15,5 +15,6 @@ mod ops;
 mod recovery;
 mod search;
 mod search_features;
+mod transfer;
 mod trash;
 mod validation;

@@ -7,6 +7,7 @@ mod events;
 mod inboxes;
 mod ops;
 mod search;
+mod transfer;
 
 pub use contacts::WaitFor;
 
@@ -26,6 +27,9 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/v1/contacts/search", post(search::search_post))
         .route("/v1/contacts/lookup", get(contacts::lookup))
+        .route("/v1/contacts/import", post(transfer::import))
+        .route("/v1/contacts/export", get(transfer::export))
+        .route("/v1/jobs/{id}", get(transfer::job))
         .route("/v1/contacts/identify", post(contacts::identify))
         .route(
             "/v1/contacts/{id}",

@@ -102,7 +102,7 @@ impl TxnTables<'_> {
     /// values only where it has none.
     fn fill_empty(&self, contact: &Contact, input: ContactInput) -> Result<Value, StoreError> {
         let mut document = contact.writable_json();
-        let incoming = serde_json::to_value(InputView::from(input)).expect("input serializes");
+        let incoming = serde_json::to_value(&input).expect("input serializes");
         let (Value::Object(target), Value::Object(incoming)) = (&mut document, incoming) else {
             unreachable!("both are objects")
         };
@@ -179,51 +179,6 @@ impl TxnTables<'_> {
         after.version += 1;
         after.updated_at = self.now;
         self.save(Some(&before), after, None)
-    }
-}
-
-/// `ContactInput` is deserialize-only; this view re-serializes the fields it carries.
-#[derive(serde::Serialize)]
-struct InputView {
-    #[serde(flatten)]
-    fields: Map<String, Value>,
-}
-
-impl From<ContactInput> for InputView {
-    fn from(input: ContactInput) -> Self {
-        let mut fields = Map::new();
-        let mut put = |key: &str, value: Option<String>| {
-            if let Some(value) = value {
-                fields.insert(key.into(), Value::from(value));
-            }
-        };
-        put("external_id", input.external_id);
-        put("name", input.name);
-        put("email", input.email);
-        put("phone", input.phone);
-        put("company_id", input.company_id);
-        put("country", input.country);
-        put("language", input.language);
-        put("assignee", input.assignee);
-        put("notes", input.notes);
-        put("avatar_url", input.avatar_url);
-        put("last_interaction_at", input.last_interaction_at);
-        put("last_interacted_channel", input.last_interacted_channel);
-        put("last_incoming_message_at", input.last_incoming_message_at);
-        if let Some(tags) = input.tags {
-            fields.insert("tags".into(), Value::from(tags));
-        }
-        if let Some(custom) = input.custom_fields {
-            fields.insert("custom_fields".into(), Value::Object(custom));
-        }
-        if let Some(identities) = input.identities {
-            let list = identities
-                .into_iter()
-                .map(|i| serde_json::json!({"channel": i.channel, "value": i.value, "account": i.account}))
-                .collect();
-            fields.insert("identities".into(), Value::Array(list));
-        }
-        InputView { fields }
     }
 }
 

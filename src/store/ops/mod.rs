@@ -11,9 +11,11 @@
 mod catalog;
 mod contacts;
 mod identify;
+mod import;
 mod merge;
 
 pub use identify::Identified;
+pub use import::{ImportMode, ImportedRow, MatchBy};
 pub use merge::Merged;
 
 use chrono::{DateTime, Utc};

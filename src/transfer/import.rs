@@ -1,0 +1,220 @@
+//! Applying an import file: every row validated like a create, good rows stored, bad
+//! rows reported with line and field. Rows go to the store's writer in concurrent
+//! batches, so they are group-committed; each row applies whole or not at all.
+
+use std::io::BufRead;
+use std::path::Path;
+
+use serde_json::json;
+
+use super::jobs::{JobState, Jobs, MAX_ERRORS};
+use super::rows::{check_header, csv_row_to_input};
+use crate::model::{ContactInput, FieldError};
+use crate::store::{Command, ImportMode, MatchBy, Store, StoreError, Written};
+
+/// Rows sent to the writer at once.
+const BATCH: usize = 512;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Csv,
+    Ndjson,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ImportOptions {
+    pub mode: ImportMode,
+    pub match_by: MatchBy,
+    pub dry_run: bool,
+}
+
+type Row = (u64, Result<ContactInput, Vec<FieldError>>);
+
+/// Runs an import job to its end (blocking: call from a blocking thread), then removes
+/// the spooled file.
+pub fn run_import(
+    store: &Store,
+    jobs: &Jobs,
+    job_id: &str,
+    path: &Path,
+    format: Format,
+    options: ImportOptions,
+    runtime: &tokio::runtime::Handle,
+) {
+    jobs.update(job_id, |job| {
+        job.state = JobState::Running;
+        job.started_at = Some(chrono::Utc::now());
+    });
+    let outcome = import_file(store, jobs, job_id, path, format, options, runtime);
+    jobs.update(job_id, |job| {
+        job.finished_at = Some(chrono::Utc::now());
+        match outcome {
+            Ok(()) => job.state = JobState::Done,
+            Err(message) => {
+                job.state = JobState::Failed;
+                job.errors
+                    .push(json!({"line": null, "field": null, "message": message}));
+            }
+        }
+    });
+    if let Err(error) = std::fs::remove_file(path) {
+        tracing::warn!(%error, path = %path.display(), "could not remove a spooled import file");
+    }
+}
+
+fn import_file(
+    store: &Store,
+    jobs: &Jobs,
+    job_id: &str,
+    path: &Path,
+    format: Format,
+    options: ImportOptions,
+    runtime: &tokio::runtime::Handle,
+) -> Result<(), String> {
+    let defs = store.custom_field_defs().map_err(|e| e.to_string())?;
+    let open =
+        || std::fs::File::open(path).map_err(|e| format!("cannot read the uploaded file: {e}"));
+    let mut batch: Vec<Row> = Vec::with_capacity(BATCH);
+    let flush =
+        |batch: &mut Vec<Row>| apply(store, jobs, job_id, std::mem::take(batch), options, runtime);
+    match format {
+        Format::Ndjson => {
+            let count = std::io::BufReader::new(open()?)
+                .lines()
+                .map_while(Result::ok)
+                .filter(|l| !l.trim().is_empty())
+                .count();
+            jobs.update(job_id, |job| job.total = Some(count as u64));
+            for (index, line) in std::io::BufReader::new(open()?).lines().enumerate() {
+                let line = line.map_err(|e| format!("line {}: {e}", index + 1))?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let row = serde_json::from_str::<ContactInput>(&line).map_err(|e| {
+                    vec![FieldError {
+                        field: "row".into(),
+                        message: e.to_string(),
+                    }]
+                });
+                batch.push(((index + 1) as u64, row));
+                if batch.len() == BATCH {
+                    flush(&mut batch)?;
+                }
+            }
+        }
+        Format::Csv => {
+            let count = csv::ReaderBuilder::new()
+                .flexible(true)
+                .from_reader(std::io::BufReader::new(open()?))
+                .records()
+                .count();
+            jobs.update(job_id, |job| job.total = Some(count as u64));
+            let mut reader = csv::ReaderBuilder::new()
+                .flexible(true)
+                .from_reader(std::io::BufReader::new(open()?));
+            let header: Vec<String> = reader
+                .headers()
+                .map_err(|e| format!("cannot read the CSV header: {e}"))?
+                .iter()
+                .map(|h| h.trim().to_string())
+                .collect();
+            check_header(&header, &defs)?;
+            for record in reader.records() {
+                let record = record.map_err(|e| format!("malformed CSV: {e}"))?;
+                let line = record.position().map_or(0, |p| p.line());
+                batch.push((line, csv_row_to_input(&header, &record, &defs)));
+                if batch.len() == BATCH {
+                    flush(&mut batch)?;
+                }
+            }
+        }
+    }
+    flush(&mut batch)
+}
+
+/// Sends a batch of rows to the writer at once and records what each did.
+fn apply(
+    store: &Store,
+    jobs: &Jobs,
+    job_id: &str,
+    batch: Vec<Row>,
+    options: ImportOptions,
+    runtime: &tokio::runtime::Handle,
+) -> Result<(), String> {
+    let mut errors: Vec<(u64, Vec<FieldError>)> = Vec::new();
+    let mut writes = Vec::new();
+    for (line, row) in batch {
+        match row {
+            Ok(input) => writes.push((
+                line,
+                store.write(Command::Import {
+                    input: Box::new(input),
+                    mode: options.mode,
+                    match_by: options.match_by,
+                    dry_run: options.dry_run,
+                }),
+            )),
+            Err(row_errors) => errors.push((line, row_errors)),
+        }
+    }
+    let (lines, futures): (Vec<u64>, Vec<_>) = writes.into_iter().unzip();
+    let outcomes = runtime.block_on(futures_util::future::join_all(futures));
+    let (mut created, mut updated) = (0, 0);
+    for (line, outcome) in lines.into_iter().zip(outcomes) {
+        match outcome {
+            Ok(ack) => match ack.written {
+                Written::Imported(row) if row.created => created += 1,
+                Written::Imported(_) => updated += 1,
+                other => return Err(format!("the store answered an import row with {other:?}")),
+            },
+            Err(error) if error.is_internal() => return Err(format!("storage failed: {error}")),
+            Err(error) => errors.push((line, row_errors(error))),
+        }
+    }
+    jobs.update(job_id, |job| {
+        job.created += created;
+        job.updated += updated;
+        job.failed += errors.len() as u64;
+        job.processed += created + updated + errors.len() as u64;
+        errors.sort_by_key(|(line, _)| *line);
+        for (line, field_errors) in errors {
+            for error in field_errors {
+                if job.errors.len() < MAX_ERRORS {
+                    job.errors.push(
+                        json!({"line": line, "field": error.field, "message": error.message}),
+                    );
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+/// A refused row as field errors.
+fn row_errors(error: StoreError) -> Vec<FieldError> {
+    let field = |field: &str, message: String| {
+        vec![FieldError {
+            field: field.into(),
+            message,
+        }]
+    };
+    match error {
+        StoreError::Validation(validation) => validation.details,
+        StoreError::IdentityTaken(taken) => taken
+            .into_iter()
+            .map(|(field, holder)| FieldError {
+                field,
+                message: format!("already belongs to contact {holder}"),
+            })
+            .collect(),
+        StoreError::ExternalIdTaken(holder) => field(
+            "external_id",
+            format!("already belongs to contact {holder}"),
+        ),
+        StoreError::NameTaken(holder) => field(
+            "name",
+            format!("an active contact with this name exists: {holder}"),
+        ),
+        other => field("row", other.to_string()),
+    }
+}

@@ -1,0 +1,17 @@
+//! Import and export: the row formats (NDJSON and CSV), the import job that applies a
+//! spooled file through the store's writer, and the job registry.
+//!
+//! A row is a contact's writable fields plus `created_at` (what [`Contact::to_input`]
+//! gives), so an export imported into an empty server gives back the same contacts.
+//! CSV headers are the field names, `custom.<key>` for custom fields; list cells use `;`
+//! between items; an identity is `channel:value` or `channel:value|account`.
+//!
+//! [`Contact::to_input`]: crate::model::Contact::to_input
+
+mod import;
+mod jobs;
+mod rows;
+
+pub use import::{Format, ImportOptions, run_import};
+pub use jobs::{JobState, JobStatus, Jobs};
+pub use rows::{csv_header, csv_record, csv_row_to_input, export_row};

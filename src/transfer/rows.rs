@@ -1,0 +1,226 @@
+//! Contact ↔ row conversions for CSV and NDJSON.
+
+use serde_json::{Map, Value};
+
+use crate::model::{Contact, ContactInput, CustomFieldDefs, FieldError, FieldType, IdentityInput};
+
+/// The built-in CSV columns, in order.
+const BASE_COLUMNS: [&str; 18] = [
+    "external_id",
+    "name",
+    "email",
+    "phone",
+    "identities",
+    "company_id",
+    "favorite",
+    "country",
+    "language",
+    "tags",
+    "assignee",
+    "notes",
+    "avatar_url",
+    "last_interaction_at",
+    "last_interacted_channel",
+    "last_incoming_message_at",
+    "conversation_opened_at",
+    "created_at",
+];
+
+/// A contact as an importable row (JSON object of its writable fields and `created_at`).
+pub fn export_row(contact: &Contact, fields: Option<&[String]>) -> Map<String, Value> {
+    let Value::Object(mut row) =
+        serde_json::to_value(contact.to_input()).expect("input serializes")
+    else {
+        unreachable!("input is an object")
+    };
+    if let Some(fields) = fields {
+        row.retain(|key, _| fields.iter().any(|f| f == key));
+    }
+    row
+}
+
+/// The CSV header: built-in columns and one per custom field (or the chosen fields).
+pub fn csv_header(defs: &CustomFieldDefs, fields: Option<&[String]>) -> Vec<String> {
+    let all = BASE_COLUMNS
+        .iter()
+        .map(|c| c.to_string())
+        .chain(defs.keys().map(|k| format!("custom.{k}")));
+    match fields {
+        Some(fields) => all
+            .filter(|c| {
+                fields
+                    .iter()
+                    .any(|f| f == c || (f == "custom_fields" && c.starts_with("custom.")))
+            })
+            .collect(),
+        None => all.collect(),
+    }
+}
+
+fn cell(value: Option<&Value>) -> String {
+    match value {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| match item {
+                Value::String(s) => s.clone(),
+                Value::Object(identity) => {
+                    let base = format!(
+                        "{}:{}",
+                        str_of(identity.get("channel")),
+                        str_of(identity.get("value"))
+                    );
+                    match identity.get("account").and_then(Value::as_str) {
+                        Some(account) => format!("{base}|{account}"),
+                        None => base,
+                    }
+                }
+                other => other.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(";"),
+        Some(other) => other.to_string(),
+    }
+}
+
+fn str_of(value: Option<&Value>) -> String {
+    value
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// One CSV record for `contact` under `header`.
+pub fn csv_record(contact: &Contact, header: &[String]) -> Vec<String> {
+    let row = export_row(contact, None);
+    let custom = row.get("custom_fields").and_then(Value::as_object);
+    header
+        .iter()
+        .map(|column| match column.strip_prefix("custom.") {
+            Some(key) => cell(custom.and_then(|c| c.get(key))),
+            None => cell(row.get(column.as_str())),
+        })
+        .collect()
+}
+
+fn split_list(text: &str) -> Vec<String> {
+    text.split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// A CSV record as contact input; cells are typed by column (custom ones by their
+/// definition). Empty cells are absent.
+pub fn csv_row_to_input(
+    header: &[String],
+    record: &csv::StringRecord,
+    defs: &CustomFieldDefs,
+) -> Result<ContactInput, Vec<FieldError>> {
+    let mut row = Map::new();
+    let mut custom = Map::new();
+    let mut errors = Vec::new();
+    for (column, text) in header.iter().zip(record.iter()) {
+        let text = text.trim();
+        if text.is_empty() {
+            continue;
+        }
+        if let Some(key) = column.strip_prefix("custom.") {
+            let value = match defs.get(key).map(|d| d.field_type) {
+                // Integers stay integers, so a round trip gives back the same JSON.
+                Some(FieldType::Number) => match text
+                    .parse::<i64>()
+                    .map(Value::from)
+                    .or_else(|_| text.parse::<f64>().map(Value::from))
+                {
+                    Ok(n) => n,
+                    Err(_) => {
+                        errors.push(FieldError {
+                            field: column.clone(),
+                            message: format!("'{text}' is not a number"),
+                        });
+                        continue;
+                    }
+                },
+                Some(FieldType::Checkbox) => match text.to_ascii_lowercase().as_str() {
+                    "true" | "1" | "yes" => Value::Bool(true),
+                    "false" | "0" | "no" => Value::Bool(false),
+                    _ => {
+                        errors.push(FieldError {
+                            field: column.clone(),
+                            message: "must be true or false".into(),
+                        });
+                        continue;
+                    }
+                },
+                Some(FieldType::Multiselect) => Value::from(split_list(text)),
+                _ => Value::from(text),
+            };
+            custom.insert(key.to_string(), value);
+            continue;
+        }
+        let value = match column.as_str() {
+            "tags" => Value::from(split_list(text)),
+            "favorite" => Value::Bool(matches!(
+                text.to_ascii_lowercase().as_str(),
+                "true" | "1" | "yes"
+            )),
+            "identities" => {
+                let mut identities = Vec::new();
+                for item in split_list(text) {
+                    let (identity, account) = match item.split_once('|') {
+                        Some((identity, account)) => {
+                            (identity.to_string(), Some(account.to_string()))
+                        }
+                        None => (item.clone(), None),
+                    };
+                    match identity.split_once(':') {
+                        Some((channel, value)) => identities.push(IdentityInput {
+                            channel: channel.to_string(),
+                            value: value.to_string(),
+                            account,
+                        }),
+                        None => errors.push(FieldError {
+                            field: "identities".into(),
+                            message: format!("'{item}' is not channel:value"),
+                        }),
+                    }
+                }
+                serde_json::to_value(identities).expect("identities serialize")
+            }
+            _ => Value::from(text),
+        };
+        row.insert(column.clone(), value);
+    }
+    if !custom.is_empty() {
+        row.insert("custom_fields".into(), Value::Object(custom));
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    serde_json::from_value(Value::Object(row)).map_err(|e| {
+        vec![FieldError {
+            field: "row".into(),
+            message: e.to_string(),
+        }]
+    })
+}
+
+/// Checks CSV header names before any row is read.
+pub(super) fn check_header(header: &[String], defs: &CustomFieldDefs) -> Result<(), String> {
+    for column in header {
+        let known = BASE_COLUMNS.contains(&column.as_str())
+            || column
+                .strip_prefix("custom.")
+                .is_some_and(|k| defs.contains_key(k));
+        if !known {
+            return Err(format!(
+                "unknown CSV column '{column}': use {} or custom.<key> of a defined custom field",
+                BASE_COLUMNS.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
