@@ -38,6 +38,22 @@ pub enum Command {
         #[command(flatten)]
         common: CommonArgs,
     },
+    /// Write realistic generated contacts as NDJSON (same seed, same bytes).
+    Generate {
+        /// How many contacts.
+        #[arg(long, default_value_t = 1000)]
+        count: u64,
+        /// Seed of the random choices.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Output file [default: standard output]
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Print the custom field definitions the generated values use (a JSON array to
+        /// POST one by one to /v1/custom-fields) instead of contacts.
+        #[arg(long)]
+        definitions: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -85,7 +101,41 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             init_tracing(&config.log);
             reindex(&config)
         }
+        Command::Generate {
+            count,
+            seed,
+            out,
+            definitions,
+        } => generate(count, seed, out.as_deref(), definitions),
     }
+}
+
+fn generate(
+    count: u64,
+    seed: u64,
+    out: Option<&std::path::Path>,
+    definitions: bool,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut writer: Box<dyn Write> = match out {
+        Some(path) => Box::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?,
+        ),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut writer = std::io::BufWriter::new(&mut writer);
+    if definitions {
+        serde_json::to_writer_pretty(&mut writer, &crate::generate::field_definitions())?;
+        writeln!(writer)?;
+        return Ok(writer.flush()?);
+    }
+    let mut generator = crate::generate::Generator::new(seed);
+    for n in 0..count {
+        serde_json::to_writer(&mut writer, &generator.contact(n))?;
+        writer.write_all(b"\n")?;
+    }
+    Ok(writer.flush()?)
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {

@@ -20,6 +20,7 @@ pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod generate;
 pub mod index;
 pub mod model;
 pub mod query;

@@ -290,3 +290,60 @@ async fn upsert_matches_by_external_id_email_or_identity() {
         .expect_error(StatusCode::NOT_FOUND, "not_found");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn generated_contacts_are_valid_and_deterministic() {
+    let run = |seed: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_contactd"))
+            .args(["generate", "--count", "3000", "--seed", seed])
+            .output()
+            .unwrap()
+    };
+    let (first, again, other) = (run("42"), run("42"), run("43"));
+    assert!(first.status.success());
+    assert_eq!(first.stdout, again.stdout, "same seed, same bytes");
+    assert_ne!(first.stdout, other.stdout);
+
+    let definitions = std::process::Command::new(env!("CARGO_BIN_EXE_contactd"))
+        .args(["generate", "--definitions"])
+        .output()
+        .unwrap();
+    let definitions: Vec<Value> = serde_json::from_slice(&definitions.stdout).unwrap();
+    let app = TestApp::spawn().await;
+    for definition in definitions {
+        assert_eq!(
+            app.post("/v1/custom-fields", definition).await.status,
+            StatusCode::CREATED
+        );
+    }
+    let job = upload(
+        &app,
+        "?mode=create",
+        "application/x-ndjson",
+        String::from_utf8(first.stdout).unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (job["created"].as_u64(), job["failed"].as_u64()),
+        (Some(3000), Some(0)),
+        "{job}"
+    );
+    app.wait_caught_up().await;
+    let facets = app
+        .post(
+            "/v1/contacts/search",
+            json!({"facets": ["country", "custom.plan"], "limit": 1}),
+        )
+        .await
+        .body;
+    assert_eq!(
+        facets["facets"]["country"].as_object().unwrap().len(),
+        8,
+        "every locale is represented"
+    );
+    assert!(
+        app.search("muller").await["total"].as_u64().unwrap() > 0,
+        "accents fold"
+    );
+    app.stop().await;
+}
