@@ -74,7 +74,7 @@ pub struct Contact {
 }
 
 /// Fields a client may write: the keys of a create body and of a merge patch.
-pub(crate) const WRITABLE_FIELDS: [&str; 19] = [
+pub const WRITABLE_FIELDS: [&str; 19] = [
     "external_id",
     "name",
     "email",

@@ -17,7 +17,7 @@ mod normalize;
 mod time;
 
 pub use company::{Company, CompanyInput};
-pub use contact::{Contact, Identity, Status};
+pub use contact::{Contact, Identity, Status, WRITABLE_FIELDS};
 pub use custom_field::{CustomFieldDef, CustomFieldDefs, CustomFieldInput, FieldType};
 pub use event::{Event, EventInput, EventKind};
 pub use inbox::{ALL_INBOX, Inbox, InboxInput};

@@ -2,29 +2,17 @@
 
 use serde_json::{Map, Value};
 
-use crate::model::{Contact, ContactInput, CustomFieldDefs, FieldError, FieldType, IdentityInput};
+use crate::model::{
+    Contact, ContactInput, CustomFieldDefs, FieldError, FieldType, IdentityInput, WRITABLE_FIELDS,
+};
 
-/// The built-in CSV columns, in order.
-const BASE_COLUMNS: [&str; 18] = [
-    "external_id",
-    "name",
-    "email",
-    "phone",
-    "identities",
-    "company_id",
-    "favorite",
-    "country",
-    "language",
-    "tags",
-    "assignee",
-    "notes",
-    "avatar_url",
-    "last_interaction_at",
-    "last_interacted_channel",
-    "last_incoming_message_at",
-    "conversation_opened_at",
-    "created_at",
-];
+/// The built-in CSV columns, in order: the writable contact fields, custom values
+/// getting one `custom.<key>` column each instead of `custom_fields`.
+fn base_columns() -> impl Iterator<Item = &'static str> {
+    WRITABLE_FIELDS
+        .into_iter()
+        .filter(|f| *f != "custom_fields")
+}
 
 /// A contact as an importable row (JSON object of its writable fields and `created_at`).
 pub fn export_row(contact: &Contact, fields: Option<&[String]>) -> Map<String, Value> {
@@ -41,8 +29,7 @@ pub fn export_row(contact: &Contact, fields: Option<&[String]>) -> Map<String, V
 
 /// The CSV header: built-in columns and one per custom field (or the chosen fields).
 pub fn csv_header(defs: &CustomFieldDefs, fields: Option<&[String]>) -> Vec<String> {
-    let all = BASE_COLUMNS
-        .iter()
+    let all = base_columns()
         .map(|c| c.to_string())
         .chain(defs.keys().map(|k| format!("custom.{k}")));
     match fields {
@@ -211,14 +198,14 @@ pub fn csv_row_to_input(
 /// Checks CSV header names before any row is read.
 pub(super) fn check_header(header: &[String], defs: &CustomFieldDefs) -> Result<(), String> {
     for column in header {
-        let known = BASE_COLUMNS.contains(&column.as_str())
+        let known = base_columns().any(|c| c == column)
             || column
                 .strip_prefix("custom.")
                 .is_some_and(|k| defs.contains_key(k));
         if !known {
             return Err(format!(
                 "unknown CSV column '{column}': use {} or custom.<key> of a defined custom field",
-                BASE_COLUMNS.join(", ")
+                base_columns().collect::<Vec<_>>().join(", ")
             ));
         }
     }
