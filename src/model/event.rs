@@ -80,16 +80,29 @@ fn later(current: Option<DateTime<Utc>>, at: DateTime<Utc>) -> bool {
     current.is_none_or(|c| at > c)
 }
 
+type Activity = (
+    Option<DateTime<Utc>>,
+    Option<String>,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+);
+
+/// The fields events move, to tell whether one changed anything.
+fn activity(contact: &Contact) -> Activity {
+    (
+        contact.last_interaction_at,
+        contact.last_interacted_channel.clone(),
+        contact.last_incoming_message_at,
+        contact.conversation_opened_at,
+        contact.conversation_closed_at,
+    )
+}
+
 impl Event {
     /// Applies the event; returns whether anything changed.
     pub fn apply(&self, contact: &mut Contact) -> bool {
-        let before = (
-            contact.last_interaction_at,
-            contact.last_interacted_channel.clone(),
-            contact.last_incoming_message_at,
-            contact.conversation_opened_at,
-            contact.conversation_closed_at,
-        );
+        let before = activity(contact);
         if contact.last_interaction_at.is_none_or(|c| self.at >= c) {
             contact.last_interaction_at = Some(self.at);
             if self.channel.is_some() {
@@ -118,13 +131,6 @@ impl Event {
                 }
             }
         }
-        let after = (
-            contact.last_interaction_at,
-            contact.last_interacted_channel.clone(),
-            contact.last_incoming_message_at,
-            contact.conversation_opened_at,
-            contact.conversation_closed_at,
-        );
-        before != after
+        before != activity(contact)
     }
 }

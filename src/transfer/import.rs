@@ -45,7 +45,14 @@ pub fn run_import(
         job.state = JobState::Running;
         job.started_at = Some(chrono::Utc::now());
     });
-    let outcome = import_file(store, jobs, job_id, path, format, options, runtime);
+    let run = Run {
+        store,
+        jobs,
+        job_id,
+        options,
+        runtime,
+    };
+    let outcome = run.import_file(path, format);
     jobs.update(job_id, |job| {
         job.finished_at = Some(chrono::Utc::now());
         match outcome {
@@ -62,132 +69,135 @@ pub fn run_import(
     }
 }
 
-fn import_file(
-    store: &Store,
-    jobs: &Jobs,
-    job_id: &str,
-    path: &Path,
-    format: Format,
+/// What every step of one import job needs.
+struct Run<'a> {
+    store: &'a Store,
+    jobs: &'a Jobs,
+    job_id: &'a str,
     options: ImportOptions,
-    runtime: &tokio::runtime::Handle,
-) -> Result<(), String> {
-    let defs = store.custom_field_defs().map_err(|e| e.to_string())?;
-    let open =
-        || std::fs::File::open(path).map_err(|e| format!("cannot read the uploaded file: {e}"));
-    let mut batch: Vec<Row> = Vec::with_capacity(BATCH);
-    let flush =
-        |batch: &mut Vec<Row>| apply(store, jobs, job_id, std::mem::take(batch), options, runtime);
-    match format {
-        Format::Ndjson => {
-            let count = std::io::BufReader::new(open()?)
-                .lines()
-                .map_while(Result::ok)
-                .filter(|l| !l.trim().is_empty())
-                .count();
-            jobs.update(job_id, |job| job.total = Some(count as u64));
-            for (index, line) in std::io::BufReader::new(open()?).lines().enumerate() {
-                let line = line.map_err(|e| format!("line {}: {e}", index + 1))?;
-                if line.trim().is_empty() {
-                    continue;
-                }
-                let row = serde_json::from_str::<ContactInput>(&line).map_err(|e| {
-                    vec![FieldError {
-                        field: "row".into(),
-                        message: e.to_string(),
-                    }]
-                });
-                batch.push(((index + 1) as u64, row));
-                if batch.len() == BATCH {
-                    flush(&mut batch)?;
-                }
-            }
-        }
-        Format::Csv => {
-            let count = csv::ReaderBuilder::new()
-                .flexible(true)
-                .from_reader(std::io::BufReader::new(open()?))
-                .records()
-                .count();
-            jobs.update(job_id, |job| job.total = Some(count as u64));
-            let mut reader = csv::ReaderBuilder::new()
-                .flexible(true)
-                .from_reader(std::io::BufReader::new(open()?));
-            let header: Vec<String> = reader
-                .headers()
-                .map_err(|e| format!("cannot read the CSV header: {e}"))?
-                .iter()
-                .map(|h| h.trim().to_string())
-                .collect();
-            check_header(&header, &defs)?;
-            for record in reader.records() {
-                let record = record.map_err(|e| format!("malformed CSV: {e}"))?;
-                let line = record.position().map_or(0, |p| p.line());
-                batch.push((line, csv_row_to_input(&header, &record, &defs)));
-                if batch.len() == BATCH {
-                    flush(&mut batch)?;
-                }
-            }
-        }
-    }
-    flush(&mut batch)
+    runtime: &'a tokio::runtime::Handle,
 }
 
-/// Sends a batch of rows to the writer at once and records what each did.
-fn apply(
-    store: &Store,
-    jobs: &Jobs,
-    job_id: &str,
-    batch: Vec<Row>,
-    options: ImportOptions,
-    runtime: &tokio::runtime::Handle,
-) -> Result<(), String> {
-    let mut errors: Vec<(u64, Vec<FieldError>)> = Vec::new();
-    let mut writes = Vec::new();
-    for (line, row) in batch {
-        match row {
-            Ok(input) => writes.push((
-                line,
-                store.write(Command::Import {
-                    input: Box::new(input),
-                    mode: options.mode,
-                    match_by: options.match_by,
-                    dry_run: options.dry_run,
-                }),
-            )),
-            Err(row_errors) => errors.push((line, row_errors)),
-        }
-    }
-    let (lines, futures): (Vec<u64>, Vec<_>) = writes.into_iter().unzip();
-    let outcomes = runtime.block_on(futures_util::future::join_all(futures));
-    let (mut created, mut updated) = (0, 0);
-    for (line, outcome) in lines.into_iter().zip(outcomes) {
-        match outcome {
-            Ok(ack) => match ack.written {
-                Written::Imported(row) if row.created => created += 1,
-                Written::Imported(_) => updated += 1,
-                other => return Err(format!("the store answered an import row with {other:?}")),
-            },
-            Err(error) if error.is_internal() => return Err(format!("storage failed: {error}")),
-            Err(error) => errors.push((line, row_errors(error))),
-        }
-    }
-    jobs.update(job_id, |job| {
-        job.created += created;
-        job.updated += updated;
-        job.failed += errors.len() as u64;
-        job.processed += created + updated + errors.len() as u64;
-        errors.sort_by_key(|(line, _)| *line);
-        for (line, field_errors) in errors {
-            for error in field_errors {
-                if job.errors.len() < MAX_ERRORS {
-                    job.errors.push(
-                        json!({"line": line, "field": error.field, "message": error.message}),
-                    );
+impl Run<'_> {
+    fn import_file(&self, path: &Path, format: Format) -> Result<(), String> {
+        let (jobs, job_id) = (self.jobs, self.job_id);
+        let defs = self.store.custom_field_defs().map_err(|e| e.to_string())?;
+        let open =
+            || std::fs::File::open(path).map_err(|e| format!("cannot read the uploaded file: {e}"));
+        let mut batch: Vec<Row> = Vec::with_capacity(BATCH);
+        let flush = |batch: &mut Vec<Row>| self.apply(std::mem::take(batch));
+        match format {
+            Format::Ndjson => {
+                let count = std::io::BufReader::new(open()?)
+                    .lines()
+                    .map_while(Result::ok)
+                    .filter(|l| !l.trim().is_empty())
+                    .count();
+                jobs.update(job_id, |job| job.total = Some(count as u64));
+                for (index, line) in std::io::BufReader::new(open()?).lines().enumerate() {
+                    let line = line.map_err(|e| format!("line {}: {e}", index + 1))?;
+                    if line.trim().is_empty() {
+                        continue;
+                    }
+                    let row = serde_json::from_str::<ContactInput>(&line).map_err(|e| {
+                        vec![FieldError {
+                            field: "row".into(),
+                            message: e.to_string(),
+                        }]
+                    });
+                    batch.push(((index + 1) as u64, row));
+                    if batch.len() == BATCH {
+                        flush(&mut batch)?;
+                    }
+                }
+            }
+            Format::Csv => {
+                let count = csv::ReaderBuilder::new()
+                    .flexible(true)
+                    .from_reader(std::io::BufReader::new(open()?))
+                    .records()
+                    .count();
+                jobs.update(job_id, |job| job.total = Some(count as u64));
+                let mut reader = csv::ReaderBuilder::new()
+                    .flexible(true)
+                    .from_reader(std::io::BufReader::new(open()?));
+                let header: Vec<String> = reader
+                    .headers()
+                    .map_err(|e| format!("cannot read the CSV header: {e}"))?
+                    .iter()
+                    .map(|h| h.trim().to_string())
+                    .collect();
+                check_header(&header, &defs)?;
+                for record in reader.records() {
+                    let record = record.map_err(|e| format!("malformed CSV: {e}"))?;
+                    let line = record.position().map_or(0, |p| p.line());
+                    batch.push((line, csv_row_to_input(&header, &record, &defs)));
+                    if batch.len() == BATCH {
+                        flush(&mut batch)?;
+                    }
                 }
             }
         }
-    });
-    Ok(())
+        flush(&mut batch)
+    }
+
+    /// Sends a batch of rows to the writer at once and records what each did.
+    fn apply(&self, batch: Vec<Row>) -> Result<(), String> {
+        let (store, options) = (self.store, self.options);
+        let mut errors: Vec<(u64, Vec<FieldError>)> = Vec::new();
+        let mut writes = Vec::new();
+        for (line, row) in batch {
+            match row {
+                Ok(input) => writes.push((
+                    line,
+                    store.write(Command::Import {
+                        input: Box::new(input),
+                        mode: options.mode,
+                        match_by: options.match_by,
+                        dry_run: options.dry_run,
+                    }),
+                )),
+                Err(row_errors) => errors.push((line, row_errors)),
+            }
+        }
+        let (lines, futures): (Vec<u64>, Vec<_>) = writes.into_iter().unzip();
+        let outcomes = self
+            .runtime
+            .block_on(futures_util::future::join_all(futures));
+        let (mut created, mut updated) = (0, 0);
+        for (line, outcome) in lines.into_iter().zip(outcomes) {
+            match outcome {
+                Ok(ack) => match ack.written {
+                    Written::Imported(row) if row.created => created += 1,
+                    Written::Imported(_) => updated += 1,
+                    other => {
+                        return Err(format!("the store answered an import row with {other:?}"));
+                    }
+                },
+                Err(error) if error.is_internal() => {
+                    return Err(format!("storage failed: {error}"));
+                }
+                Err(error) => errors.push((line, row_errors(error))),
+            }
+        }
+        self.jobs.update(self.job_id, |job| {
+            job.created += created;
+            job.updated += updated;
+            job.failed += errors.len() as u64;
+            job.processed += created + updated + errors.len() as u64;
+            errors.sort_by_key(|(line, _)| *line);
+            for (line, field_errors) in errors {
+                for error in field_errors {
+                    if job.errors.len() < MAX_ERRORS {
+                        job.errors.push(
+                            json!({"line": line, "field": error.field, "message": error.message}),
+                        );
+                    }
+                }
+            }
+        });
+        Ok(())
+    }
 }
 
 /// A refused row as field errors.

@@ -34,6 +34,16 @@ impl NameList {
             NameList::List(items) => items.join(","),
         }
     }
+
+    /// The names, trimmed, blanks dropped.
+    pub fn names(&self) -> Vec<String> {
+        self.joined()
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect()
+    }
 }
 
 /// Search parameters, the same in the query string and in a JSON body.
@@ -256,14 +266,7 @@ pub async fn run_search(
             let started = Instant::now();
             let defs = state.store.custom_field_defs()?;
             let (request, order) = build_request(&state, &params, &scope, &defs)?;
-            let fields = params.fields.as_ref().map(|f| {
-                f.joined()
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(String::from)
-                    .collect()
-            });
+            let fields = params.fields.as_ref().map(NameList::names);
             let fields = projection(fields.or(scope.fields.clone()))?;
             let names_status = request.filter.as_ref().is_some_and(|f| f.names_status);
             let index_seq = state.indexed.get();

@@ -143,15 +143,7 @@ pub async fn export(
         .blocking(move |state| {
             let defs = state.store.custom_field_defs()?;
             let (request, _) = build_request(&state, &search, &Scope::default(), &defs)?;
-            let fields = search.fields.as_ref().map(|f| match f {
-                NameList::Text(t) => t
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(String::from)
-                    .collect(),
-                NameList::List(items) => items.clone(),
-            });
+            let fields = search.fields.as_ref().map(NameList::names);
             Ok((request, projection(fields)?, defs))
         })
         .await?;

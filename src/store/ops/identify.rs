@@ -2,8 +2,6 @@
 
 use serde_json::{Map, Value};
 
-use redb::ReadableMultimapTable;
-
 use super::{TxnTables, key_list};
 use crate::model::{Contact, ContactInput, Event};
 use crate::store::StoreError;
@@ -46,14 +44,7 @@ impl TxnTables<'_> {
             )
             .into());
         }
-        let mut found = None;
-        for (_, key) in &valid.identity_keys {
-            if let Some(holder) = self.identities.get(key.as_str())?.next() {
-                found = Some(holder?.value().to_string());
-                break;
-            }
-        }
-        let Some(id) = found else {
+        let Some(id) = self.holder_of_any(&valid.identity_keys)? else {
             let id = ulid::Ulid::generate().to_string();
             self.check_claims(&valid, &id, &|_, _| false)?;
             let keys = key_list(&valid);

@@ -1,6 +1,6 @@
 //! One imported row: create, or update the contact it matches (upsert).
 
-use redb::{ReadableMultimapTable, ReadableTable};
+use redb::ReadableTable;
 use serde::Deserialize;
 
 use super::{TxnTables, key_list, no_exception};
@@ -131,26 +131,10 @@ impl TxnTables<'_> {
                 Some(email) => self.first_holder(IdentityKey::new("email", email).as_str())?,
                 None => None,
             },
-            MatchBy::Identity => {
-                let mut found = None;
-                for (_, key) in identity_keys {
-                    found = self.first_holder(key.as_str())?;
-                    if found.is_some() {
-                        break;
-                    }
-                }
-                found
-            }
+            MatchBy::Identity => self.holder_of_any(identity_keys)?,
         };
         Ok(match holder {
             Some(id) => self.load(&id)?.filter(Contact::is_active),
-            None => None,
-        })
-    }
-
-    fn first_holder(&self, key: &str) -> Result<Option<String>, StoreError> {
-        Ok(match self.identities.get(key)?.next() {
-            Some(holder) => Some(holder?.value().to_string()),
             None => None,
         })
     }

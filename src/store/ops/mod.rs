@@ -214,6 +214,27 @@ impl<'t> TxnTables<'t> {
         Ok(())
     }
 
+    /// The contact holding `key`, if any.
+    fn first_holder(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(match self.identities.get(key)?.next() {
+            Some(holder) => Some(holder?.value().to_string()),
+            None => None,
+        })
+    }
+
+    /// The contact holding the first of `keys` that anyone holds.
+    fn holder_of_any(
+        &self,
+        keys: &[(String, crate::model::IdentityKey)],
+    ) -> Result<Option<String>, StoreError> {
+        for (_, key) in keys {
+            if let Some(holder) = self.first_holder(key.as_str())? {
+                return Ok(Some(holder));
+            }
+        }
+        Ok(None)
+    }
+
     fn held_keys(&self, id: &str) -> Result<Vec<String>, StoreError> {
         let mut keys = Vec::new();
         for key in self.held.get(id)? {
