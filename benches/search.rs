@@ -99,5 +99,60 @@ fn filter_parsing(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, indexing, searching, filter_parsing);
+/// The query mix of `contactd bench`, in-process (no HTTP), per kind, over 100k
+/// generated contacts: what the server spends inside the index.
+fn query_mix(c: &mut Criterion) {
+    use contactd::bench::mix;
+    let (contacts, defs) = common::generate_realistic(100_000, 1);
+    let dir = tempfile::TempDir::new().expect("dir");
+    let index = build_index(dir.path(), &contacts);
+    let samples: Vec<mix::Sample> = contacts
+        .iter()
+        .step_by(97)
+        .map(|contact| mix::Sample::from_json(&serde_json::to_value(contact).unwrap()))
+        .collect();
+    let time = TimeContext {
+        now: chrono::Utc::now(),
+        tz: chrono_tz::UTC,
+        default_country: phonenumber::country::Id::FR,
+    };
+    let requests: Vec<(&str, SearchRequest)> = mix::build(&samples, 240, 1)
+        .into_iter()
+        .map(|query| {
+            let filter = query
+                .filter
+                .map(|f| resolve(&parse(&f).unwrap().unwrap(), &defs, &time).unwrap());
+            let sort = query
+                .sort
+                .map(|s| contactd::index::sort::parse_sort(&s, &defs).unwrap());
+            let request = SearchRequest {
+                q: query.q,
+                filter,
+                sort,
+                limit: 20,
+                ..SearchRequest::default()
+            };
+            (query.kind, request)
+        })
+        .collect();
+    let mut group = c.benchmark_group("query mix 100k");
+    group.measurement_time(Duration::from_secs(3));
+    for kind in mix::KINDS {
+        let of_kind: Vec<&SearchRequest> = requests
+            .iter()
+            .filter(|(k, _)| *k == kind)
+            .map(|(_, r)| r)
+            .collect();
+        group.bench_function(format!("{kind} ({} queries)", of_kind.len()), |b| {
+            b.iter(|| {
+                for request in &of_kind {
+                    black_box(index.search(request).expect("search"));
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, indexing, searching, filter_parsing, query_mix);
 criterion_main!(benches);

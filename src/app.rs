@@ -85,6 +85,29 @@ impl App {
         &self.state
     }
 
+    /// Blocks until the index has applied every change the store has committed.
+    pub fn wait_until_searchable(&self, mut progress: impl FnMut(u64, u64)) {
+        loop {
+            let (indexed, committed) =
+                (self.state.indexed.get(), self.state.store.committed().get());
+            progress(indexed, committed);
+            if indexed >= committed {
+                return;
+            }
+            self.state
+                .indexed
+                .wait_past_blocking(indexed, std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// Lets the sync worker apply everything committed, then stops it and the store
+    /// (blocking). Used by [`App::serve`] and by commands that open a data dir.
+    pub fn close(self) {
+        let App { state, sync } = self;
+        sync.stop();
+        state.store.shutdown();
+    }
+
     /// Serves until `shutdown` resolves, then stops the worker and the store.
     pub async fn serve(
         self,
@@ -102,13 +125,9 @@ impl App {
             tracing::error!(%error, "trash purge task failed");
         }
         tracing::info!("HTTP stopped; applying the last changes to the index");
-        let App { state, sync } = self;
-        tokio::task::spawn_blocking(move || {
-            sync.stop();
-            state.store.shutdown();
-        })
-        .await
-        .map_err(std::io::Error::other)?;
+        tokio::task::spawn_blocking(move || self.close())
+            .await
+            .map_err(std::io::Error::other)?;
         tracing::info!("shut down cleanly");
         Ok(served?)
     }

@@ -2,6 +2,6 @@
 
 use clap::Parser;
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<std::process::ExitCode> {
     contactd::cli::run(contactd::cli::Cli::parse())
 }

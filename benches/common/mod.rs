@@ -122,6 +122,38 @@ pub fn generate(count: usize) -> Vec<Contact> {
         .collect()
 }
 
+/// `count` contacts from the crate's own generator (what `contactd generate` writes:
+/// eight locales, identities, custom values of every type), with their definitions.
+pub fn generate_realistic(count: u64, seed: u64) -> (Vec<Contact>, CustomFieldDefs) {
+    let now = Utc::now();
+    let defs: CustomFieldDefs = contactd::generate::field_definitions()
+        .into_iter()
+        .map(|json| {
+            let input: contactd::model::CustomFieldInput = serde_json::from_value(json).unwrap();
+            let def = input.validate(now, None).expect("a valid definition");
+            (def.key.clone(), def)
+        })
+        .collect();
+    let rules = Rules {
+        require: RequireRule::None,
+        default_country: phonenumber::country::Id::FR,
+        unique_name: false,
+        unique_identities: true,
+        restore_window_days: 60,
+    };
+    let mut generator = contactd::generate::Generator::new(seed);
+    let contacts = (0..count)
+        .map(|n| {
+            let valid = generator
+                .contact(n)
+                .validate(&rules, &defs)
+                .expect("generated contacts are valid");
+            valid.into_new_contact(ulid::Ulid::generate().to_string(), now)
+        })
+        .collect();
+    (contacts, defs)
+}
+
 /// A committed, merged index of `contacts`.
 pub fn build_index(dir: &std::path::Path, contacts: &[Contact]) -> SearchIndex {
     let context = ContactContext::default();

@@ -12,6 +12,7 @@ mod routes;
 mod state;
 
 pub use error::ApiError;
+pub use routes::{ExportParams, prepare_export};
 pub use state::AppState;
 
 use axum::Router;

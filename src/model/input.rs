@@ -142,6 +142,14 @@ impl ContactInput {
         rules: &Rules,
         defs: &CustomFieldDefs,
     ) -> Result<ValidContact, ValidationError> {
+        // A number typed without `+` is read in the contact's own country when it has
+        // one (a Polish contact's "501 234 567" is Polish), else in `default_country`.
+        let phone_country = self
+            .country
+            .as_deref()
+            .and_then(iso::country_code)
+            .and_then(|code| code.parse::<phonenumber::country::Id>().ok())
+            .unwrap_or(rules.default_country);
         let mut check = Checker::default();
         let mut valid = ValidContact {
             external_id: check.text("external_id", self.external_id, 200),
@@ -171,7 +179,7 @@ impl ContactInput {
             }
         }
         if let Some(phone) = check.text("phone", self.phone, 64) {
-            match normalize_phone(&phone, rules.default_country) {
+            match normalize_phone(&phone, phone_country) {
                 Ok(phone) => {
                     let key = IdentityKey::for_phone("phone", &phone);
                     valid.identity_keys.push(("phone".into(), key));
@@ -211,13 +219,13 @@ impl ContactInput {
         valid.custom_fields = custom_fields(
             &mut check,
             self.custom_fields.unwrap_or_default(),
-            rules,
+            phone_country,
             defs,
         );
         identities(
             &mut check,
             self.identities.unwrap_or_default(),
-            rules,
+            phone_country,
             &mut valid,
         );
 
@@ -346,11 +354,12 @@ fn tags(check: &mut Checker, input: Vec<String>) -> Vec<String> {
     tags
 }
 
-/// Values of defined custom fields, validated by type; `null` removes a key.
+/// Values of defined custom fields, validated by type; `null` (or an empty
+/// multiselect, which a CSV cell cannot tell from no value) removes a key.
 fn custom_fields(
     check: &mut Checker,
     input: Map<String, Value>,
-    rules: &Rules,
+    phone_country: phonenumber::country::Id,
     defs: &CustomFieldDefs,
 ) -> Map<String, Value> {
     let mut fields = Map::new();
@@ -366,7 +375,8 @@ fn custom_fields(
             );
             continue;
         };
-        match def.normalize(&value, rules.default_country) {
+        match def.normalize(&value, phone_country) {
+            Ok(Value::Array(items)) if items.is_empty() => {}
             Ok(value) => {
                 fields.insert(key, value);
             }
@@ -381,7 +391,7 @@ fn custom_fields(
 fn identities(
     check: &mut Checker,
     input: Vec<IdentityInput>,
-    rules: &Rules,
+    phone_country: phonenumber::country::Id,
     valid: &mut ValidContact,
 ) {
     if input.len() > MAX_IDENTITIES {
@@ -403,7 +413,7 @@ fn identities(
         let normalized = if channel == "email" {
             normalize_email(&raw).map(|email| (email.clone(), IdentityKey::new("email", &email)))
         } else if is_phone_channel(&channel) {
-            normalize_phone(&raw, rules.default_country).map(|phone| {
+            normalize_phone(&raw, phone_country).map(|phone| {
                 let key = IdentityKey::for_phone(&channel, &phone);
                 (phone.e164.unwrap_or(phone.typed), key)
             })
@@ -487,5 +497,31 @@ mod tests {
         assert_eq!(valid.identities[0].channel, "whatsapp");
         assert_eq!(valid.identities[0].value, "+33612345678");
         assert_eq!(valid.identity_keys.len(), 2);
+    }
+
+    #[test]
+    fn national_numbers_are_read_in_the_contacts_country() {
+        let whatsapp = |value: &str| IdentityInput {
+            channel: "whatsapp".into(),
+            value: value.into(),
+            account: None,
+        };
+        let polish = ContactInput {
+            phone: Some("501 234 567".into()),
+            country: Some("pl".into()),
+            identities: Some(vec![whatsapp("502 000 111")]),
+            ..ContactInput::default()
+        };
+        let valid = polish.validate(&rules(), &CustomFieldDefs::new()).unwrap();
+        let phone = valid.phone.unwrap();
+        assert_eq!(phone.e164.as_deref(), Some("+48501234567"));
+        assert_eq!(valid.identities[0].value, "+48502000111");
+        // Without a country, the default one (FR here) applies.
+        let french = ContactInput {
+            phone: Some("06 12 34 56 78".into()),
+            ..ContactInput::default()
+        };
+        let valid = french.validate(&rules(), &CustomFieldDefs::new()).unwrap();
+        assert_eq!(valid.phone.unwrap().e164.as_deref(), Some("+33612345678"));
     }
 }

@@ -30,8 +30,7 @@ pub struct ImportOptions {
 
 type Row = (u64, Result<ContactInput, Vec<FieldError>>);
 
-/// Runs an import job to its end (blocking: call from a blocking thread), then removes
-/// the spooled file.
+/// Runs an import job to its end (blocking: call from a blocking thread).
 pub fn run_import(
     store: &Store,
     jobs: &Jobs,
@@ -64,9 +63,6 @@ pub fn run_import(
             }
         }
     });
-    if let Err(error) = std::fs::remove_file(path) {
-        tracing::warn!(%error, path = %path.display(), "could not remove a spooled import file");
-    }
 }
 
 /// What every step of one import job needs.

@@ -8,10 +8,12 @@
 //!
 //! [`Contact::to_input`]: crate::model::Contact::to_input
 
+mod export;
 mod import;
 mod jobs;
 mod rows;
 
+pub use export::{EXPORT_PAGE, Export};
 pub use import::{Format, ImportOptions, run_import};
 pub use jobs::{JobState, JobStatus, Jobs};
 pub use rows::{csv_header, csv_record, csv_row_to_input, export_row};

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod cli;
 mod companies;
 mod crud;
 mod custom_fields;

@@ -10,6 +10,7 @@ mod search;
 mod transfer;
 
 pub use contacts::WaitFor;
+pub use transfer::{ExportParams, prepare_export};
 
 use axum::Router;
 use axum::routing::{get, post};

@@ -46,9 +46,18 @@ pub async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
                 "index_docs": state.index.num_docs(),
                 "index_bytes": dir_size(state.index.dir()),
                 "store_bytes": std::fs::metadata(state.store.path()).map(|m| m.len()).unwrap_or(0),
+                "rss_bytes": resident_set_bytes(),
             })))
         })
         .await
+}
+
+/// This process's resident memory (Linux `/proc/self/status`), `null` elsewhere.
+fn resident_set_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 fn dir_size(dir: &std::path::Path) -> u64 {

@@ -13,9 +13,7 @@ use super::search::{NameList, Scope, SearchParams, build_request, projection};
 use crate::api::extract::ApiQuery;
 use crate::api::{ApiError, AppState};
 use crate::store::{ImportMode, MatchBy};
-use crate::transfer::{
-    Format, ImportOptions, JobStatus, csv_header, csv_record, export_row, run_import,
-};
+use crate::transfer::{EXPORT_PAGE, Export, Format, ImportOptions, JobStatus, run_import};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -86,7 +84,10 @@ pub async fn import(
     let runtime = tokio::runtime::Handle::current();
     let (store, jobs, job_id) = (state.store.clone(), state.jobs.clone(), job.id.clone());
     tokio::task::spawn_blocking(move || {
-        run_import(&store, &jobs, &job_id, &path, format, options, &runtime)
+        run_import(&store, &jobs, &job_id, &path, format, options, &runtime);
+        if let Err(error) = std::fs::remove_file(&path) {
+            tracing::warn!(%error, path = %path.display(), "could not remove a spooled import file");
+        }
     });
     Ok(job_response(StatusCode::ACCEPTED, &job))
 }
@@ -102,24 +103,20 @@ pub async fn job(
         .ok_or_else(|| ApiError::not_found(format!("job {id} not found")))
 }
 
+/// The query of an export (`GET /v1/contacts/export`, `contactd export`).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExportParams {
-    format: Option<String>,
-    q: Option<String>,
-    filter: Option<String>,
-    fields: Option<String>,
-    sort: Option<String>,
-    tz: Option<String>,
+    pub format: Option<String>,
+    pub q: Option<String>,
+    pub filter: Option<String>,
+    pub fields: Option<String>,
+    pub sort: Option<String>,
+    pub tz: Option<String>,
 }
 
-const EXPORT_PAGE: usize = 1000;
-
-/// Streams every match page by page (constant memory) as NDJSON or CSV.
-pub async fn export(
-    State(state): State<AppState>,
-    ApiQuery(params): ApiQuery<ExportParams>,
-) -> Result<Response, ApiError> {
+/// Checks an export's parameters and plans it (blocking: reads the definitions).
+pub fn prepare_export(state: &AppState, params: ExportParams) -> Result<Export, ApiError> {
     let format = match params.format.as_deref().unwrap_or("ndjson") {
         "ndjson" => Format::Ndjson,
         "csv" => Format::Csv,
@@ -138,77 +135,39 @@ pub async fn export(
         fields: params.fields.map(NameList::Text),
         ..SearchParams::default()
     };
+    let defs = state.store.custom_field_defs()?;
+    let (request, _) = build_request(state, &search, &Scope::default(), &defs)?;
+    let fields = projection(search.fields.as_ref().map(NameList::names))?;
+    Ok(Export {
+        request,
+        format,
+        fields,
+        defs,
+    })
+}
+
+/// Streams every match page by page (constant memory) as NDJSON or CSV.
+pub async fn export(
+    State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<ExportParams>,
+) -> Result<Response, ApiError> {
     // Check everything before the first byte goes out: errors get a proper status.
-    let prepared = state
-        .blocking(move |state| {
-            let defs = state.store.custom_field_defs()?;
-            let (request, _) = build_request(&state, &search, &Scope::default(), &defs)?;
-            let fields = search.fields.as_ref().map(NameList::names);
-            Ok((request, projection(fields)?, defs))
-        })
+    let export = state
+        .blocking(move |state| prepare_export(&state, params))
         .await?;
-    let (mut request, fields, defs) = prepared;
+    let format = export.format;
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     tokio::task::spawn_blocking(move || {
-        let header = csv_header(&defs, fields.as_deref());
-        let mut first = true;
-        loop {
-            let page = match state.index.search(&request) {
-                Ok(page) => page,
-                Err(error) => {
-                    let _ = sender.blocking_send(Err(std::io::Error::other(error.to_string())));
-                    return;
-                }
-            };
-            let contacts = match state.store.get_many(&page.ids) {
-                Ok(contacts) => contacts,
-                Err(error) => {
-                    let _ = sender.blocking_send(Err(std::io::Error::other(error.to_string())));
-                    return;
-                }
-            };
-            let names_status = request.filter.as_ref().is_some_and(|f| f.names_status);
-            let mut chunk = Vec::new();
-            match format {
-                Format::Ndjson => {
-                    for contact in contacts.iter().filter(|c| names_status || c.is_active()) {
-                        let row = export_row(contact, fields.as_deref());
-                        serde_json::to_writer(&mut chunk, &row).expect("rows serialize");
-                        chunk.push(b'\n');
-                    }
-                }
-                Format::Csv => {
-                    let mut writer = csv::WriterBuilder::new()
-                        .has_headers(false)
-                        .from_writer(&mut chunk);
-                    if first {
-                        let _ = writer.write_record(&header);
-                    }
-                    for contact in contacts.iter().filter(|c| names_status || c.is_active()) {
-                        let _ = writer.write_record(csv_record(contact, &header));
-                    }
-                    let _ = writer.flush();
-                }
-            }
-            first = false;
-            if !chunk.is_empty() && sender.blocking_send(Ok(Bytes::from(chunk))).is_err() {
-                return; // the client went away
-            }
-            match page.next {
-                Some(after) => request.after = Some(after),
-                None => return,
-            }
+        let emit = |chunk: Vec<u8>| sender.blocking_send(Ok(Bytes::from(chunk))).is_ok();
+        if let Err(error) = export.run(&state.index, &state.store, emit) {
+            tracing::error!(%error, "export failed midway");
+            let _ = sender.blocking_send(Err(std::io::Error::other(error)));
         }
     });
     let stream = tokio_stream_from(receiver);
-    let content_type = match format {
-        Format::Ndjson => "application/x-ndjson",
-        Format::Csv => "text/csv; charset=utf-8",
-    };
-    let extension = if format == Format::Csv {
-        "csv"
-    } else {
-        "ndjson"
+    let (content_type, extension) = match format {
+        Format::Ndjson => ("application/x-ndjson", "ndjson"),
+        Format::Csv => ("text/csv; charset=utf-8", "csv"),
     };
     Ok((
         [

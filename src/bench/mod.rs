@@ -1,0 +1,448 @@
+//! `contactd bench`: one command that measures a contactd server the way an operator
+//! would, in the spirit of `redis-benchmark` and `pgbench`.
+//!
+//! It starts a server on a fresh data directory (or measures `--server URL`), imports a
+//! generated (or given) dataset, then runs the scenarios in order: single-client search
+//! latency over the query mix ([`mix`]), search throughput at 1, 8 and 32 clients,
+//! single-contact writes at 32 clients, write → searchable while searches run, memory
+//! and disk, and for a server it started: restart to ready and `reindex` speed. Every
+//! number comes from real HTTP round trips (or, for the last two, real processes);
+//! nothing is estimated.
+
+pub mod mix;
+
+mod measure;
+mod report;
+mod server;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+
+use crate::cli::progress;
+use crate::cli::transfer::{define_fields, follow_job, upload, wait_until_searchable};
+use crate::client::Client;
+use crate::generate::{Generator, field_definitions};
+use crate::transfer::{Format, JobState};
+use measure::{LoadResult, Summary};
+use report::Report;
+use server::ServerProcess;
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Contacts to generate and import.
+    #[arg(long, default_value_t = 100_000)]
+    pub count: u64,
+    /// Seed of the generated contacts and of the query mix.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Import this NDJSON (or .csv) file instead of generated contacts.
+    #[arg(long, value_name = "FILE")]
+    pub dataset: Option<PathBuf>,
+    /// Measure this running server instead of starting one (the dataset is added to
+    /// its contacts; restart and reindex are not measured).
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// Do not import: measure the contacts the server already holds.
+    #[arg(long, requires = "server")]
+    pub skip_import: bool,
+    /// Data directory of the server the bench starts; kept afterwards [default: a
+    /// fresh temporary directory, removed at the end]
+    #[arg(long, value_name = "DIR", conflicts_with = "server")]
+    pub data_dir: Option<PathBuf>,
+    /// Seconds each throughput, write and write→searchable scenario runs.
+    #[arg(long, default_value_t = 10.0)]
+    pub seconds: f64,
+    /// Queries in the single-client latency run.
+    #[arg(long, default_value_t = 5000)]
+    pub queries: usize,
+    /// Searches per second sent while write → searchable is measured.
+    #[arg(long, default_value_t = 200)]
+    pub background_rate: u32,
+    /// Also write the results as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+}
+
+/// Results per page of samples the query mix is built from.
+const SAMPLE_PAGE: usize = 1000;
+/// Distinct queries in the mix (taken in turn by every scenario).
+const MIX_SIZE: usize = 1200;
+
+pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    if args.seconds <= 0.0 || !args.seconds.is_finite() {
+        bail!("--seconds must be a positive number");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let report = runtime.block_on(run_scenarios(args))?;
+    print!("{}", report.table());
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, text + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("results written to {}", path.display());
+    }
+    Ok(())
+}
+
+/// Where the bench's own server keeps its data, and whether to remove it at the end.
+struct OwnDataDir {
+    path: PathBuf,
+    temporary: bool,
+}
+
+async fn run_scenarios(args: &BenchArgs) -> anyhow::Result<Report> {
+    let mut report = Report::new(args);
+    let own_dir = match (&args.server, &args.data_dir) {
+        (Some(_), _) => None,
+        (None, Some(dir)) => Some(OwnDataDir {
+            path: dir.clone(),
+            temporary: false,
+        }),
+        (None, None) => Some(OwnDataDir {
+            path: std::env::temp_dir().join(format!("contactd-bench-{}", ulid::Ulid::generate())),
+            temporary: true,
+        }),
+    };
+    let mut own_server = None;
+    let client = match (&args.server, &own_dir) {
+        (Some(url), _) => Client::new(url)?,
+        (None, Some(dir)) => {
+            std::fs::create_dir_all(&dir.path)
+                .with_context(|| format!("cannot create {}", dir.path.display()))?;
+            eprintln!("starting a server on {}", dir.path.display());
+            let (server, _) = ServerProcess::start(&dir.path).await?;
+            let client = Client::new(&server.base)?;
+            own_server = Some(server);
+            client
+        }
+        (None, None) => unreachable!("a data dir is chosen when no server is given"),
+    };
+
+    let outcome = measure_all(args, &client, &mut report, own_server, own_dir.as_ref()).await;
+    if let Some(dir) = own_dir.filter(|d| d.temporary) {
+        let _ = std::fs::remove_dir_all(&dir.path);
+    }
+    outcome?;
+    Ok(report)
+}
+
+async fn measure_all(
+    args: &BenchArgs,
+    client: &Client,
+    report: &mut Report,
+    own_server: Option<ServerProcess>,
+    own_dir: Option<&OwnDataDir>,
+) -> anyhow::Result<()> {
+    let duration = Duration::from_secs_f64(args.seconds);
+    if !args.skip_import {
+        report.import = Some(import(args, client, own_dir).await?);
+    }
+    let stats: Value = client.get("/v1/stats").await?;
+    report.contacts = stats["contacts"]["active"].as_u64().unwrap_or(0);
+
+    let mix = build_mix(args, client).await?;
+    report.mix_queries = mix.len();
+    report.kinds_without_hits = warm_up(client, &mix).await?;
+
+    report.latency = Some(latency(client, &mix, args.queries).await?);
+    let urls: Arc<Vec<reqwest::Url>> = Arc::new(mix.iter().map(|(_, url)| url.clone()).collect());
+    for clients in [1, 8, 32] {
+        let bar = progress::items(&format!("{clients} clients"), "searches", None);
+        let urls = urls.clone();
+        let (client, offset) = (client.clone(), urls.len() / 32);
+        let result = measure::closed_loop(clients, duration, &bar, move |c, i| {
+            let (client, urls) = (client.clone(), urls.clone());
+            async move {
+                let url = &urls[(c * offset + i as usize) % urls.len()];
+                measure::get(&client, url).await
+            }
+        })
+        .await;
+        bar.finish_and_clear();
+        report.throughput.push(result);
+    }
+
+    // New contacts take generator rows past the imported ones (identities stay unique).
+    let next_row = Arc::new(AtomicU64::new(report.contacts.max(args.count) + 1));
+    report.writes = Some(writes(client, next_row.clone(), duration).await);
+    report.write_to_searchable = Some(
+        write_to_searchable(
+            client,
+            urls.clone(),
+            next_row,
+            duration,
+            args.background_rate,
+        )
+        .await?,
+    );
+
+    let stats: Value = client.get("/v1/stats").await?;
+    report.rss_bytes = stats["rss_bytes"].as_u64();
+    report.store_bytes = stats["store_bytes"].as_u64().unwrap_or(0);
+    report.index_bytes = stats["index_bytes"].as_u64().unwrap_or(0);
+
+    if let (Some(server), Some(dir)) = (own_server, own_dir) {
+        server.stop().await?;
+        let (server, ready) = ServerProcess::start(&dir.path).await?;
+        report.restart_ready_seconds = Some(ready.as_secs_f64());
+        server.stop().await?;
+        report.reindex = Some(reindex(&dir.path).await?);
+    }
+    Ok(())
+}
+
+/// A generated contact for row `n` (its own generator, so any row can be asked alone).
+fn generated_contact(n: u64) -> Value {
+    serde_json::to_value(Generator::new(n).contact(n)).expect("contacts serialize")
+}
+
+async fn import(
+    args: &BenchArgs,
+    client: &Client,
+    own_dir: Option<&OwnDataDir>,
+) -> anyhow::Result<report::ImportResult> {
+    // The generated custom values need their definitions.
+    define_fields(client, &field_definitions()).await?;
+    let (file, generated) = match &args.dataset {
+        Some(path) => (path.clone(), false),
+        None => {
+            let dir = own_dir.map_or_else(std::env::temp_dir, |d| d.path.clone());
+            let path = dir.join(format!("bench-dataset-{}.ndjson", ulid::Ulid::generate()));
+            let (count, seed, out) = (args.count, args.seed, path.clone());
+            tokio::task::spawn_blocking(move || write_dataset(count, seed, &out)).await??;
+            (path, true)
+        }
+    };
+    let size = std::fs::metadata(&file)
+        .with_context(|| format!("cannot read {}", file.display()))?
+        .len();
+    let format = if file.extension().is_some_and(|e| e == "csv") {
+        Format::Csv
+    } else {
+        Format::Ndjson
+    };
+    let started = Instant::now();
+    let job = upload(client, &file, format, size, &[("mode", "upsert")]).await;
+    let job = match job {
+        Ok(job) => follow_job(client, &job.id).await,
+        Err(error) => Err(error),
+    };
+    if generated {
+        let _ = std::fs::remove_file(&file);
+    }
+    let job = job?;
+    let stored = started.elapsed();
+    if job.state == JobState::Failed {
+        bail!("the import failed: {:?}", job.errors.last());
+    }
+    wait_until_searchable(client).await?;
+    let searchable = started.elapsed();
+    Ok(report::ImportResult {
+        rows: job.processed,
+        created: job.created,
+        updated: job.updated,
+        rejected: job.failed,
+        bytes: size,
+        stored_seconds: stored.as_secs_f64(),
+        searchable_seconds: searchable.as_secs_f64(),
+        rows_per_second: job.processed as f64 / searchable.as_secs_f64(),
+    })
+}
+
+fn write_dataset(count: u64, seed: u64, path: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::Write;
+    let bar = progress::items("generating", "contacts", Some(count));
+    let file =
+        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    let mut generator = Generator::new(seed);
+    for n in 0..count {
+        serde_json::to_writer(&mut out, &generator.contact(n))?;
+        out.write_all(b"\n")?;
+        if n % 4096 == 0 {
+            bar.set_position(n);
+        }
+    }
+    out.flush()?;
+    bar.finish_and_clear();
+    Ok(())
+}
+
+/// The mix, as (kind index, search URL) pairs, from a page of the server's contacts.
+async fn build_mix(
+    args: &BenchArgs,
+    client: &Client,
+) -> anyhow::Result<Vec<(usize, reqwest::Url)>> {
+    let page: Value = client
+        .get(&format!(
+            "/v1/contacts?limit={SAMPLE_PAGE}&fields=name,email,phone,country"
+        ))
+        .await?;
+    let samples: Vec<mix::Sample> = page["hits"]
+        .as_array()
+        .map(|hits| hits.iter().map(mix::Sample::from_json).collect())
+        .unwrap_or_default();
+    if samples.is_empty() {
+        bail!("the server holds no contacts to search");
+    }
+    mix::build(&samples, MIX_SIZE, args.seed)
+        .into_iter()
+        .map(|query| {
+            let kind = mix::KINDS
+                .iter()
+                .position(|k| *k == query.kind)
+                .unwrap_or(0);
+            let mut params = vec![("q", query.q.clone()), ("limit", "20".to_string())];
+            params.extend(query.filter.map(|f| ("filter", f)));
+            params.extend(query.sort.map(|s| ("sort", s)));
+            Ok((
+                kind,
+                reqwest::Url::parse_with_params(&client.url("/v1/contacts"), params)?,
+            ))
+        })
+        .collect()
+}
+
+/// Runs every query once (an error stops the bench: the mix must be valid) and names
+/// the kinds none of whose queries found anything.
+async fn warm_up(client: &Client, mix: &[(usize, reqwest::Url)]) -> anyhow::Result<Vec<String>> {
+    let mut found = [0u64; mix::KINDS.len()];
+    let bar = progress::items("warming up", "searches", Some(mix.len() as u64));
+    for (kind, url) in mix {
+        found[*kind] += measure::search_total(client, url).await?;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(mix::KINDS
+        .iter()
+        .zip(found)
+        .filter(|(_, hits)| *hits == 0)
+        .map(|(kind, _)| kind.to_string())
+        .collect())
+}
+
+async fn latency(
+    client: &Client,
+    mix: &[(usize, reqwest::Url)],
+    queries: usize,
+) -> anyhow::Result<report::LatencyResult> {
+    let bar = progress::items("latency", "searches", Some(queries as u64));
+    let mut by_kind: Vec<Vec<Duration>> = vec![Vec::new(); mix::KINDS.len()];
+    let mut all = Vec::with_capacity(queries);
+    for (kind, url) in mix.iter().cycle().take(queries) {
+        let sent = Instant::now();
+        measure::get(client, url).await?;
+        let elapsed = sent.elapsed();
+        by_kind[*kind].push(elapsed);
+        all.push(elapsed);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(report::LatencyResult {
+        overall: Summary::of(&mut all),
+        by_kind: mix::KINDS
+            .iter()
+            .zip(by_kind.iter_mut())
+            .map(|(kind, samples)| (kind.to_string(), Summary::of(samples)))
+            .collect(),
+    })
+}
+
+async fn writes(client: &Client, next_row: Arc<AtomicU64>, duration: Duration) -> LoadResult {
+    let bar = progress::items("writes", "contacts", None);
+    let client = client.clone();
+    let result = measure::closed_loop(32, duration, &bar, move |_, _| {
+        let (client, n) = (client.clone(), next_row.fetch_add(1, Ordering::Relaxed));
+        async move {
+            let response = client
+                .http()
+                .post(client.url("/v1/contacts"))
+                .json(&generated_contact(n))
+                .send()
+                .await?;
+            crate::client::check("/v1/contacts", response).await?;
+            Ok(())
+        }
+    })
+    .await;
+    bar.finish_and_clear();
+    result
+}
+
+async fn write_to_searchable(
+    client: &Client,
+    urls: Arc<Vec<reqwest::Url>>,
+    next_row: Arc<AtomicU64>,
+    duration: Duration,
+    background_rate: u32,
+) -> anyhow::Result<report::WriteToSearchable> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let background = {
+        let client = client.clone();
+        measure::open_loop(background_rate, stop.clone(), move |i| {
+            let (client, urls) = (client.clone(), urls.clone());
+            async move {
+                let url = &urls[i as usize % urls.len()];
+                measure::get(&client, url).await
+            }
+        })
+    };
+    let bar = progress::items("write→search", "writes", None);
+    let started = Instant::now();
+    let measured = measure::write_to_searchable(
+        client,
+        |_| generated_contact(next_row.fetch_add(1, Ordering::Relaxed)),
+        duration,
+        &bar,
+    )
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    let searches = background.await.unwrap_or(0);
+    let seconds = started.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    let (latency, missing) = measured?;
+    Ok(report::WriteToSearchable {
+        latency,
+        missing,
+        background_searches_per_second: searches as f64 / seconds,
+    })
+}
+
+/// Runs `contactd reindex` on the (stopped) data directory.
+async fn reindex(data_dir: &std::path::Path) -> anyhow::Result<report::ReindexResult> {
+    let bar = progress::items("reindexing", "s", None);
+    let started = Instant::now();
+    let mut command = std::process::Command::new(std::env::current_exe()?);
+    command.arg("reindex").arg("--data-dir").arg(data_dir);
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await?
+        .context("cannot run reindex")?;
+    let seconds = started.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    if !output.status.success() {
+        bail!(
+            "reindex failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    // "index rebuilt: N documents, up to change S"
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let documents: u64 = stdout
+        .split_whitespace()
+        .nth(2)
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("unexpected reindex output: {stdout}"))?;
+    Ok(report::ReindexResult {
+        documents,
+        seconds,
+        documents_per_second: documents as f64 / seconds,
+    })
+}
