@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use tantivy::collector::{Collector, SegmentCollector};
-use tantivy::columnar::{Column, StrColumn};
+use tantivy::columnar::{Column, StrColumn, TermOrdHit};
 use tantivy::{DocId, Score, SegmentOrdinal, SegmentReader};
 
 use super::schema::{CREATED_AT, ID};
@@ -171,16 +171,82 @@ enum Reader {
     Text(Option<StrColumn>),
 }
 
+/// A sort key inside one segment: numbers as encoded, text as its position in the
+/// segment's term dictionary (ordinals sort like their text within a segment), and
+/// last the id's position, which breaks ties as the global order does. Comparing
+/// these needs no dictionary lookup; only the page's winners are turned back into
+/// text at the end.
+///
+/// A term of ordinal `o` sits at `2o + 2`; a cursor's text that is not in this
+/// segment sits at the odd position between its neighbours (`2r + 1`, with `r` the
+/// ordinal of the next term), so comparisons with the cursor stay exact.
+type LocalKey = Vec<Option<u64>>;
+
 pub struct SortedPageSegment {
     specs: Arc<Vec<SortSpec>>,
-    after: Option<Arc<After>>,
+    /// The cursor, mapped into this segment.
+    after: Option<LocalKey>,
     limit: usize,
     readers: Vec<Reader>,
     ids: Option<StrColumn>,
-    hits: Vec<(SortKey, String)>,
-    worst: Option<SortKey>,
+    hits: Vec<(LocalKey, DocId)>,
+    worst: Option<LocalKey>,
     remaining: usize,
-    buffer: String,
+}
+
+fn term_position(ord: u64) -> u64 {
+    2 * ord + 2
+}
+
+/// Where `text` falls among a segment's terms (see [`LocalKey`]).
+fn text_position(column: &StrColumn, text: &str) -> tantivy::Result<u64> {
+    let terms = column.num_terms() as u64;
+    Ok(match column.dictionary().term_ord_or_next(text)? {
+        TermOrdHit::Exact(ord) => term_position(ord),
+        TermOrdHit::Next(ord) => 2 * ord.min(terms) + 1,
+    })
+}
+
+/// The cursor as a [`LocalKey`] of one segment.
+fn local_after(
+    readers: &[Reader],
+    ids: Option<&StrColumn>,
+    after: &After,
+) -> tantivy::Result<LocalKey> {
+    let mut key = Vec::with_capacity(readers.len() + 1);
+    for (reader, part) in readers.iter().zip(&after.key) {
+        key.push(match (reader, part) {
+            (_, None) => None,
+            (_, Some(KeyPart::Num(n))) => Some(*n),
+            (Reader::Text(Some(column)), Some(KeyPart::Str(text))) => {
+                Some(text_position(column, text)?)
+            }
+            // No text in this segment: its documents are all missing values, which
+            // sort after any text whatever the cursor's value.
+            (_, Some(KeyPart::Str(_))) => Some(0),
+        });
+    }
+    key.push(Some(match ids {
+        Some(ids) => text_position(ids, &after.id)?,
+        None => 0,
+    }));
+    Ok(key)
+}
+
+fn compare_local(specs: &[SortSpec], a: &LocalKey, b: &LocalKey) -> Ordering {
+    for (spec, (x, y)) in specs.iter().zip(a.iter().zip(b)) {
+        let ordering = match (x, y) {
+            (None, None) => Ordering::Equal,
+            (None, Some(_)) => Ordering::Greater,
+            (Some(_), None) => Ordering::Less,
+            (Some(x), Some(y)) if spec.descending => y.cmp(x),
+            (Some(x), Some(y)) => x.cmp(y),
+        };
+        if ordering != Ordering::Equal {
+            return ordering;
+        }
+    }
+    a.last().cmp(&b.last())
 }
 
 impl Collector for SortedPage {
@@ -206,16 +272,20 @@ impl Collector for SortedPage {
                 })
             })
             .collect::<tantivy::Result<Vec<_>>>()?;
+        let ids = fast.str(ID)?;
+        let after = match &self.after {
+            Some(after) => Some(local_after(&readers, ids.as_ref(), after)?),
+            None => None,
+        };
         Ok(SortedPageSegment {
             specs: self.specs.clone(),
-            after: self.after.clone(),
+            after,
             limit: self.limit,
             readers,
-            ids: fast.str(ID)?,
+            ids,
             hits: Vec::new(),
             worst: None,
             remaining: 0,
-            buffer: String::new(),
         })
     }
 
@@ -236,39 +306,69 @@ fn sort_hits(specs: &[SortSpec], hits: &mut [(SortKey, String)]) {
     hits.sort_by(|a, b| compare_keys(specs, &a.0, &b.0).then_with(|| a.1.cmp(&b.1)));
 }
 
+fn first_ord(column: &StrColumn, doc: DocId) -> Option<u64> {
+    column.term_ords(doc).next()
+}
+
+fn text_of(column: &StrColumn, ord: u64) -> Option<String> {
+    let mut text = String::new();
+    column.ord_to_str(ord, &mut text).ok()?;
+    Some(text)
+}
+
 impl SortedPageSegment {
-    fn key(&mut self, doc: DocId, score: Score) -> SortKey {
-        let mut key = Vec::with_capacity(self.readers.len());
+    fn local_key(&self, doc: DocId, score: Score) -> LocalKey {
+        let mut key = Vec::with_capacity(self.readers.len() + 1);
         for reader in &self.readers {
             key.push(match reader {
-                Reader::Relevance => Some(KeyPart::Num(encode_f64(f64::from(score)))),
+                Reader::Relevance => Some(encode_f64(f64::from(score))),
                 Reader::Date(column) => column
                     .as_ref()
                     .and_then(|c| c.first(doc))
-                    .map(|d| KeyPart::Num(encode_i64(d.into_timestamp_micros()))),
-                Reader::Number(column) => column
+                    .map(|d| encode_i64(d.into_timestamp_micros())),
+                Reader::Number(column) => {
+                    column.as_ref().and_then(|c| c.first(doc)).map(encode_f64)
+                }
+                Reader::Text(column) => column
                     .as_ref()
-                    .and_then(|c| c.first(doc))
-                    .map(|n| KeyPart::Num(encode_f64(n))),
-                Reader::Text(column) => column.as_ref().and_then(|c| {
-                    let ord = c.term_ords(doc).next()?;
-                    self.buffer.clear();
-                    c.ord_to_str(ord, &mut self.buffer).ok()?;
-                    Some(KeyPart::Str(self.buffer.clone()))
-                }),
+                    .and_then(|c| first_ord(c, doc))
+                    .map(term_position),
             });
         }
+        key.push(Some(
+            self.ids
+                .as_ref()
+                .and_then(|ids| first_ord(ids, doc))
+                .map_or(0, term_position),
+        ));
         key
     }
 
-    fn id(&mut self, doc: DocId) -> String {
-        let mut id = String::new();
-        if let Some(ids) = &self.ids
-            && let Some(ord) = ids.term_ords(doc).next()
-        {
-            let _ = ids.ord_to_str(ord, &mut id);
-        }
-        id
+    /// A winner's key as the global order and the cursor know it.
+    fn global(&self, key: &LocalKey, doc: DocId) -> (SortKey, String) {
+        let parts = self
+            .readers
+            .iter()
+            .zip(key)
+            .map(|(reader, part)| match (reader, part) {
+                (Reader::Text(Some(column)), Some(position)) => {
+                    text_of(column, (position - 2) / 2).map(KeyPart::Str)
+                }
+                (_, part) => part.map(KeyPart::Num),
+            })
+            .collect();
+        let id = self
+            .ids
+            .as_ref()
+            .and_then(|ids| first_ord(ids, doc).and_then(|ord| text_of(ids, ord)))
+            .unwrap_or_default();
+        (parts, id)
+    }
+
+    fn keep_best(&mut self) {
+        let specs = self.specs.clone();
+        self.hits.sort_by(|a, b| compare_local(&specs, &a.0, &b.0));
+        self.hits.truncate(self.limit);
     }
 }
 
@@ -276,41 +376,34 @@ impl SegmentCollector for SortedPageSegment {
     type Fruit = PageFruit;
 
     fn collect(&mut self, doc: DocId, score: Score) {
-        let key = self.key(doc, score);
-        let mut id = None;
-        if let Some(after) = self.after.clone() {
-            match compare_keys(&self.specs, &key, &after.key) {
-                Ordering::Less => return,
-                Ordering::Equal => {
-                    let this = self.id(doc);
-                    if this <= after.id {
-                        return;
-                    }
-                    id = Some(this);
-                }
-                Ordering::Greater => {}
-            }
-        }
-        self.remaining += 1;
-        if let Some(worst) = &self.worst
-            && compare_keys(&self.specs, &key, worst) == Ordering::Greater
+        let key = self.local_key(doc, score);
+        if let Some(after) = &self.after
+            && compare_local(&self.specs, &key, after) != Ordering::Greater
         {
             return;
         }
-        let id = id.unwrap_or_else(|| self.id(doc));
-        self.hits.push((key, id));
+        self.remaining += 1;
+        if let Some(worst) = &self.worst
+            && compare_local(&self.specs, &key, worst) == Ordering::Greater
+        {
+            return;
+        }
+        self.hits.push((key, doc));
         if self.hits.len() >= 2 * self.limit.max(1) {
-            sort_hits(&self.specs, &mut self.hits);
-            self.hits.truncate(self.limit);
+            self.keep_best();
             self.worst = self.hits.last().map(|(k, _)| k.clone());
         }
     }
 
     fn harvest(mut self) -> PageFruit {
-        sort_hits(&self.specs, &mut self.hits);
-        self.hits.truncate(self.limit);
+        self.keep_best();
+        let hits = self
+            .hits
+            .iter()
+            .map(|(key, doc)| self.global(key, *doc))
+            .collect();
         PageFruit {
-            hits: self.hits,
+            hits,
             remaining: self.remaining,
         }
     }
