@@ -62,14 +62,19 @@ pub const TAGS: [&str; 6] = [
 ];
 pub const COUNTRIES: [&str; 7] = ["FR", "DE", "PL", "ES", "IT", "NL", "GB"];
 
-pub fn generate(count: usize) -> Vec<Contact> {
-    let rules = Rules {
+/// Rules that accept any generated contact.
+fn permissive_rules() -> Rules {
+    Rules {
         require: RequireRule::None,
         default_country: phonenumber::country::Id::FR,
         unique_name: false,
         unique_identities: true,
         restore_window_days: 60,
-    };
+    }
+}
+
+pub fn generate(count: usize) -> Vec<Contact> {
+    let rules = permissive_rules();
     let defs = CustomFieldDefs::new();
     let mut state = 0x2545_f491_4f6c_dd1d_u64;
     let mut next = move |bound: usize| {
@@ -134,13 +139,7 @@ pub fn generate_realistic(count: u64, seed: u64) -> (Vec<Contact>, CustomFieldDe
             (def.key.clone(), def)
         })
         .collect();
-    let rules = Rules {
-        require: RequireRule::None,
-        default_country: phonenumber::country::Id::FR,
-        unique_name: false,
-        unique_identities: true,
-        restore_window_days: 60,
-    };
+    let rules = permissive_rules();
     let mut generator = contactd::generate::Generator::new(seed);
     let contacts = (0..count)
         .map(|n| {

@@ -135,7 +135,9 @@ fn encode_i64(value: i64) -> u64 {
     (value as u64) ^ (1 << 63)
 }
 
-fn compare_keys(specs: &[SortSpec], a: &SortKey, b: &SortKey) -> Ordering {
+/// Compares sort keys part by part in `specs` order; a missing value sorts last in
+/// either direction.
+fn compare_parts<T: Ord>(specs: &[SortSpec], a: &[Option<T>], b: &[Option<T>]) -> Ordering {
     for (spec, (x, y)) in specs.iter().zip(a.iter().zip(b)) {
         let ordering = match (x, y) {
             (None, None) => Ordering::Equal,
@@ -233,20 +235,12 @@ fn local_after(
     Ok(key)
 }
 
+fn compare_keys(specs: &[SortSpec], a: &SortKey, b: &SortKey) -> Ordering {
+    compare_parts(specs, a, b)
+}
+
 fn compare_local(specs: &[SortSpec], a: &LocalKey, b: &LocalKey) -> Ordering {
-    for (spec, (x, y)) in specs.iter().zip(a.iter().zip(b)) {
-        let ordering = match (x, y) {
-            (None, None) => Ordering::Equal,
-            (None, Some(_)) => Ordering::Greater,
-            (Some(_), None) => Ordering::Less,
-            (Some(x), Some(y)) if spec.descending => y.cmp(x),
-            (Some(x), Some(y)) => x.cmp(y),
-        };
-        if ordering != Ordering::Equal {
-            return ordering;
-        }
-    }
-    a.last().cmp(&b.last())
+    compare_parts(specs, a, b).then_with(|| a.last().cmp(&b.last()))
 }
 
 impl Collector for SortedPage {
