@@ -24,10 +24,10 @@ use anyhow::{Context, bail};
 use serde_json::Value;
 
 use crate::cli::progress;
-use crate::cli::transfer::{define_fields, follow_job, upload, wait_until_searchable};
+use crate::cli::transfer::{define_fields, follow_job, format_for, upload, wait_until_searchable};
 use crate::client::Client;
 use crate::generate::{Generator, field_definitions};
-use crate::transfer::{Format, JobState};
+use crate::transfer::JobState;
 use measure::{LoadResult, Summary};
 use report::Report;
 use server::ServerProcess;
@@ -224,11 +224,7 @@ async fn import(
     let size = std::fs::metadata(&file)
         .with_context(|| format!("cannot read {}", file.display()))?
         .len();
-    let format = if file.extension().is_some_and(|e| e == "csv") {
-        Format::Csv
-    } else {
-        Format::Ndjson
-    };
+    let format = format_for(None, Some(&file));
     let started = Instant::now();
     let job = upload(client, &file, format, size, &[("mode", "upsert")]).await;
     let job = match job {

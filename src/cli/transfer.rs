@@ -77,7 +77,8 @@ pub struct ExportArgs {
     pub out: Option<PathBuf>,
 }
 
-fn format_for(explicit: Option<&str>, path: Option<&Path>) -> Format {
+/// The row format: the one asked for, else `.csv` (any case) means CSV, else NDJSON.
+pub(crate) fn format_for(explicit: Option<&str>, path: Option<&Path>) -> Format {
     let by_extension = path
         .and_then(|p| p.extension())
         .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
