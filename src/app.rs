@@ -56,6 +56,7 @@ impl App {
                 return Err(error.into());
             }
         };
+        index.set_walk_min_matches(config.search.walk_min_matches);
         let index = Arc::new(index);
         let indexed = Arc::new(SeqSignal::new(applied));
         let worker = SyncWorker::new(store.clone(), index.clone(), indexed.clone(), sync_options)?;

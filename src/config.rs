@@ -44,6 +44,23 @@ pub struct Config {
     pub rules: RulesConfig,
     pub store: StoreConfig,
     pub sync: SyncConfig,
+    pub search: SearchConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SearchConfig {
+    /// From this many matches in a segment, a sorted page walks the segment's order
+    /// of the sort key instead of ranking every match.
+    pub walk_min_matches: usize,
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        SearchConfig {
+            walk_min_matches: 2_048,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -91,6 +108,7 @@ impl Default for Config {
             rules: RulesConfig::default(),
             store: StoreConfig::default(),
             sync: SyncConfig::default(),
+            search: SearchConfig::default(),
         }
     }
 }

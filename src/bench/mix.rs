@@ -1,11 +1,12 @@
 //! The query mix: what people type into a contact search box, built from contacts the
 //! server really holds so every query has something to find.
 //!
-//! Twelve kinds, taken in turn: prefixes of 1, 2, 3 and 4 letters, a substring from
+//! Fourteen kinds, taken in turn: prefixes of 1, 2, 3 and 4 letters, a substring from
 //! inside a last name, a whole name typed without its accents, an email fragment, a
-//! phone fragment in another formatting than the stored one, and four with filters
-//! and sorts (prefix + filter, prefix + sort, substring + filter + sort, and a filter
-//! with a sort and no text, like a saved inbox).
+//! phone fragment in another formatting than the stored one, four with filters and
+//! sorts (prefix + filter, prefix + sort, substring + filter + sort, and a filter with
+//! a sort and no text, like a saved inbox), a word a quarter of the contacts hold
+//! (a plan, a tag, a mail provider) sorted by a date, and the starts of two name words.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -45,7 +46,7 @@ pub struct MixQuery {
 }
 
 /// The kinds, in the order the mix takes them.
-pub const KINDS: [&str; 12] = [
+pub const KINDS: [&str; 14] = [
     "prefix 1 letter",
     "prefix 2 letters",
     "prefix 3 letters",
@@ -58,7 +59,13 @@ pub const KINDS: [&str; 12] = [
     "prefix + sort",
     "substring + filter + sort",
     "filter + sort, no text",
+    "common word + date sort",
+    "two word prefixes",
 ];
+
+/// Values that about a quarter of generated contacts hold: plans, tags, providers.
+const COMMON_WORDS: [&str; 5] = ["starter", "enterprise", "newsletter", "customer", "gmail"];
+const DATE_SORTS: [&str; 2] = ["created_at:desc", "last_interaction_at:desc"];
 
 const FILTERS: [&str; 4] = [
     "country = FR AND tags IN [vip, lead]",
@@ -151,11 +158,27 @@ fn query_of_kind(kind: usize, sample: &Sample, rng: &mut ChaCha8Rng) -> Option<M
             sort,
             ..text(inner(&last_word?, rng)?)
         },
-        _ => MixQuery {
+        11 => MixQuery {
             filter,
             sort,
             ..text(String::new())
         },
+        12 => MixQuery {
+            sort: Some(DATE_SORTS[rng.random_range(0..DATE_SORTS.len())].to_string()),
+            ..text(COMMON_WORDS[rng.random_range(0..COMMON_WORDS.len())].to_string())
+        },
+        _ => {
+            let (first, last) = (words.first()?, words.last()?);
+            if words.len() < 2 {
+                return None;
+            }
+            let last_letters = rng.random_range(2..=4);
+            text(format!(
+                "{} {}",
+                prefix(first, 3)?,
+                prefix(last, last_letters).unwrap_or_else(|| last.clone())
+            ))
+        }
     })
 }
 

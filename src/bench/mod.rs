@@ -66,6 +66,17 @@ pub struct BenchArgs {
     /// Also write the results as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Concurrent clients of the throughput runs, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 8, 32])]
+    pub clients: Vec<usize>,
+    /// Measure import and search only (no writes, write → searchable, restart or
+    /// reindex), as the side-by-side PostgreSQL harness does.
+    #[arg(long)]
+    pub search_only: bool,
+    /// Write the query mix as NDJSON (`kind`, `q`, `filter`, `sort`), so another system
+    /// can be measured with the very same queries.
+    #[arg(long, value_name = "FILE")]
+    pub mix_out: Option<PathBuf>,
 }
 
 /// Results per page of samples the query mix is built from.
@@ -148,16 +159,20 @@ async fn measure_all(
     let stats: Value = client.get("/v1/stats").await?;
     report.contacts = stats["contacts"]["active"].as_u64().unwrap_or(0);
 
-    let mix = build_mix(args, client).await?;
+    let queries = build_mix(args, client).await?;
+    if let Some(path) = &args.mix_out {
+        write_mix(path, &queries)?;
+    }
+    let mix = search_urls(client, &queries)?;
     report.mix_queries = mix.len();
     report.kinds_without_hits = warm_up(client, &mix).await?;
 
     report.latency = Some(latency(client, &mix, args.queries).await?);
     let urls: Arc<Vec<reqwest::Url>> = Arc::new(mix.iter().map(|(_, url)| url.clone()).collect());
-    for clients in [1, 8, 32] {
+    for &clients in &args.clients {
         let bar = progress::items(&format!("{clients} clients"), "searches", None);
         let urls = urls.clone();
-        let (client, offset) = (client.clone(), urls.len() / 32);
+        let (client, offset) = (client.clone(), urls.len() / clients.max(1));
         let result = measure::closed_loop(clients, duration, &bar, move |c, i| {
             let (client, urls) = (client.clone(), urls.clone());
             async move {
@@ -168,6 +183,9 @@ async fn measure_all(
         .await;
         bar.finish_and_clear();
         report.throughput.push(result);
+    }
+    if args.search_only {
+        return record_sizes(client, report).await;
     }
 
     // New contacts take generator rows past the imported ones (identities stay unique).
@@ -184,10 +202,7 @@ async fn measure_all(
         .await?,
     );
 
-    let stats: Value = client.get("/v1/stats").await?;
-    report.rss_bytes = stats["rss_bytes"].as_u64();
-    report.store_bytes = stats["store_bytes"].as_u64().unwrap_or(0);
-    report.index_bytes = stats["index_bytes"].as_u64().unwrap_or(0);
+    record_sizes(client, report).await?;
 
     if let (Some(server), Some(dir)) = (own_server, own_dir) {
         server.stop().await?;
@@ -197,6 +212,24 @@ async fn measure_all(
         report.reindex = Some(reindex(&dir.path).await?);
     }
     Ok(())
+}
+
+async fn record_sizes(client: &Client, report: &mut Report) -> anyhow::Result<()> {
+    let stats: Value = client.get("/v1/stats").await?;
+    report.rss_bytes = stats["rss_bytes"].as_u64();
+    report.store_bytes = stats["store_bytes"].as_u64().unwrap_or(0);
+    report.index_bytes = stats["index_bytes"].as_u64().unwrap_or(0);
+    Ok(())
+}
+
+/// One line per query of the mix, in the order the scenarios take them.
+fn write_mix(path: &std::path::Path, mix: &[mix::MixQuery]) -> anyhow::Result<()> {
+    let mut out = String::new();
+    for query in mix {
+        out.push_str(&serde_json::to_string(query)?);
+        out.push('\n');
+    }
+    std::fs::write(path, out).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// A generated contact for row `n` (its own generator, so any row can be asked alone).
@@ -272,11 +305,8 @@ fn write_dataset(count: u64, seed: u64, path: &std::path::Path) -> anyhow::Resul
     Ok(())
 }
 
-/// The mix, as (kind index, search URL) pairs, from a page of the server's contacts.
-async fn build_mix(
-    args: &BenchArgs,
-    client: &Client,
-) -> anyhow::Result<Vec<(usize, reqwest::Url)>> {
+/// The mix, built from a page of the server's contacts.
+async fn build_mix(args: &BenchArgs, client: &Client) -> anyhow::Result<Vec<mix::MixQuery>> {
     let page: Value = client
         .get(&format!(
             "/v1/contacts?limit={SAMPLE_PAGE}&fields=name,email,phone,country"
@@ -289,16 +319,24 @@ async fn build_mix(
     if samples.is_empty() {
         bail!("the server holds no contacts to search");
     }
-    mix::build(&samples, MIX_SIZE, args.seed)
-        .into_iter()
+    Ok(mix::build(&samples, MIX_SIZE, args.seed))
+}
+
+/// The mix as (kind index, search URL) pairs.
+fn search_urls(
+    client: &Client,
+    queries: &[mix::MixQuery],
+) -> anyhow::Result<Vec<(usize, reqwest::Url)>> {
+    queries
+        .iter()
         .map(|query| {
             let kind = mix::KINDS
                 .iter()
                 .position(|k| *k == query.kind)
                 .unwrap_or(0);
             let mut params = vec![("q", query.q.clone()), ("limit", "20".to_string())];
-            params.extend(query.filter.map(|f| ("filter", f)));
-            params.extend(query.sort.map(|s| ("sort", s)));
+            params.extend(query.filter.clone().map(|f| ("filter", f)));
+            params.extend(query.sort.clone().map(|s| ("sort", s)));
             Ok((
                 kind,
                 reqwest::Url::parse_with_params(&client.url("/v1/contacts"), params)?,

@@ -19,6 +19,11 @@ use tantivy::tokenizer::{PreTokenizedString, Token};
 
 /// Longest prefix indexed; a longer query word is matched as a substring instead.
 pub const MAX_PREFIX: usize = 20;
+/// Longest prefix of a whole email or identity value indexed (see [`fold_handle`]).
+pub const MAX_HANDLE_PREFIX: usize = 40;
+/// Characters kept inside a handle (an email or identity value) besides letters and
+/// digits, so a fragment such as `jean.dup` or `zielke@` matches contiguously.
+pub const HANDLE_SEPARATORS: &str = "@._+-";
 /// Shortest query word matched as a substring (API: "by substring from its third").
 pub const MIN_SUBSTRING: usize = 3;
 
@@ -67,6 +72,20 @@ pub fn fold(spelling: &str) -> Vec<String> {
     crate::model::fold_ascii(spelling)
 }
 
+/// An email or identity value (or a typed fragment of one) folded whole: ASCII,
+/// lower case, letters, digits and [`HANDLE_SEPARATORS`] only.
+pub fn fold_handle(value: &str) -> String {
+    let ascii = if value.is_ascii() {
+        value.to_ascii_lowercase()
+    } else {
+        deunicode::deunicode(value).to_ascii_lowercase()
+    };
+    ascii
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || HANDLE_SEPARATORS.contains(*c))
+        .collect()
+}
+
 /// Every trigram of a word, in order.
 pub fn trigrams(word: &str) -> impl Iterator<Item = &str> {
     (0..=word.len().saturating_sub(MIN_SUBSTRING))
@@ -83,13 +102,16 @@ pub struct IndexForms {
 
 impl IndexForms {
     pub fn new(words: &[String]) -> Self {
-        let mut word_tokens = Vec::with_capacity(words.len());
+        Self::with_max_prefix(words, MAX_PREFIX)
+    }
+
+    /// The forms with prefixes up to `max_prefix` bytes.
+    pub fn with_max_prefix(words: &[String], max_prefix: usize) -> Self {
         let mut prefix_tokens = Vec::new();
         let mut trigram_tokens = Vec::new();
         let mut position = 0;
         for (i, word) in words.iter().enumerate() {
-            word_tokens.push(token(word, i));
-            for end in 1..=word.len().min(MAX_PREFIX) {
+            for end in 1..=word.len().min(max_prefix) {
                 prefix_tokens.push(token(&word[..end], i));
             }
             for (offset, gram) in trigrams(word).enumerate() {
@@ -99,11 +121,22 @@ impl IndexForms {
             position += word.len().saturating_sub(2) + 1;
         }
         IndexForms {
-            words: pre_tokenized(word_tokens),
+            words: exact_forms(words),
             prefixes: pre_tokenized(prefix_tokens),
             trigrams: pre_tokenized(trigram_tokens),
         }
     }
+}
+
+/// The exact form alone: one token per word.
+pub fn exact_forms(words: &[String]) -> PreTokenizedString {
+    pre_tokenized(
+        words
+            .iter()
+            .enumerate()
+            .map(|(i, word)| token(word, i))
+            .collect(),
+    )
 }
 
 fn token(text: &str, position: usize) -> Token {
@@ -136,6 +169,15 @@ mod tests {
             words("helene.dupont@orange.fr"),
             ["helene", "dupont", "orange", "fr"]
         );
+    }
+
+    #[test]
+    fn handles_are_folded_whole() {
+        assert_eq!(
+            fold_handle("Hélène.Dupont+CRM@Orange.fr"),
+            "helene.dupont+crm@orange.fr"
+        );
+        assert_eq!(fold_handle("@Quokka_Fan!"), "@quokka_fan");
     }
 
     #[test]

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use tantivy::TantivyDocument;
 use tantivy::schema::Field;
 
-use super::analysis::{IndexForms, words};
+use super::analysis::{IndexForms, MAX_HANDLE_PREFIX, exact_forms, fold_handle, words};
 use super::schema::{Fields, TextGroup};
 use crate::model::{Contact, ContactContext, FieldType, is_phone_channel, phone_forms};
 
@@ -18,6 +18,9 @@ pub struct SearchableText {
     /// International digit forms only (matched by fragments typed with `+`).
     pub phone_international: Vec<String>,
     pub other: Vec<String>,
+    /// Whole email and identity values (emails, and identities not on a phone
+    /// channel), folded by [`fold_handle`]: what handle fragments match.
+    pub handles: Vec<String>,
 }
 
 impl SearchableText {
@@ -50,6 +53,10 @@ impl SearchableText {
         }
         for email in emails {
             extend_unique(&mut text.email, words(email));
+            extend_unique(&mut text.handles, [fold_handle(email)]);
+        }
+        for handle in &others {
+            extend_unique(&mut text.handles, [fold_handle(handle)]);
         }
         for (typed, e164) in phones {
             let forms = phone_forms(typed, e164);
@@ -141,6 +148,17 @@ pub fn to_document(
     for international in &text.phone_international {
         let forms = IndexForms::new(std::slice::from_ref(international));
         doc.add_pre_tokenized_text(fields.phone_international, forms.prefixes);
+    }
+    // A phone typed whole with its `+` ranks like an email typed whole.
+    let mut whole: Vec<String> = text.handles.clone();
+    whole.extend(text.phone_international.iter().map(|d| format!("+{d}")));
+    if !whole.is_empty() {
+        doc.add_pre_tokenized_text(fields.handles.words, exact_forms(&whole));
+    }
+    if !text.handles.is_empty() {
+        let forms = IndexForms::with_max_prefix(&text.handles, MAX_HANDLE_PREFIX);
+        doc.add_pre_tokenized_text(fields.handles.prefixes, forms.prefixes);
+        doc.add_pre_tokenized_text(fields.handles.trigrams, forms.trigrams);
     }
 
     let k = &fields.keywords;

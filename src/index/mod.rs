@@ -6,11 +6,14 @@
 //! sequence) so the sync worker can resume, or decide to rebuild.
 
 pub mod analysis;
+mod bits;
 pub mod document;
+mod executor;
 pub mod facets;
 mod filter;
 mod schema;
 mod search;
+mod segment_cache;
 pub mod sort;
 pub mod text_query;
 
@@ -51,6 +54,9 @@ pub struct SearchIndex {
     reader: IndexReader,
     fields: Fields,
     dir: PathBuf,
+    segment_cache: segment_cache::SegmentCache,
+    /// See `search.walk_min_matches` in config.toml.
+    walk_min_matches: std::sync::atomic::AtomicUsize,
 }
 
 impl SearchIndex {
@@ -104,6 +110,8 @@ impl SearchIndex {
         Ok(SearchIndex {
             index,
             reader,
+            segment_cache: segment_cache::SegmentCache::new(fields.status),
+            walk_min_matches: std::sync::atomic::AtomicUsize::new(search::WALK_MIN_MATCHES),
             fields,
             dir: dir.to_path_buf(),
         })
@@ -130,6 +138,12 @@ impl SearchIndex {
             writer,
             fields: self.fields.clone(),
         })
+    }
+
+    /// From this many matches in a segment, sorted pages walk the sort order.
+    pub fn set_walk_min_matches(&self, matches: usize) {
+        self.walk_min_matches
+            .store(matches, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Makes the last commit visible to searches.

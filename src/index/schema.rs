@@ -6,7 +6,9 @@ use tantivy::schema::{
     STORED, STRING, Schema, TextFieldIndexing, TextOptions,
 };
 
-pub const SCHEMA_VERSION: u32 = 3;
+use super::text_query::Group;
+
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// A group of searchable text, indexed in the three forms of
 /// [`super::analysis::IndexForms`].
@@ -15,8 +17,8 @@ pub struct TextGroup {
     pub words: Field,
     pub prefixes: Field,
     pub trigrams: Field,
-    /// Added to a match's tier score: name before email before phone before the rest.
-    pub weight: f32,
+    /// Where its matches rank: name before email before phone before the rest.
+    pub group: Group,
 }
 
 /// Keyword (exact, filterable, facetable) fields.
@@ -56,6 +58,11 @@ pub struct Fields {
     pub other: TextGroup,
     /// Prefixes of international phone digits, for fragments typed with `+`.
     pub phone_international: Field,
+    /// Whole email and identity values ([`super::analysis::fold_handle`]) in the three
+    /// forms (prefixes up to [`super::analysis::MAX_HANDLE_PREFIX`]), for handle
+    /// fragments; the exact form also holds `+` and the international digits of
+    /// every phone, for a phone typed whole.
+    pub handles: TextGroup,
     pub keywords: Keywords,
     pub dates: Dates,
     /// Custom values by key, typed by their definition (numbers, dates, booleans,
@@ -85,7 +92,7 @@ fn pre_tokenized(record: IndexRecordOption) -> TextOptions {
 impl Fields {
     pub fn build() -> Fields {
         let mut builder = Schema::builder();
-        let mut group = |name: &str, weight: f32| TextGroup {
+        let mut group = |name: &str, group: Group| TextGroup {
             words: builder.add_text_field(
                 &format!("{name}_w"),
                 pre_tokenized(IndexRecordOption::Basic),
@@ -98,12 +105,13 @@ impl Fields {
                 &format!("{name}_t"),
                 pre_tokenized(IndexRecordOption::WithFreqsAndPositions),
             ),
-            weight,
+            group,
         };
-        let name = group("name", 1.0);
-        let email = group("email", 0.75);
-        let phone = group("phone", 0.5);
-        let other = group("other", 0.25);
+        let name = group("name", Group::Name);
+        let email = group("email", Group::Email);
+        let phone = group("phone", Group::Phone);
+        let other = group("other", Group::Other);
+        let handles = group("handle", Group::Email);
         let phone_international =
             builder.add_text_field("phone_intl_p", pre_tokenized(IndexRecordOption::Basic));
         let id = builder.add_text_field(ID, STRING | STORED | FAST);
@@ -158,6 +166,7 @@ impl Fields {
             phone,
             other,
             phone_international,
+            handles,
             keywords,
             dates,
         }

@@ -1,35 +1,36 @@
-//! Query execution: `q` parts → tantivy queries with ranking tiers, top-k and count.
+//! Searching: a [`SearchRequest`] → a [`Plan`] (see [`super::executor`]) → per
+//! segment matches → the exact total, the facet counts and the page.
 //!
-//! Every part becomes a disjunction (max) of constant-score queries, one per field
-//! group and match tier; parts are combined with Must, so scores add up across parts.
-//! A tier's score dominates the field weight ([`TIER_STEP`] > any weight), which gives
-//! the ranking exact > prefix > substring, then name > email > phone > the rest.
+//! The page: with a sort whose last key has a [`SegmentOrder`] (every date, name and
+//! custom sort, and relevance followed by one of them), a large result is paged by
+//! walking that order and taking the first matches met, so the cost follows the page
+//! rather than the match count; small results are ranked match by match.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use std::sync::Arc;
-
-use tantivy::Term;
-use tantivy::collector::Count;
-use tantivy::query::{
-    AllQuery, BooleanQuery, ConstScoreQuery, DisjunctionMaxQuery, FuzzyTermQuery, Occur,
-    PhraseQuery, Query, TermQuery,
-};
+use tantivy::collector::{Collector, SegmentCollector};
+use tantivy::query::{BooleanQuery, EnableScoring, Occur, Query, TermQuery};
 use tantivy::schema::IndexRecordOption;
+use tantivy::{Searcher, Term};
 
-use super::analysis::{MAX_PREFIX, MIN_SUBSTRING, trigrams};
+use super::analysis::{MAX_HANDLE_PREFIX, MAX_PREFIX, MIN_SUBSTRING, trigrams};
+use super::executor::{PartPlan, Plan, Probe, SegmentMatches};
 use super::facets::{FacetCounts, Facets};
 use super::schema::TextGroup;
-use super::sort::{After, SortSpec, SortedPage};
-use super::text_query::{QueryPart, parse, typo_distance};
+use super::sort::{After, SegmentOrder, SortSpec, SortedPage, encode_score};
+use super::text_query::{
+    Group, MatchTier, QueryPart, TYPO_THRESHOLD, WHOLE_VALUE, level, parse, typo_distance,
+};
 use super::{IndexError, SearchIndex};
 use crate::query::Resolved;
 
-const TIER_STEP: f32 = 2.0;
-const EXACT: f32 = 4.0 * TIER_STEP;
-const PREFIX: f32 = 3.0 * TIER_STEP;
-const SUBSTRING: f32 = 2.0 * TIER_STEP;
-const TYPO: f32 = TIER_STEP;
+/// Below this many matches in a segment, ranking every match is cheaper than walking
+/// the segment's order (which costs about the segment's size over the match density).
+/// The default of `search.walk_min_matches`.
+pub(super) const WALK_MIN_MATCHES: usize = 2048;
 
 #[derive(Debug, Clone, Default)]
 pub struct SearchRequest {
@@ -63,24 +64,45 @@ impl SearchIndex {
     pub fn search(&self, request: &SearchRequest) -> Result<SearchPage, IndexError> {
         let started = Instant::now();
         let searcher = self.reader.searcher();
-        let query = self.build_query(request);
+        let plan = self.plan(request);
+        let matches = self.evaluate(&searcher, &plan)?;
+        let total = matches.iter().map(SegmentMatches::count).sum();
         let specs = Arc::new(
             request
                 .sort
                 .clone()
-                .unwrap_or_else(|| SortSpec::default_for(query.has_text)),
+                .unwrap_or_else(|| SortSpec::default_for(!plan.parts.is_empty())),
         );
-        let page = SortedPage {
-            specs,
+        let limit = request.limit.max(1);
+        // One more than the page: whether it exists says if there is a next page.
+        let pager = SortedPage {
+            specs: specs.clone(),
             after: request.after.clone().map(Arc::new),
-            limit: request.limit.max(1),
+            limit: limit + 1,
         };
         let facets = Facets {
             columns: request.facets.clone(),
         };
-        let (total, page, facets) = searcher.search(&query.query, &(Count, page, facets))?;
-        let next = (page.remaining > page.hits.len())
+        let mut pages = Vec::with_capacity(matches.len());
+        let mut facet_counts = Vec::new();
+        for (ord, (segment, matched)) in searcher.segment_readers().iter().zip(&matches).enumerate()
+        {
+            let ord = ord as u32;
+            if !request.facets.is_empty() {
+                let mut counter = facets.for_segment(ord, segment)?;
+                for doc in matched.bits.iter() {
+                    counter.collect(doc, 0.0);
+                }
+                facet_counts.push(counter.harvest());
+            }
+            let mut page = pager.for_segment(ord, segment)?;
+            self.collect_page(segment, matched, &specs, &mut page)?;
+            pages.push(page.harvest());
+        }
+        let mut page = pager.merge_fruits(pages)?;
+        let next = (page.hits.len() > limit)
             .then(|| {
+                page.hits.truncate(limit);
                 page.hits.last().map(|(key, id)| After {
                     key: key.clone(),
                     id: id.clone(),
@@ -91,125 +113,278 @@ impl SearchIndex {
             ids: page.hits.into_iter().map(|(_, id)| id).collect(),
             total,
             next,
-            facets,
+            facets: facets.merge_fruits(facet_counts)?,
             took_ms: started.elapsed().as_secs_f64() * 1000.0,
         })
     }
 
     /// How many contacts match (for inbox counts).
     pub fn count(&self, request: &SearchRequest) -> Result<usize, IndexError> {
-        let query = self.build_query(request);
-        Ok(self.reader.searcher().search(&query.query, &Count)?)
+        let searcher = self.reader.searcher();
+        let plan = self.plan(request);
+        let matches = self.evaluate(&searcher, &plan)?;
+        Ok(matches.iter().map(SegmentMatches::count).sum())
     }
 
-    fn build_query(&self, request: &SearchRequest) -> BuiltQuery {
-        let fields = &self.fields;
-        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-        let names_status = request.filter.as_ref().is_some_and(|f| f.names_status);
-        if !names_status {
-            let active = Term::from_field_text(fields.status, "active");
-            clauses.push((Occur::Must, scored(term_query(active), 0.0)));
+    /// Every segment's matches; with typo matches too when there are fewer than
+    /// [`TYPO_THRESHOLD`] without them.
+    fn evaluate(
+        &self,
+        searcher: &Searcher,
+        plan: &Plan,
+    ) -> Result<Vec<SegmentMatches>, IndexError> {
+        let scoring = EnableScoring::disabled_from_searcher(searcher);
+        let run = |typos: bool| -> Result<Vec<SegmentMatches>, IndexError> {
+            let bound = plan.bind(scoring, typos)?;
+            searcher
+                .segment_readers()
+                .iter()
+                .map(|segment| Ok(bound.evaluate(segment, &self.segment_cache)?))
+                .collect()
+        };
+        let strict = run(false)?;
+        let found: usize = strict.iter().map(SegmentMatches::count).sum();
+        if found < TYPO_THRESHOLD && plan.allows_typos() {
+            run(true)
+        } else {
+            Ok(strict)
         }
+    }
+
+    /// Feeds one segment's matches to its page collector: all of them, or for a large
+    /// result only those met first in the order of the last sort key.
+    fn collect_page(
+        &self,
+        segment: &tantivy::SegmentReader,
+        matched: &SegmentMatches,
+        specs: &[SortSpec],
+        page: &mut super::sort::SortedPageSegment,
+    ) -> Result<(), IndexError> {
+        let walk_min = self.walk_min_matches.load(Ordering::Relaxed);
+        let walkable = matched.count() >= walk_min;
+        match specs {
+            [only] if walkable && SegmentOrder::supports(only) => {
+                let order = self.segment_cache.order(segment, only)?;
+                let wanted = page.capacity();
+                page.collect_in_order(&order, 0.0, true, wanted, |doc| matched.bits.contains(doc));
+            }
+            [first, then]
+                if walkable && !SegmentOrder::supports(first) && SegmentOrder::supports(then) =>
+            {
+                let order = self.segment_cache.order(segment, then)?;
+                collect_by_relevance(matched, &order, walk_min, page);
+            }
+            _ => {
+                for doc in matched.bits.iter() {
+                    page.offer(doc, matched.score(doc) as f32);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn plan(&self, request: &SearchRequest) -> Plan {
+        let fields = &self.fields;
+        let mut scope: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         if let Some(company_id) = &request.company_id {
             let term = Term::from_field_text(fields.keywords.company_id, company_id);
-            clauses.push((Occur::Must, scored(term_query(term), 0.0)));
+            scope.push((Occur::Must, Box::new(term_query(term))));
         }
         if let Some(filter) = &request.filter {
-            clauses.push((
-                Occur::Must,
-                Box::new(ConstScoreQuery::new(self.filter_query(&filter.expr), 0.0)),
-            ));
+            scope.push((Occur::Must, self.filter_query(&filter.expr)));
         }
-        let parts = parse(&request.q);
-        for part in &parts {
-            clauses.push((Occur::Must, Box::new(self.part_query(part))));
-        }
-        if clauses.is_empty() {
-            clauses.push((Occur::Must, Box::new(AllQuery)));
-        }
-        BuiltQuery {
-            query: BooleanQuery::new(clauses),
-            has_text: !parts.is_empty(),
+        let filter: Option<Box<dyn Query>> = match scope.len() {
+            0 => None,
+            1 => scope.pop().map(|(_, query)| query),
+            _ => Some(Box::new(BooleanQuery::new(scope))),
+        };
+        Plan {
+            parts: parse(&request.q)
+                .iter()
+                .map(|part| self.part_plan(part))
+                .collect(),
+            filter,
+            active_only: !request.filter.as_ref().is_some_and(|f| f.names_status),
         }
     }
 
-    fn part_query(&self, part: &QueryPart) -> DisjunctionMaxQuery {
+    fn part_plan(&self, part: &QueryPart) -> PartPlan {
         let fields = &self.fields;
-        let mut disjuncts: Vec<Box<dyn Query>> = Vec::new();
+        let mut plan = PartPlan::default();
         match part {
             QueryPart::Word { alternatives } => {
+                let mut probes = Vec::new();
                 for alternative in alternatives {
                     for group in fields.text_groups() {
-                        word_tiers(group, alternative, &mut disjuncts);
-                        typo_tier(group, alternative, &mut disjuncts);
+                        word_probes(group, alternative, MAX_PREFIX, &mut probes);
+                        if let Some(distance) = typo_distance(alternative) {
+                            probes.push(Probe::Fuzzy {
+                                term: Term::from_field_text(group.words, alternative),
+                                distance,
+                                level: level(MatchTier::Typo, group.group),
+                            });
+                        }
                     }
                 }
+                push_best_first(&mut plan, probes);
             }
             QueryPart::Phone {
                 digits,
                 international: true,
                 ..
             } => {
-                let term = Term::from_field_text(fields.phone_international, digits);
-                disjuncts.push(scored(term_query(term), PREFIX + fields.phone.weight));
+                let whole = Term::from_field_text(fields.handles.words, &format!("+{digits}"));
+                let prefix = Term::from_field_text(fields.phone_international, digits);
+                push_best_first(
+                    &mut plan,
+                    vec![
+                        Probe::Term {
+                            term: whole,
+                            level: WHOLE_VALUE,
+                        },
+                        Probe::Term {
+                            term: prefix,
+                            level: level(MatchTier::Prefix, Group::Phone),
+                        },
+                    ],
+                );
             }
             QueryPart::Phone {
                 digits, as_word, ..
             } => {
-                word_tiers(fields.phone, digits, &mut disjuncts);
+                let whole = Term::from_field_text(fields.phone.words, digits);
+                let mut probes = vec![Probe::Term {
+                    term: whole,
+                    level: WHOLE_VALUE,
+                }];
+                word_probes(fields.phone, digits, MAX_PREFIX, &mut probes);
                 if let Some(word) = as_word {
                     for group in [fields.name, fields.email, fields.other] {
-                        word_tiers(group, word, &mut disjuncts);
+                        word_probes(group, word, MAX_PREFIX, &mut probes);
                     }
                 }
+                push_best_first(&mut plan, probes);
+            }
+            QueryPart::Fragment { text } => {
+                let whole = Term::from_field_text(fields.handles.words, text);
+                let mut probes = vec![Probe::Term {
+                    term: whole,
+                    level: WHOLE_VALUE,
+                }];
+                word_probes(fields.handles, text, MAX_HANDLE_PREFIX, &mut probes);
+                push_best_first(&mut plan, probes);
             }
         }
-        DisjunctionMaxQuery::new(disjuncts)
+        plan
     }
 }
 
-struct BuiltQuery {
-    query: BooleanQuery,
-    has_text: bool,
+/// Pages a relevance-then-key sort. Scores are few: from the best score down, a score
+/// whose matches all fit the page is taken whole; the score that completes the page
+/// is walked in the key's order when it has many matches, so only the first ones met
+/// are ranked.
+fn collect_by_relevance(
+    matched: &SegmentMatches,
+    order: &SegmentOrder,
+    walk_min: usize,
+    page: &mut super::sort::SortedPageSegment,
+) {
+    let mut by_score: BTreeMap<u32, usize> = BTreeMap::new();
+    for doc in matched.bits.iter() {
+        *by_score.entry(matched.score(doc)).or_default() += 1;
+    }
+    let cursor = page.cursor_relevance().flatten();
+    let mut wanted = page.capacity();
+    let mut whole_scores = Vec::new();
+    for (&score, &count) in by_score.iter().rev() {
+        if wanted == 0 {
+            break;
+        }
+        let encoded = encode_score(score);
+        if cursor.is_some_and(|c| encoded > c) {
+            continue; // better than the cursor: served by earlier pages
+        }
+        let cursor_applies = cursor == Some(encoded);
+        if !cursor_applies && count <= wanted {
+            whole_scores.push(score);
+            wanted -= count;
+            continue;
+        }
+        let taken = if count >= walk_min {
+            page.collect_in_order(order, score as f32, cursor_applies, wanted, |doc| {
+                matched.bits.contains(doc) && matched.score(doc) == score
+            })
+        } else {
+            matched
+                .bits
+                .iter()
+                .filter(|&doc| matched.score(doc) == score && page.offer(doc, score as f32))
+                .count()
+        };
+        wanted = wanted.saturating_sub(taken);
+    }
+    if !whole_scores.is_empty() {
+        for doc in matched.bits.iter() {
+            let score = matched.score(doc);
+            if whole_scores.contains(&score) {
+                page.offer(doc, score as f32);
+            }
+        }
+    }
 }
 
-/// Exact, prefix and substring queries of one word on one field group.
-pub(super) fn word_tiers(group: TextGroup, word: &str, out: &mut Vec<Box<dyn Query>>) {
-    let weight = group.weight;
-    out.push(scored(
-        term_query(Term::from_field_text(group.words, word)),
-        EXACT + weight,
-    ));
-    if word.len() <= MAX_PREFIX {
-        let term = Term::from_field_text(group.prefixes, word);
-        out.push(scored(term_query(term), PREFIX + weight));
+/// Sorts probes best level first (a document takes the first level it meets).
+fn push_best_first(plan: &mut PartPlan, mut probes: Vec<Probe>) {
+    probes.sort_by_key(|probe| std::cmp::Reverse(probe.level()));
+    for probe in probes {
+        plan.push(probe);
     }
+}
+
+/// Exact, prefix and substring probes of one word on one field group.
+fn word_probes(group: TextGroup, word: &str, max_prefix: usize, out: &mut Vec<Probe>) {
+    out.push(Probe::Term {
+        term: Term::from_field_text(group.words, word),
+        level: level(MatchTier::Exact, group.group),
+    });
+    if word.len() <= max_prefix {
+        out.push(Probe::Term {
+            term: Term::from_field_text(group.prefixes, word),
+            level: level(MatchTier::Prefix, group.group),
+        });
+    }
+    let substring = level(MatchTier::Substring, group.group);
     if word.len() == MIN_SUBSTRING {
-        let term = Term::from_field_text(group.trigrams, word);
-        out.push(scored(term_query(term), SUBSTRING + weight));
+        out.push(Probe::Term {
+            term: Term::from_field_text(group.trigrams, word),
+            level: substring,
+        });
     } else if word.len() > MIN_SUBSTRING {
-        let terms = trigrams(word)
-            .map(|g| Term::from_field_text(group.trigrams, g))
-            .collect();
-        out.push(scored(PhraseQuery::new(terms), SUBSTRING + weight));
+        out.push(Probe::Phrase {
+            terms: trigrams(word)
+                .map(|g| Term::from_field_text(group.trigrams, g))
+                .collect(),
+            level: substring,
+        });
     }
 }
 
-/// Whole-word matches with typos: one edit from five letters, two from nine.
-fn typo_tier(group: TextGroup, word: &str, out: &mut Vec<Box<dyn Query>>) {
-    if let Some(distance) = typo_distance(word) {
-        let term = Term::from_field_text(group.words, word);
-        out.push(scored(
-            FuzzyTermQuery::new(term, distance, true),
-            TYPO + group.weight,
-        ));
+/// The exact, prefix and substring forms of one word on one field group, as a query
+/// (for `CONTAINS` in filters).
+pub(super) fn word_tiers(group: TextGroup, word: &str, out: &mut Vec<Box<dyn Query>>) {
+    let mut probes = Vec::new();
+    word_probes(group, word, MAX_PREFIX, &mut probes);
+    for probe in probes {
+        match probe {
+            Probe::Term { term, .. } => out.push(Box::new(term_query(term))),
+            Probe::Phrase { terms, .. } => {
+                out.push(Box::new(tantivy::query::PhraseQuery::new(terms)))
+            }
+            Probe::Fuzzy { .. } => {}
+        }
     }
 }
 
 pub(super) fn term_query(term: Term) -> TermQuery {
     TermQuery::new(term, IndexRecordOption::Basic)
-}
-
-pub(super) fn scored(query: impl Query, score: f32) -> Box<dyn Query> {
-    Box::new(ConstScoreQuery::new(Box::new(query), score))
 }

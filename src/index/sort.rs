@@ -131,6 +131,11 @@ fn encode_f64(value: f64) -> u64 {
     }
 }
 
+/// A relevance score as its sort key part.
+pub fn encode_score(score: u32) -> u64 {
+    encode_f64(f64::from(score as f32))
+}
+
 fn encode_i64(value: i64) -> u64 {
     (value as u64) ^ (1 << 63)
 }
@@ -153,17 +158,17 @@ fn compare_parts<T: Ord>(specs: &[SortSpec], a: &[Option<T>], b: &[Option<T>]) -
     Ordering::Equal
 }
 
-/// Collects the page after `after` in `specs` order, and counts what follows it.
+/// Collects the `limit` first matches after `after` in `specs` order. Ask for one more
+/// than the page: whether it comes back says if there is a next page.
 pub struct SortedPage {
     pub specs: Arc<Vec<SortSpec>>,
     pub after: Option<Arc<After>>,
     pub limit: usize,
 }
 
-/// A page: `(key, id)` best first, and how many matches lie after the cursor.
+/// A page: `(key, id)` best first.
 pub struct PageFruit {
     pub hits: Vec<(SortKey, String)>,
-    pub remaining: usize,
 }
 
 enum Reader {
@@ -193,7 +198,6 @@ pub struct SortedPageSegment {
     ids: Option<StrColumn>,
     hits: Vec<(LocalKey, DocId)>,
     worst: Option<LocalKey>,
-    remaining: usize,
 }
 
 fn term_position(ord: u64) -> u64 {
@@ -239,7 +243,7 @@ fn compare_keys(specs: &[SortSpec], a: &SortKey, b: &SortKey) -> Ordering {
     compare_parts(specs, a, b)
 }
 
-fn compare_local(specs: &[SortSpec], a: &LocalKey, b: &LocalKey) -> Ordering {
+fn compare_local(specs: &[SortSpec], a: &[Option<u64>], b: &[Option<u64>]) -> Ordering {
     compare_parts(specs, a, b).then_with(|| a.last().cmp(&b.last()))
 }
 
@@ -252,21 +256,7 @@ impl Collector for SortedPage {
         _: SegmentOrdinal,
         segment: &SegmentReader,
     ) -> tantivy::Result<SortedPageSegment> {
-        let fast = segment.fast_fields();
-        let readers = self
-            .specs
-            .iter()
-            .map(|spec| {
-                Ok(match &spec.field {
-                    SortField::Relevance => Reader::Relevance,
-                    SortField::Name => Reader::Text(fast.str("name_sort")?),
-                    SortField::Date(name) => Reader::Date(fast.column_opt(name)?),
-                    SortField::CustomDate(path) => Reader::Date(fast.column_opt(path)?),
-                    SortField::CustomNumber(path) => Reader::Number(fast.column_opt(path)?),
-                })
-            })
-            .collect::<tantivy::Result<Vec<_>>>()?;
-        let ids = fast.str(ID)?;
+        let (readers, ids) = column_readers(&self.specs, segment)?;
         let after = match &self.after {
             Some(after) => Some(local_after(&readers, ids.as_ref(), after)?),
             None => None,
@@ -279,7 +269,6 @@ impl Collector for SortedPage {
             ids,
             hits: Vec::new(),
             worst: None,
-            remaining: 0,
         })
     }
 
@@ -288,11 +277,107 @@ impl Collector for SortedPage {
     }
 
     fn merge_fruits(&self, fruits: Vec<PageFruit>) -> tantivy::Result<PageFruit> {
-        let remaining = fruits.iter().map(|f| f.remaining).sum();
         let mut hits: Vec<(SortKey, String)> = fruits.into_iter().flat_map(|f| f.hits).collect();
         sort_hits(&self.specs, &mut hits);
         hits.truncate(self.limit);
-        Ok(PageFruit { hits, remaining })
+        Ok(PageFruit { hits })
+    }
+}
+
+/// The fast-field readers of `specs` in one segment, and its id column.
+fn column_readers(
+    specs: &[SortSpec],
+    segment: &SegmentReader,
+) -> tantivy::Result<(Vec<Reader>, Option<StrColumn>)> {
+    let fast = segment.fast_fields();
+    let readers = specs
+        .iter()
+        .map(|spec| {
+            Ok(match &spec.field {
+                SortField::Relevance => Reader::Relevance,
+                SortField::Name => Reader::Text(fast.str("name_sort")?),
+                SortField::Date(name) => Reader::Date(fast.column_opt(name)?),
+                SortField::CustomDate(path) => Reader::Date(fast.column_opt(path)?),
+                SortField::CustomNumber(path) => Reader::Number(fast.column_opt(path)?),
+            })
+        })
+        .collect::<tantivy::Result<Vec<_>>>()?;
+    Ok((readers, fast.str(ID)?))
+}
+
+/// One part of a [`LocalKey`].
+fn part_value(reader: &Reader, doc: DocId, score: Score) -> Option<u64> {
+    match reader {
+        Reader::Relevance => Some(encode_f64(f64::from(score))),
+        Reader::Date(column) => column
+            .as_ref()
+            .and_then(|c| c.first(doc))
+            .map(|d| encode_i64(d.into_timestamp_micros())),
+        Reader::Number(column) => column.as_ref().and_then(|c| c.first(doc)).map(encode_f64),
+        Reader::Text(column) => column
+            .as_ref()
+            .and_then(|c| first_ord(c, doc))
+            .map(term_position),
+    }
+}
+
+/// The id part of a [`LocalKey`].
+fn id_position(ids: Option<&StrColumn>, doc: DocId) -> u64 {
+    ids.and_then(|ids| first_ord(ids, doc))
+        .map_or(0, term_position)
+}
+
+/// Every document of a segment in the order of one sort key (ties by id), so a page
+/// of a large result is the first matches met in this order instead of the best of
+/// every match. Built once per segment ([`super::segment_cache`]).
+pub struct SegmentOrder {
+    spec: SortSpec,
+    reader: Reader,
+    ids: Option<StrColumn>,
+    docs: Vec<DocId>,
+}
+
+impl SegmentOrder {
+    /// Whether a sort key can have an order (relevance depends on the query).
+    pub fn supports(spec: &SortSpec) -> bool {
+        spec.field != SortField::Relevance
+    }
+
+    pub fn build(segment: &SegmentReader, spec: &SortSpec) -> tantivy::Result<SegmentOrder> {
+        let specs = [spec.clone()];
+        let (mut readers, ids) = column_readers(&specs, segment)?;
+        let reader = readers.pop().expect("one reader per spec");
+        let mut keyed: Vec<(Option<u64>, u64, DocId)> = (0..segment.max_doc())
+            .map(|doc| {
+                (
+                    part_value(&reader, doc, 0.0),
+                    id_position(ids.as_ref(), doc),
+                    doc,
+                )
+            })
+            .collect();
+        keyed.sort_unstable_by(|a, b| {
+            compare_parts(&specs, &[a.0], &[b.0]).then_with(|| a.1.cmp(&b.1))
+        });
+        Ok(SegmentOrder {
+            spec: spec.clone(),
+            reader,
+            ids,
+            docs: keyed.into_iter().map(|(_, _, doc)| doc).collect(),
+        })
+    }
+
+    /// Where the documents strictly after `after` (this key's value, then the id's
+    /// position, as in a [`LocalKey`]) start.
+    fn start_after(&self, after: &[Option<u64>]) -> usize {
+        let specs = std::slice::from_ref(&self.spec);
+        self.docs.partition_point(|&doc| {
+            let key = [
+                part_value(&self.reader, doc, 0.0),
+                Some(id_position(self.ids.as_ref(), doc)),
+            ];
+            compare_local(specs, &key, after) != Ordering::Greater
+        })
     }
 }
 
@@ -312,30 +397,78 @@ fn text_of(column: &StrColumn, ord: u64) -> Option<String> {
 
 impl SortedPageSegment {
     fn local_key(&self, doc: DocId, score: Score) -> LocalKey {
-        let mut key = Vec::with_capacity(self.readers.len() + 1);
-        for reader in &self.readers {
-            key.push(match reader {
-                Reader::Relevance => Some(encode_f64(f64::from(score))),
-                Reader::Date(column) => column
-                    .as_ref()
-                    .and_then(|c| c.first(doc))
-                    .map(|d| encode_i64(d.into_timestamp_micros())),
-                Reader::Number(column) => {
-                    column.as_ref().and_then(|c| c.first(doc)).map(encode_f64)
-                }
-                Reader::Text(column) => column
-                    .as_ref()
-                    .and_then(|c| first_ord(c, doc))
-                    .map(term_position),
-            });
-        }
-        key.push(Some(
-            self.ids
-                .as_ref()
-                .and_then(|ids| first_ord(ids, doc))
-                .map_or(0, term_position),
-        ));
+        let mut key: LocalKey = self
+            .readers
+            .iter()
+            .map(|reader| part_value(reader, doc, score))
+            .collect();
+        key.push(Some(id_position(self.ids.as_ref(), doc)));
         key
+    }
+
+    /// Collects, in `order`, the first documents `accept` takes that lie after the
+    /// cursor, until the page is full. `order` sorts by the last of this page's sort
+    /// keys, and every document it yields must tie on the keys before it (the caller
+    /// feeds one relevance score at a time, `score`), so the first ones met are the
+    /// best. `cursor_applies`: the documents tie with the cursor on those keys too, so
+    /// the walk starts after it.
+    /// Returns how many it took (at most `wanted`).
+    pub fn collect_in_order(
+        &mut self,
+        order: &SegmentOrder,
+        score: Score,
+        cursor_applies: bool,
+        wanted: usize,
+        mut accept: impl FnMut(DocId) -> bool,
+    ) -> usize {
+        let start = match (&self.after, cursor_applies) {
+            (Some(after), true) => order.start_after(&after[after.len() - 2..]),
+            _ => 0,
+        };
+        let mut taken = 0;
+        for &doc in &order.docs[start..] {
+            if taken == wanted {
+                break;
+            }
+            if accept(doc) && self.offer(doc, score) {
+                taken += 1;
+            }
+        }
+        taken
+    }
+
+    /// How many documents the page holds (one more than shown: see [`SortedPage`]).
+    pub fn capacity(&self) -> usize {
+        self.limit
+    }
+
+    /// Ranks one match; false when it lies at or before the cursor.
+    pub fn offer(&mut self, doc: DocId, score: Score) -> bool {
+        let key = self.local_key(doc, score);
+        if let Some(after) = &self.after
+            && compare_local(&self.specs, &key, after) != Ordering::Greater
+        {
+            return false;
+        }
+        if let Some(worst) = &self.worst
+            && compare_local(&self.specs, &key, worst) == Ordering::Greater
+        {
+            return true;
+        }
+        self.hits.push((key, doc));
+        if self.hits.len() >= 2 * self.limit.max(1) {
+            self.keep_best();
+            self.worst = self.hits.last().map(|(k, _)| k.clone());
+        }
+        true
+    }
+
+    /// The relevance part of the cursor, when the first key is relevance.
+    pub fn cursor_relevance(&self) -> Option<Option<u64>> {
+        match (self.readers.first(), &self.after) {
+            (Some(Reader::Relevance), Some(after)) => Some(after[0]),
+            _ => None,
+        }
     }
 
     /// A winner's key as the global order and the cursor know it.
@@ -370,23 +503,7 @@ impl SegmentCollector for SortedPageSegment {
     type Fruit = PageFruit;
 
     fn collect(&mut self, doc: DocId, score: Score) {
-        let key = self.local_key(doc, score);
-        if let Some(after) = &self.after
-            && compare_local(&self.specs, &key, after) != Ordering::Greater
-        {
-            return;
-        }
-        self.remaining += 1;
-        if let Some(worst) = &self.worst
-            && compare_local(&self.specs, &key, worst) == Ordering::Greater
-        {
-            return;
-        }
-        self.hits.push((key, doc));
-        if self.hits.len() >= 2 * self.limit.max(1) {
-            self.keep_best();
-            self.worst = self.hits.last().map(|(k, _)| k.clone());
-        }
+        self.offer(doc, score);
     }
 
     fn harvest(mut self) -> PageFruit {
@@ -396,10 +513,7 @@ impl SegmentCollector for SortedPageSegment {
             .iter()
             .map(|(key, doc)| self.global(key, *doc))
             .collect();
-        PageFruit {
-            hits,
-            remaining: self.remaining,
-        }
+        PageFruit { hits }
     }
 }
 

@@ -3,14 +3,30 @@
 //!
 //! - A run of tokens made only of digits and phone separators (`+ - . ( ) /`, spaces
 //!   between tokens) is one **phone fragment**: `06 12 34`, `+33 6 12`, `5678`.
+//! - A token with `@` next to a letter or digit, or with `.`, `_` or `+` between two
+//!   of them, is one **handle fragment** (`laurent.perret@gmail.com`, `zielke@`,
+//!   `cirino.c`): it matches a contiguous piece of an email or identity value, never
+//!   separate words. A hyphen alone does not make a fragment, so `Jean-Pierre` is still
+//!   two name words.
 //! - Every other token is split into words and folded like indexed text (see
 //!   [`super::analysis`]); a word with an umlaut may be matched in either spelling.
 //!
-//! [`QueryPart::matches`] states the matching rules on plain strings. It is the
-//! reference the tantivy query built in [`super::search`] must agree with, and the
-//! property tests check exactly that.
+//! Ranking: each part scores the best **level** at which it matches, a tier (exact >
+//! prefix > substring > typo) then a field group (name > email > phone > the rest);
+//! an email, phone or identity typed whole scores above everything
+//! ([`WHOLE_VALUE`]). A contact's score is the sum over parts.
+//!
+//! Typos: whole-word typo matches are only searched when the query finds fewer than
+//! [`TYPO_THRESHOLD`] contacts without them (Typesense's `typo_tokens_threshold`), so
+//! a name typed right costs what exact terms cost and is not diluted by near misses.
+//!
+//! [`QueryPart::level`] states the matching and ranking rules on plain strings. It is
+//! the reference the index's execution in [`super::executor`] must agree with, and
+//! the property tests check exactly that.
 
-use super::analysis::{MIN_SUBSTRING, fold, raw_words, spellings};
+use super::analysis::{
+    MAX_HANDLE_PREFIX, MAX_PREFIX, MIN_SUBSTRING, fold, fold_handle, raw_words, spellings,
+};
 use super::document::SearchableText;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,9 +41,49 @@ pub enum QueryPart {
         international: bool,
         as_word: Option<String>,
     },
+    /// A folded piece of an email or identity value (see [`fold_handle`]).
+    Fragment { text: String },
+}
+
+/// Fewer contacts than this without typos, and typo matches are searched too.
+pub const TYPO_THRESHOLD: usize = 20;
+
+/// Field groups, best first in ranking (their rank is the higher the better).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Group {
+    Name = 3,
+    Email = 2,
+    Phone = 1,
+    Other = 0,
+}
+
+/// The score of an email, phone or identity typed whole: above any other level.
+pub const WHOLE_VALUE: u8 = 17;
+
+/// The level of a match: tier first, then group; 1 (typo in other text) to 16
+/// (exact name word).
+pub fn level(tier: MatchTier, group: Group) -> u8 {
+    tier as u8 * 4 + group as u8 + 1
 }
 
 const PHONE_SEPARATORS: &str = "+-.()/";
+
+/// Whether a token is a handle fragment (see the module docs).
+fn is_fragment_token(token: &str) -> bool {
+    let chars: Vec<char> = token.chars().collect();
+    chars.iter().enumerate().any(|(i, &c)| {
+        let alnum_at = |j: Option<usize>| {
+            j.and_then(|j| chars.get(j))
+                .is_some_and(|c| c.is_alphanumeric())
+        };
+        let (before, after) = (alnum_at(i.checked_sub(1)), alnum_at(Some(i + 1)));
+        match c {
+            '@' => before || after,
+            '.' | '_' | '+' => before && after,
+            _ => false,
+        }
+    })
+}
 
 fn is_phone_token(token: &str) -> bool {
     token.chars().any(|c| c.is_ascii_digit())
@@ -46,6 +102,13 @@ pub fn parse(q: &str) -> Vec<QueryPart> {
             continue;
         }
         flush_phone_run(&mut phone_run, &mut parts);
+        if is_fragment_token(token) {
+            let text = fold_handle(token);
+            if !text.is_empty() {
+                parts.push(QueryPart::Fragment { text });
+            }
+            continue;
+        }
         for raw in raw_words(token) {
             push_word(raw, &mut parts);
         }
@@ -111,10 +174,12 @@ pub fn typo_distance(word: &str) -> Option<u8> {
 
 /// [`word_match`] plus whole-word typo tolerance: what a `q` word accepts.
 pub fn q_word_match(query: &str, indexed: &str) -> Option<MatchTier> {
-    word_match(query, indexed).or_else(|| {
-        let allowed = usize::from(typo_distance(query)?);
-        (strsim::osa_distance(query, indexed) <= allowed).then_some(MatchTier::Typo)
-    })
+    word_match(query, indexed).or_else(|| typo_match(query, indexed))
+}
+
+fn typo_match(query: &str, indexed: &str) -> Option<MatchTier> {
+    let allowed = usize::from(typo_distance(query)?);
+    (strsim::osa_distance(query, indexed) <= allowed).then_some(MatchTier::Typo)
 }
 
 /// The partial-match rule (`q` without typos, and `CONTAINS`): exact, prefix from the
@@ -131,37 +196,120 @@ pub fn word_match(query: &str, indexed: &str) -> Option<MatchTier> {
     }
 }
 
+/// [`word_match`] as the index ranks it: a query longer than the longest indexed
+/// prefix (`max_prefix`) is found by its substring form, so it ranks as a substring.
+fn ranked_match(query: &str, indexed: &str, max_prefix: usize) -> Option<MatchTier> {
+    match word_match(query, indexed)? {
+        MatchTier::Prefix if query.len() > max_prefix => Some(MatchTier::Substring),
+        tier => Some(tier),
+    }
+}
+
+/// The best level of `query` over `words` of one group.
+fn best_level(query: &str, words: &[String], group: Group, typos: bool) -> Option<u8> {
+    words
+        .iter()
+        .filter_map(|w| {
+            ranked_match(query, w, MAX_PREFIX)
+                .or_else(|| typos.then(|| typo_match(query, w)).flatten())
+        })
+        .max()
+        .map(|tier| level(tier, group))
+}
+
 impl QueryPart {
-    /// Whether a contact with this searchable text matches the part.
-    pub fn matches(&self, text: &SearchableText) -> bool {
-        let any_word =
-            |query: &str, words: &[String]| words.iter().any(|w| word_match(query, w).is_some());
-        let text_words = || [&text.name, &text.email, &text.other];
+    /// Whether the part may match with typos (a word long enough to forgive one).
+    pub fn allows_typos(&self) -> bool {
         match self {
-            QueryPart::Word { alternatives } => alternatives.iter().any(|alt| {
-                let typo_or_partial =
-                    |words: &[String]| words.iter().any(|w| q_word_match(alt, w).is_some());
-                text_words().iter().any(|words| typo_or_partial(words))
-                    || typo_or_partial(&text.phone)
-            }),
+            QueryPart::Word { alternatives } => {
+                alternatives.iter().any(|a| typo_distance(a).is_some())
+            }
+            _ => false,
+        }
+    }
+
+    /// The best level at which a contact with this searchable text matches the part,
+    /// `None` when it does not match. `typos`: whole-word typo matches count.
+    pub fn level(&self, text: &SearchableText, typos: bool) -> Option<u8> {
+        let groups = || {
+            [
+                (&text.name, Group::Name),
+                (&text.email, Group::Email),
+                (&text.phone, Group::Phone),
+                (&text.other, Group::Other),
+            ]
+        };
+        match self {
+            QueryPart::Word { alternatives } => alternatives
+                .iter()
+                .flat_map(|alt| {
+                    groups()
+                        .into_iter()
+                        .filter_map(move |(words, group)| best_level(alt, words, group, typos))
+                })
+                .max(),
             QueryPart::Phone {
                 digits,
                 international: true,
                 ..
-            } => text
-                .phone_international
-                .iter()
-                .any(|p| p.starts_with(digits.as_str())),
+            } => {
+                let forms = &text.phone_international;
+                if forms.iter().any(|p| p == digits) {
+                    Some(WHOLE_VALUE)
+                } else {
+                    forms
+                        .iter()
+                        .any(|p| p.starts_with(digits.as_str()))
+                        .then(|| level(MatchTier::Prefix, Group::Phone))
+                }
+            }
             QueryPart::Phone {
                 digits, as_word, ..
             } => {
-                any_word(digits, &text.phone)
-                    || as_word
-                        .as_deref()
-                        .is_some_and(|w| text_words().iter().any(|words| any_word(w, words)))
+                if text.phone.iter().any(|p| p == digits) {
+                    return Some(WHOLE_VALUE);
+                }
+                let as_phone = best_level(digits, &text.phone, Group::Phone, false);
+                let as_text = as_word.as_deref().and_then(|word| {
+                    [
+                        (&text.name, Group::Name),
+                        (&text.email, Group::Email),
+                        (&text.other, Group::Other),
+                    ]
+                    .into_iter()
+                    .filter_map(|(words, group)| best_level(word, words, group, false))
+                    .max()
+                });
+                as_phone.max(as_text)
             }
+            QueryPart::Fragment { text: fragment } => text
+                .handles
+                .iter()
+                .filter_map(|value| {
+                    if value == fragment {
+                        Some(WHOLE_VALUE)
+                    } else {
+                        ranked_match(fragment, value, MAX_HANDLE_PREFIX)
+                            .map(|tier| level(tier, Group::Email))
+                    }
+                })
+                .max(),
         }
     }
+
+    /// Whether a contact with this searchable text matches the part.
+    pub fn matches(&self, text: &SearchableText, typos: bool) -> bool {
+        self.level(text, typos).is_some()
+    }
+}
+
+/// A contact's relevance for `parts` (the sum of the part levels), `None` when some
+/// part does not match.
+pub fn score(parts: &[QueryPart], text: &SearchableText, typos: bool) -> Option<u32> {
+    parts
+        .iter()
+        .map(|part| part.level(text, typos).map(u32::from))
+        .sum()
 }
 
 #[cfg(test)]
@@ -196,8 +344,20 @@ mod tests {
                 as_word: None
             }]
         );
-        assert_eq!(parse("dupont@"), vec![word(&["dupont"])]);
-        assert_eq!(parse("orange.fr"), vec![word(&["orange"]), word(&["fr"])]);
+        let fragment = |text: &str| QueryPart::Fragment { text: text.into() };
+        assert_eq!(parse("dupont@"), vec![fragment("dupont@")]);
+        assert_eq!(parse("orange.fr"), vec![fragment("orange.fr")]);
+        assert_eq!(
+            parse("Laurent.Perret@GMAIL.com"),
+            vec![fragment("laurent.perret@gmail.com")]
+        );
+        assert_eq!(parse("cirino.c"), vec![fragment("cirino.c")]);
+        // Hyphenated names, initials and trailing dots stay words.
+        assert_eq!(
+            parse("Jean-Pierre"),
+            vec![word(&["jean"]), word(&["pierre"])]
+        );
+        assert_eq!(parse("J. Dupont"), vec![word(&["j"]), word(&["dupont"])]);
     }
 
     #[test]

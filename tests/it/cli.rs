@@ -245,7 +245,10 @@ fn bench_measures_every_scenario_on_a_tiny_dataset() {
     );
     let latency = &report["latency"];
     assert_eq!(latency["overall"]["count"], 60);
-    assert_eq!(latency["by_kind"].as_array().unwrap().len(), 12);
+    assert_eq!(
+        latency["by_kind"].as_array().unwrap().len(),
+        contactd::bench::mix::KINDS.len()
+    );
     let clients: Vec<u64> = report["throughput"]
         .as_array()
         .unwrap()

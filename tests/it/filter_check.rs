@@ -338,10 +338,12 @@ proptest! {
         filters in proptest::collection::vec(filter(), 6),
         sort in 0..SORTS.len(),
         page in 1usize..8,
+        walk_min in prop_oneof![Just(0usize), Just(4), Just(1_000_000)],
     ) {
         let runtime = tokio::runtime::Runtime::new().unwrap();
         runtime.block_on(async {
-            let app = TestApp::spawn().await;
+            // Every page strategy: walking the sort order always, sometimes, never.
+            let app = TestApp::spawn_with_walk_min(walk_min).await;
             let now = Utc::now();
             load(&app, &seeds, now).await;
             app.wait_caught_up().await;

@@ -1,8 +1,8 @@
 //! Model-based check: after random sequences of create, patch, delete, restore,
-//! identify, merge and unmerge, what search returns equals a brute-force evaluation of
-//! the same query over a scan of the store, and no identity has two active holders.
-
-use std::collections::BTreeSet;
+//! identify, merge and unmerge, what search returns, in its order, equals a
+//! brute-force evaluation and ranking of the same query over a scan of the store
+//! ([`text_query::score`], then newest first, then id), and no identity has two
+//! active holders.
 
 use contactd::index::SearchableText;
 use contactd::index::text_query;
@@ -214,22 +214,53 @@ async fn run_ops(app: &TestApp, ops: &[Op]) {
     }
 }
 
-/// Ids the reference rules say `q` matches, over a scan of the store.
-fn expected_ids(app: &TestApp, q: &str) -> BTreeSet<String> {
+/// Ids the reference rules say `q` matches, best first: by score, then newest, then
+/// id; typo matches only when there are fewer than the threshold without them.
+pub fn expected_ranking(app: &TestApp, q: &str) -> Vec<String> {
     let parts = text_query::parse(q);
-    let mut ids = BTreeSet::new();
-    app.store
-        .scan(
-            |contact, context| -> Result<(), contactd::store::StoreError> {
-                let text = SearchableText::of(&contact, context);
-                if contact.is_active() && parts.iter().all(|p| p.matches(&text)) {
-                    ids.insert(contact.id);
-                }
-                Ok(())
-            },
-        )
-        .unwrap();
-    ids
+    let scan = |typos: bool| {
+        let mut ranked: Vec<(u32, i64, String)> = Vec::new();
+        app.store
+            .scan(
+                |contact, context| -> Result<(), contactd::store::StoreError> {
+                    let text = SearchableText::of(&contact, context);
+                    if let Some(score) = text_query::score(&parts, &text, typos)
+                        && contact.is_active()
+                    {
+                        ranked.push((score, contact.created_at.timestamp_millis(), contact.id));
+                    }
+                    Ok(())
+                },
+            )
+            .unwrap();
+        ranked
+    };
+    let mut ranked = scan(false);
+    if ranked.len() < text_query::TYPO_THRESHOLD && parts.iter().any(|p| p.allows_typos()) {
+        ranked = scan(true);
+    }
+    ranked.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
+    ranked.into_iter().map(|(_, _, id)| id).collect()
+}
+
+/// Every hit of `q`, page after page of `page` hits, following `next_cursor`.
+async fn walk_pages(app: &TestApp, q: &str, page: usize) -> Vec<String> {
+    let mut walked = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut body = json!({"q": q, "limit": page});
+        if let Some(c) = &cursor {
+            body["cursor"] = json!(c);
+        }
+        let reply = app.post("/v1/contacts/search", body).await;
+        assert_eq!(reply.status, reqwest::StatusCode::OK, "{}", reply.body);
+        walked.extend(crate::common::hit_ids(&reply.body));
+        match reply.body["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => return walked,
+        }
+        assert!(walked.len() < 10_000, "runaway cursor for q={q:?}");
+    }
 }
 
 /// No identity is held by two active contacts, and lookups resolve to the holder.
@@ -277,19 +308,94 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 12, max_shrink_iters: 50, ..ProptestConfig::default() })]
 
     #[test]
-    fn search_agrees_with_a_scan_of_the_store(ops in proptest::collection::vec(op(), 1..30)) {
+    fn search_agrees_with_a_scan_of_the_store(
+        ops in proptest::collection::vec(op(), 1..30),
+        walk_min in prop_oneof![Just(0usize), Just(3), Just(1_000_000)],
+        page in 1usize..6,
+    ) {
         let runtime = tokio::runtime::Runtime::new().unwrap();
         runtime.block_on(async {
-            let app = TestApp::spawn().await;
+            let app = TestApp::spawn_with_walk_min(walk_min).await;
             run_ops(&app, &ops).await;
             app.wait_caught_up().await;
             check_identities_are_unique(&app).await;
             for q in QUERIES {
                 let body: Value = app.search(q).await;
-                let found: BTreeSet<String> = crate::common::hit_ids(&body).into_iter().collect();
-                let expected = expected_ids(&app, q);
+                let found = crate::common::hit_ids(&body);
+                let expected = expected_ranking(&app, q);
                 assert_eq!(found, expected, "q={q:?} ops={ops:?}");
                 assert_eq!(body["total"].as_u64().unwrap() as usize, expected.len(), "q={q:?}");
+                assert_eq!(walk_pages(&app, q, page).await, expected, "q={q:?} by pages of {page}");
+            }
+            app.stop().await;
+        });
+    }
+}
+
+/// Names, emails and tags that put the words of [`RANKED_QUERIES`] at every level:
+/// exact, prefix and substring, in the name, the email, the phone and the tags.
+const RANKED_NAMES: [&str; 8] = [
+    "Mar Lopez",
+    "Martin Roux",
+    "Lemar Petit",
+    "Anna Marek",
+    "Omar Dupont",
+    "Dupont Marie",
+    "Paul Dupond",
+    "Zoe Blanc",
+];
+const RANKED_EMAILS: [&str; 6] = [
+    "mar@example.com",
+    "marketing@example.com",
+    "amar@example.com",
+    "dupont@example.com",
+    "zoe.dupont@example.com",
+    "x@example.com",
+];
+const RANKED_TAGS: [&str; 4] = ["mar", "marine", "dupontfan", "vip"];
+const RANKED_QUERIES: [&str; 6] = [
+    "mar",
+    "dupont",
+    "mar dupont",
+    "ma",
+    "dupont@",
+    "mar@example.com",
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 8, max_shrink_iters: 30, ..ProptestConfig::default() })]
+
+    /// Pages of a relevance-ranked search, followed by cursor, give exactly the
+    /// reference ranking, whichever way the server collects them.
+    #[test]
+    fn ranked_pages_follow_the_reference_ranking(
+        contacts in proptest::collection::vec(
+            (0..RANKED_NAMES.len(), 0..RANKED_EMAILS.len(), proptest::collection::vec(0..RANKED_TAGS.len(), 0..2), 0..1000u32),
+            5..40,
+        ),
+        walk_min in prop_oneof![Just(0usize), Just(2), Just(1_000_000)],
+        page in 1usize..5,
+    ) {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let app = TestApp::spawn_with_walk_min(walk_min).await;
+            for (n, (name, email, tags, day)) in contacts.iter().enumerate() {
+                let (local, domain) = RANKED_EMAILS[*email].split_once('@').unwrap();
+                let tags: Vec<&str> = tags.iter().map(|t| RANKED_TAGS[*t]).collect();
+                app.post("/v1/contacts", json!({
+                    "name": RANKED_NAMES[*name],
+                    "email": format!("{local}{n}@{domain}"),
+                    "tags": tags,
+                    // Few distinct days, so ties on the date fall back to the id.
+                    "created_at": format!("2025-01-{:02}", 1 + day % 5),
+                })).await;
+            }
+            app.wait_caught_up().await;
+            for q in RANKED_QUERIES {
+                let expected = expected_ranking(&app, q);
+                assert_eq!(walk_pages(&app, q, page).await, expected, "q={q:?} by pages of {page}");
+                let first = app.search(q).await;
+                assert_eq!(crate::common::hit_ids(&first), expected, "q={q:?}");
             }
             app.stop().await;
         });

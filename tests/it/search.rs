@@ -224,3 +224,113 @@ async fn min_seq_gives_read_your_writes_to_a_client_holding_x_seq() {
     impatient.stop().await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn email_and_handle_fragments_match_contiguously_and_whole_values_rank_first() {
+    let app = TestApp::spawn().await;
+    let laurent = app
+        .create(json!({"name": "Laurent Perret", "email": "laurent.perret@gmail.com"}))
+        .await;
+    app.create(json!({"name": "Louis Perret", "email": "lperret@gmail.com"}))
+        .await;
+    app.create(json!({"name": "Laurent Gmail", "email": "perret.laurent@gmail.com"}))
+        .await;
+    let anna = app
+        .create(json!({"name": "Anna Zielke", "email": "anna.zielke@web.de"}))
+        .await;
+    // The word is in the name and in the email, but never followed by '@'.
+    app.create(json!({"name": "Zielke Bauer", "email": "bauer@web.de"}))
+        .await;
+    app.create(json!({"name": "Ola Zielkemann", "email": "zielkemann@web.de"}))
+        .await;
+    let prefix = app
+        .create(json!({"name": "Maria Rossi", "email": "cirino.c@example.it"}))
+        .await;
+    let inside = app
+        .create(json!({"name": "Paolo Bianchi", "email": "paolo.cirino.conti@example.it"}))
+        .await;
+    app.create(json!({"name": "Cirino Costa", "email": "costa.c@example.it"}))
+        .await;
+    let id = |c: &serde_json::Value| c["id"].as_str().unwrap().to_string();
+
+    // A whole address finds that address only, not others sharing its words.
+    assert_eq!(
+        app.search_ids("laurent.perret@gmail.com").await,
+        [id(&laurent)]
+    );
+    assert_eq!(
+        app.search_ids("Laurent.Perret@GMAIL.com").await,
+        [id(&laurent)]
+    );
+    // "zielke@": the fragment must appear in an email, with the '@' after it.
+    assert_eq!(app.search_ids("zielke@").await, [id(&anna)]);
+    // "cirino.c": every hit holds the fragment; a start of the address ranks first.
+    assert_eq!(app.search_ids("cirino.c").await, [id(&prefix), id(&inside)]);
+    // Fragments combine with words like any other part.
+    assert_eq!(app.search_ids("paolo cirino.c").await, [id(&inside)]);
+
+    // An identity typed whole ranks above one that merely starts with it.
+    let handle = app
+        .create(json!({"email": "x1@example.org",
+                       "identities": [{"channel": "telegram", "value": "paul.martin"}]}))
+        .await;
+    let longer = app
+        .create(json!({"email": "paul.martin@example.org"}))
+        .await;
+    assert_eq!(
+        app.search_ids("paul.martin").await,
+        [id(&handle), id(&longer)]
+    );
+    // A phone typed whole ranks above a name holding the same digits.
+    let named = app
+        .create(json!({"name": "Agent 0611223344", "email": "agent@example.org"}))
+        .await;
+    let phoned = app
+        .create(json!({"email": "phone@example.org", "phone": "+33 6 11 22 33 44"}))
+        .await;
+    assert_eq!(
+        app.search_ids("0611223344").await,
+        [id(&phoned), id(&named)]
+    );
+    assert_eq!(app.search_ids("+33611223344").await, [id(&phoned)]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn typos_are_searched_only_when_few_contacts_match_without_them() {
+    let app = TestApp::spawn().await;
+    let threshold = contactd::index::text_query::TYPO_THRESHOLD;
+    let mut exact = Vec::new();
+    for i in 0..threshold {
+        let created = app
+            .create(json!({"name": format!("Dupont {i}"), "email": format!("d{i}@example.com")}))
+            .await;
+        exact.push(created["id"].as_str().unwrap().to_string());
+    }
+    let typo = app
+        .create(json!({"name": "Dupond", "email": "typo@example.com"}))
+        .await;
+    let found = app.search("dupont").await;
+    assert_eq!(
+        found["total"], threshold,
+        "enough exact matches: no typo matches"
+    );
+    assert!(!hit_ids(&found).contains(&typo["id"].as_str().unwrap().to_string()));
+
+    let gone = app.delete(&format!("/v1/contacts/{}", exact[0])).await;
+    assert!(gone.status.is_success(), "{}", gone.body);
+    app.wait_caught_up().await;
+    let found = app.search("dupont").await;
+    assert_eq!(
+        found["total"],
+        threshold,
+        "{} exact + 1 typo",
+        threshold - 1
+    );
+    assert_eq!(
+        hit_ids(&found).last().map(String::as_str),
+        typo["id"].as_str(),
+        "a typo match ranks after every exact one"
+    );
+    app.stop().await;
+}

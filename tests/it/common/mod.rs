@@ -54,6 +54,18 @@ impl TestApp {
         app
     }
 
+    /// A server over a fresh temp directory whose sorted pages walk the sort order
+    /// from `walk_min` matches per segment (0: always), so small test data exercises
+    /// the path large results take.
+    pub async fn spawn_with_walk_min(walk_min: usize) -> TestApp {
+        let temp = TempDir::new().unwrap();
+        let mut config = test_config(temp.path());
+        config.search.walk_min_matches = walk_min;
+        let mut app = Self::spawn_with(config).await;
+        app._temp = Some(temp);
+        app
+    }
+
     /// A server over `data_dir` (kept after the app stops, for restart tests).
     pub async fn spawn_in(data_dir: &Path) -> TestApp {
         Self::spawn_with(test_config(data_dir)).await
