@@ -51,6 +51,42 @@ impl DocBits {
         }
     }
 
+    /// Drops the documents `other` holds.
+    pub fn subtract(&mut self, other: &DocBits) {
+        for (word, theirs) in self.words.iter_mut().zip(&other.words) {
+            *word &= !theirs;
+        }
+    }
+
+    /// How many documents both sets hold.
+    pub fn intersection_len(&self, other: &DocBits) -> usize {
+        self.words
+            .iter()
+            .zip(&other.words)
+            .map(|(a, b)| (a & b).count_ones() as usize)
+            .sum()
+    }
+
+    /// Adds the documents `other` holds.
+    pub fn union(&mut self, other: &DocBits) {
+        for (word, theirs) in self.words.iter_mut().zip(&other.words) {
+            *word |= theirs;
+        }
+    }
+
+    /// Every document below `max_doc` not in the set, and none of those in it.
+    pub fn complement(&mut self, max_doc: DocId) {
+        for word in &mut self.words {
+            *word = !*word;
+        }
+        let tail = max_doc % 64;
+        if tail != 0
+            && let Some(last) = self.words.last_mut()
+        {
+            *last &= (1u64 << tail) - 1;
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.words.iter().map(|w| w.count_ones() as usize).sum()
     }
@@ -87,6 +123,15 @@ mod tests {
         assert_eq!(b.len(), 128);
         a.intersect(&b);
         assert_eq!(a.iter().collect::<Vec<_>>(), [0, 63, 64, 127]);
+        let mut c = a.clone();
+        c.complement(130);
+        assert_eq!(c.len(), 126);
+        assert!(!c.contains(64) && c.contains(129) && !c.contains(130));
+        assert_eq!(c.intersection_len(&a), 0);
+        c.union(&a);
+        assert_eq!(c, DocBits::full(130));
+        c.subtract(&a);
+        assert_eq!(c.len(), 126);
         assert_eq!(a.len(), 4);
         assert!(a.contains(64) && !a.contains(5) && !a.contains(500));
         assert_eq!(DocBits::empty(3).len(), 0);

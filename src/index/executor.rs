@@ -2,16 +2,19 @@
 //!
 //! A search is a [`Plan`]: the parts of `q` (each a list of [`Probe`]s, best level
 //! first), an optional filter (a tantivy query, evaluated once into a bit set) and the
-//! status rule. Per segment, [`Plan::evaluate`] produces [`SegmentMatches`]: the bit
-//! set of matching documents (alive, of the right status, accepted by the filter,
-//! matched by every part) and, per part, the level each document reached.
+//! status rule. Per segment, [`BoundPlan::evaluate`] produces [`SegmentMatches`]: the
+//! bit set of matching documents (alive, of the right status, accepted by the filter,
+//! matched by every part) and, per part, one bit set per level: the documents whose
+//! best match is at that level. Everything is set algebra on 64-document words, so
+//! counting and finding the best levels costs a pass over words, not over matches.
 //!
 //! Why not a `BooleanQuery` of `DisjunctionMaxQuery`s: that visits every match of every
 //! probe through a heap of up to 16 scorers and checks trigram positions for documents
 //! a better probe already matched; on a word a quarter of the contacts hold, that was
-//! most of the time (see BENCHMARKS.md). Here every probe walks its posting list once,
-//! straight into a level array, and a substring probe checks positions only for
-//! documents that are still unmatched and still allowed by everything evaluated so far.
+//! most of the time (see BENCHMARKS.md). Here every probe walks its posting list once
+//! into a bit set (a large one is cached per segment), and a substring probe checks
+//! positions only for documents that are still unmatched and still allowed by
+//! everything evaluated so far.
 //!
 //! Invariant: a document is in [`SegmentMatches::bits`] iff the reference rules of
 //! [`super::text_query`] and [`crate::query::evaluate`] accept it, and its score is the
@@ -68,19 +71,125 @@ impl PartPlan {
     }
 }
 
+/// A filter: its boolean structure, with one tantivy query per condition.
+pub enum FilterPlan {
+    All(Vec<FilterPlan>),
+    Any(Vec<FilterPlan>),
+    Not(Box<FilterPlan>),
+    /// `key` names what the query selects, for the per-segment cache of its bits.
+    Leaf {
+        key: String,
+        query: Box<dyn Query>,
+    },
+}
+
+enum BoundFilter<'a> {
+    All(Vec<BoundFilter<'a>>),
+    Any(Vec<BoundFilter<'a>>),
+    Not(Box<BoundFilter<'a>>),
+    Leaf {
+        key: &'a str,
+        weight: Box<dyn Weight>,
+    },
+}
+
+impl FilterPlan {
+    fn bind(&self, scoring: EnableScoring<'_>) -> tantivy::Result<BoundFilter<'_>> {
+        Ok(match self {
+            FilterPlan::All(items) => BoundFilter::All(bind_all(items, scoring)?),
+            FilterPlan::Any(items) => BoundFilter::Any(bind_all(items, scoring)?),
+            FilterPlan::Not(inner) => BoundFilter::Not(Box::new(inner.bind(scoring)?)),
+            FilterPlan::Leaf { key, query } => BoundFilter::Leaf {
+                key,
+                weight: query.weight(scoring)?,
+            },
+        })
+    }
+}
+
+fn bind_all<'a>(
+    items: &'a [FilterPlan],
+    scoring: EnableScoring<'_>,
+) -> tantivy::Result<Vec<BoundFilter<'a>>> {
+    items.iter().map(|item| item.bind(scoring)).collect()
+}
+
+impl BoundFilter<'_> {
+    /// The documents of `segment` the filter accepts (alive or not: the caller
+    /// intersects with the searchable ones).
+    fn evaluate(&self, segment: &SegmentReader, cache: &SegmentCache) -> tantivy::Result<DocBits> {
+        let max_doc = segment.max_doc();
+        Ok(match self {
+            BoundFilter::All(items) => {
+                let mut bits = DocBits::full(max_doc);
+                for item in items {
+                    bits.intersect(&item.evaluate(segment, cache)?);
+                }
+                bits
+            }
+            BoundFilter::Any(items) => {
+                let mut bits = DocBits::empty(max_doc);
+                for item in items {
+                    bits.union(&item.evaluate(segment, cache)?);
+                }
+                bits
+            }
+            BoundFilter::Not(inner) => {
+                let mut bits = inner.evaluate(segment, cache)?;
+                bits.complement(max_doc);
+                bits
+            }
+            BoundFilter::Leaf { key, weight } => {
+                DocBits::clone(&*cache.condition(segment, key, || {
+                    let mut bits = DocBits::empty(max_doc);
+                    weight.for_each_no_score(segment, &mut |docs| {
+                        for &doc in docs {
+                            bits.insert(doc);
+                        }
+                    })?;
+                    Ok(bits)
+                })?)
+            }
+        })
+    }
+}
+
 pub struct Plan {
     pub parts: Vec<PartPlan>,
-    /// The filter and any listing scope, as one query evaluated into a bit set.
-    pub filter: Option<Box<dyn Query>>,
+    /// The filter and any listing scope.
+    pub filter: Option<FilterPlan>,
     /// Only active contacts (unless the filter names `status`).
     pub active_only: bool,
+    /// Whether the levels of each part are kept (only a relevance sort reads them).
+    pub ranked: bool,
+}
+
+/// A term probe whose posting list is at least this long has its bit set cached per
+/// segment (one-letter prefixes, common words: what every keystroke repeats).
+const CACHED_PROBE_MIN_DOCS: u32 = 4096;
+
+/// One part's matches: per level, best first, the documents whose best match is at
+/// that level (the sets are disjoint).
+#[derive(Default)]
+pub struct PartMatches {
+    levels: Vec<(u8, DocBits)>,
+}
+
+impl PartMatches {
+    /// The best level of `doc` (0: no match).
+    fn level_of(&self, doc: DocId) -> u8 {
+        self.levels
+            .iter()
+            .find(|(_, bits)| bits.contains(doc))
+            .map_or(0, |(level, _)| *level)
+    }
 }
 
 /// What matched in one segment.
 pub struct SegmentMatches {
     pub bits: DocBits,
-    /// Per part, the level each document reached (0: none).
-    levels: Vec<Vec<u8>>,
+    /// Per part, its levels; empty when the plan is not ranked.
+    parts: Vec<PartMatches>,
 }
 
 impl SegmentMatches {
@@ -90,17 +199,50 @@ impl SegmentMatches {
 
     /// The relevance of a matching document: the sum of its part levels.
     pub fn score(&self, doc: DocId) -> u32 {
-        self.levels
+        self.parts
             .iter()
-            .map(|levels| u32::from(levels[doc as usize]))
+            .map(|part| u32::from(part.level_of(doc)))
             .sum()
+    }
+
+    /// How many matches have each score, best first; `None` when that needs a visit
+    /// of every match (several parts: scores are sums).
+    pub fn score_counts(&self) -> Option<Vec<(u32, usize)>> {
+        match self.parts.as_slice() {
+            [] => Some(vec![(0, self.count())]),
+            [part] => Some(
+                part.levels
+                    .iter()
+                    .map(|(level, bits)| (u32::from(*level), bits.intersection_len(&self.bits)))
+                    .filter(|(_, count)| *count > 0)
+                    .collect(),
+            ),
+            _ => None,
+        }
+    }
+
+    /// The matches with this score, when a single part makes the score (see
+    /// [`Self::score_counts`]): set algebra instead of a score per document.
+    pub fn with_score(&self, score: u32) -> Option<DocBits> {
+        match self.parts.as_slice() {
+            [part] => {
+                let mut bits = part
+                    .levels
+                    .iter()
+                    .find(|(level, _)| u32::from(*level) == score)
+                    .map(|(_, bits)| bits.clone())?;
+                bits.intersect(&self.bits);
+                Some(bits)
+            }
+            _ => None,
+        }
     }
 }
 
 /// A plan bound to a searcher: the filter's weight is built once for all segments.
 pub struct BoundPlan<'a> {
     plan: &'a Plan,
-    filter: Option<Box<dyn Weight>>,
+    filter: Option<BoundFilter<'a>>,
     fuzzy: Vec<Vec<Option<Box<dyn Weight>>>>,
 }
 
@@ -113,7 +255,7 @@ impl Plan {
         let filter = self
             .filter
             .as_ref()
-            .map(|query| query.weight(scoring))
+            .map(|filter| filter.bind(scoring))
             .transpose()?;
         let fuzzy = self
             .parts
@@ -155,76 +297,94 @@ impl BoundPlan<'_> {
         let max_doc = segment.max_doc();
         let mut allowed = DocBits::clone(&*cache.searchable(segment, self.plan.active_only)?);
         if let Some(filter) = &self.filter {
-            let mut accepted = DocBits::empty(max_doc);
-            filter.for_each_no_score(segment, &mut |docs| {
-                for &doc in docs {
-                    accepted.insert(doc);
-                }
-            })?;
-            allowed.intersect(&accepted);
+            allowed.intersect(&filter.evaluate(segment, cache)?);
         }
-        let mut levels = Vec::with_capacity(self.plan.parts.len());
+        let mut parts = Vec::with_capacity(self.plan.parts.len());
         for (part, fuzzy) in self.plan.parts.iter().zip(&self.fuzzy) {
-            let mut part_levels = vec![0u8; max_doc as usize];
+            let mut levels = PartMatches::default();
             let mut matched = DocBits::empty(max_doc);
             for probe in &part.probes {
-                apply_probe(segment, probe, &allowed, &mut part_levels, &mut matched)?;
+                let found = probe_bits(segment, probe, &allowed, &matched, cache)?;
+                add_level(&mut levels, &mut matched, probe.level(), found);
             }
             for (probe, weight) in part.typo_probes.iter().zip(fuzzy) {
                 if let Some(weight) = weight {
-                    let level = probe.level();
+                    let mut found = DocBits::empty(max_doc);
                     weight.for_each_no_score(segment, &mut |docs| {
                         for &doc in docs {
-                            mark(&mut part_levels, &mut matched, doc, level);
+                            found.insert(doc);
                         }
                     })?;
+                    add_level(&mut levels, &mut matched, probe.level(), found);
                 }
             }
             allowed.intersect(&matched);
-            levels.push(part_levels);
+            if self.plan.ranked {
+                parts.push(levels);
+            }
         }
         Ok(SegmentMatches {
             bits: allowed,
-            levels,
+            parts,
         })
     }
 }
 
-/// Gives `doc` the level unless an earlier (better) probe already did.
-fn mark(levels: &mut [u8], matched: &mut DocBits, doc: DocId, level: u8) {
-    let slot = &mut levels[doc as usize];
-    if *slot == 0 {
-        *slot = level;
-        matched.insert(doc);
+/// Records the documents `found` at `level` that no better level already holds.
+fn add_level(levels: &mut PartMatches, matched: &mut DocBits, level: u8, mut found: DocBits) {
+    found.subtract(matched);
+    if found.len() == 0 {
+        return;
+    }
+    matched.union(&found);
+    match levels.levels.iter_mut().find(|(l, _)| *l == level) {
+        Some((_, bits)) => bits.union(&found),
+        None => levels.levels.push((level, found)),
     }
 }
 
-fn apply_probe(
+/// The documents a probe matches in `segment`. A phrase probe only checks the
+/// documents `allowed` and not yet `matched` (the others are decided already).
+fn probe_bits(
     segment: &SegmentReader,
     probe: &Probe,
     allowed: &DocBits,
-    levels: &mut [u8],
-    matched: &mut DocBits,
-) -> tantivy::Result<()> {
+    matched: &DocBits,
+    cache: &SegmentCache,
+) -> tantivy::Result<DocBits> {
+    let max_doc = segment.max_doc();
     match probe {
-        Probe::Term { term, level } => {
+        Probe::Term { term, .. } => {
             let index = segment.inverted_index(term.field())?;
-            if let Some(mut postings) = index.read_postings(term, IndexRecordOption::Basic)? {
+            let Some(info) = index.get_term_info(term)? else {
+                return Ok(DocBits::empty(max_doc));
+            };
+            let read = || -> tantivy::Result<DocBits> {
+                let mut bits = DocBits::empty(max_doc);
+                let mut postings =
+                    index.read_postings_from_terminfo(&info, IndexRecordOption::Basic)?;
                 let mut buffer = [0; COLLECT_BLOCK_BUFFER_LEN];
                 loop {
                     let filled = postings.fill_buffer(&mut buffer);
                     for &doc in &buffer[..filled] {
-                        mark(levels, matched, doc, *level);
+                        bits.insert(doc);
                     }
                     if filled < COLLECT_BLOCK_BUFFER_LEN {
-                        break;
+                        return Ok(bits);
                     }
                 }
+            };
+            if info.doc_freq >= CACHED_PROBE_MIN_DOCS {
+                let key = format!("term {:?}", term);
+                Ok(DocBits::clone(&*cache.condition(segment, &key, read)?))
+            } else {
+                read()
             }
         }
-        Probe::Phrase { terms, level } => {
+        Probe::Phrase { terms, .. } => {
+            let mut bits = DocBits::empty(max_doc);
             let Some(field) = terms.first().map(Term::field) else {
-                return Ok(());
+                return Ok(bits);
             };
             let index = segment.inverted_index(field)?;
             let mut postings = Vec::with_capacity(terms.len());
@@ -232,33 +392,39 @@ fn apply_probe(
                 match index.read_postings(term, IndexRecordOption::WithFreqsAndPositions)? {
                     Some(p) => postings.push((offset as u32, p)),
                     // A trigram absent from the segment: nothing here holds the phrase.
-                    None => return Ok(()),
+                    None => return Ok(bits),
                 }
             }
             // The rarest trigram leads; the others are sought to its documents.
             postings.sort_by_key(|(_, p)| p.doc_freq());
             let mut positions: Vec<Vec<u32>> = vec![Vec::new(); postings.len()];
             let (lead, rest) = postings.split_first_mut().expect("a phrase has trigrams");
+            // Leapfrog: every list jumps to the furthest document any of them is on,
+            // so only documents holding all trigrams are visited.
             let mut doc = lead.1.doc();
             while doc != TERMINATED {
-                if levels[doc as usize] == 0
-                    && allowed.contains(doc)
-                    && rest.iter_mut().all(|(_, p)| reaches(p, doc))
-                    && phrase_at(doc, lead, rest, &mut positions)
-                {
-                    mark(levels, matched, doc, *level);
+                if matched.contains(doc) || !allowed.contains(doc) {
+                    doc = lead.1.advance();
+                    continue;
+                }
+                let furthest = rest
+                    .iter_mut()
+                    .map(|(_, p)| if p.doc() < doc { p.seek(doc) } else { p.doc() })
+                    .max()
+                    .unwrap_or(doc);
+                if furthest != doc {
+                    doc = lead.1.seek(furthest);
+                    continue;
+                }
+                if phrase_at(doc, lead, rest, &mut positions) {
+                    bits.insert(doc);
                 }
                 doc = lead.1.advance();
             }
+            Ok(bits)
         }
         Probe::Fuzzy { .. } => unreachable!("typo probes are applied through their weight"),
     }
-    Ok(())
-}
-
-/// Moves `postings` to `doc` if it holds it (never backwards: `doc` only grows).
-fn reaches(postings: &mut SegmentPostings, doc: DocId) -> bool {
-    postings.doc() == doc || (postings.doc() < doc && postings.seek(doc) == doc)
 }
 
 /// Whether the trigrams sit at consecutive positions in `doc` (every posting list is

@@ -1,5 +1,7 @@
-//! Compiling a resolved filter into a tantivy query. The semantics are those of
-//! [`crate::query::evaluate`]; the property tests hold the two together.
+//! Compiling a resolved filter into a [`FilterPlan`]: its AND/OR/NOT structure kept
+//! as is (evaluated as bit set operations, see [`super::executor`]), each condition a
+//! tantivy query. The semantics are those of [`crate::query::evaluate`]; the property
+//! tests hold the two together.
 
 use std::ops::Bound;
 
@@ -10,33 +12,33 @@ use tantivy::query::{
 use tantivy::schema::Field;
 
 use super::document::to_tantivy_date;
+use super::executor::FilterPlan;
 use super::search::{term_query, word_tiers};
 use super::{Fields, SearchIndex};
 use crate::query::{Comparison, FieldRef, ResolvedCondition, ResolvedExpr, Typed};
 
 impl SearchIndex {
-    /// The query selecting what `expr` accepts (without the status rule).
-    pub(super) fn filter_query(&self, expr: &ResolvedExpr) -> Box<dyn Query> {
+    /// The plan selecting what `expr` accepts (without the status rule).
+    pub(super) fn filter_plan(&self, expr: &ResolvedExpr) -> FilterPlan {
         compile(&self.fields, expr)
     }
 }
 
-fn compile(fields: &Fields, expr: &ResolvedExpr) -> Box<dyn Query> {
+fn compile(fields: &Fields, expr: &ResolvedExpr) -> FilterPlan {
     match expr {
-        ResolvedExpr::And(items) => Box::new(BooleanQuery::new(
-            items
-                .iter()
-                .map(|e| (Occur::Must, compile(fields, e)))
-                .collect(),
-        )),
-        ResolvedExpr::Or(items) => Box::new(BooleanQuery::new(
-            items
-                .iter()
-                .map(|e| (Occur::Should, compile(fields, e)))
-                .collect(),
-        )),
-        ResolvedExpr::Not(inner) => negate(compile(fields, inner)),
-        ResolvedExpr::Condition { field, condition } => condition_query(fields, field, condition),
+        ResolvedExpr::And(items) => {
+            FilterPlan::All(items.iter().map(|e| compile(fields, e)).collect())
+        }
+        ResolvedExpr::Or(items) => {
+            FilterPlan::Any(items.iter().map(|e| compile(fields, e)).collect())
+        }
+        ResolvedExpr::Not(inner) => FilterPlan::Not(Box::new(compile(fields, inner))),
+        ResolvedExpr::Condition { field, condition } => FilterPlan::Leaf {
+            // Resolved values are absolute (relative times included), so equal keys
+            // select equal documents in a segment.
+            key: format!("{field:?} {condition:?}"),
+            query: condition_query(fields, field, condition),
+        },
     }
 }
 

@@ -6,21 +6,20 @@
 //! walking that order and taking the first matches met, so the cost follows the page
 //! rather than the match count; small results are ranked match by match.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use tantivy::collector::{Collector, SegmentCollector};
-use tantivy::query::{BooleanQuery, EnableScoring, Occur, Query, TermQuery};
+use tantivy::query::{EnableScoring, Query, TermQuery};
 use tantivy::schema::IndexRecordOption;
 use tantivy::{Searcher, Term};
 
 use super::analysis::{MAX_HANDLE_PREFIX, MAX_PREFIX, MIN_SUBSTRING, trigrams};
-use super::executor::{PartPlan, Plan, Probe, SegmentMatches};
+use super::executor::{FilterPlan, PartPlan, Plan, Probe, SegmentMatches};
 use super::facets::{FacetCounts, Facets};
 use super::schema::TextGroup;
-use super::sort::{After, SegmentOrder, SortSpec, SortedPage, encode_score};
+use super::sort::{After, SegmentOrder, SortField, SortSpec, SortedPage, encode_score};
 use super::text_query::{
     Group, MatchTier, QueryPart, TYPO_THRESHOLD, WHOLE_VALUE, level, parse, typo_distance,
 };
@@ -185,26 +184,35 @@ impl SearchIndex {
 
     fn plan(&self, request: &SearchRequest) -> Plan {
         let fields = &self.fields;
-        let mut scope: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        let mut scope = Vec::new();
         if let Some(company_id) = &request.company_id {
             let term = Term::from_field_text(fields.keywords.company_id, company_id);
-            scope.push((Occur::Must, Box::new(term_query(term))));
+            scope.push(FilterPlan::Leaf {
+                key: format!("company_id = {company_id}"),
+                query: Box::new(term_query(term)),
+            });
         }
         if let Some(filter) = &request.filter {
-            scope.push((Occur::Must, self.filter_query(&filter.expr)));
+            scope.push(self.filter_plan(&filter.expr));
         }
-        let filter: Option<Box<dyn Query>> = match scope.len() {
+        let filter = match scope.len() {
             0 => None,
-            1 => scope.pop().map(|(_, query)| query),
-            _ => Some(Box::new(BooleanQuery::new(scope))),
+            1 => scope.pop(),
+            _ => Some(FilterPlan::All(scope)),
+        };
+        let parts: Vec<PartPlan> = parse(&request.q)
+            .iter()
+            .map(|part| self.part_plan(part))
+            .collect();
+        let ranked = match &request.sort {
+            Some(specs) => specs.iter().any(|s| s.field == SortField::Relevance),
+            None => !parts.is_empty(),
         };
         Plan {
-            parts: parse(&request.q)
-                .iter()
-                .map(|part| self.part_plan(part))
-                .collect(),
+            parts,
             filter,
             active_only: !request.filter.as_ref().is_some_and(|f| f.names_status),
+            ranked,
         }
     }
 
@@ -282,21 +290,48 @@ impl SearchIndex {
 /// Pages a relevance-then-key sort. Scores are few: from the best score down, a score
 /// whose matches all fit the page is taken whole; the score that completes the page
 /// is walked in the key's order when it has many matches, so only the first ones met
-/// are ranked.
+/// are ranked. With one part, the count and the matches of each score are set
+/// algebra; with several, every match's score is summed once.
 fn collect_by_relevance(
     matched: &SegmentMatches,
     order: &SegmentOrder,
     walk_min: usize,
     page: &mut super::sort::SortedPageSegment,
 ) {
-    let mut by_score: BTreeMap<u32, usize> = BTreeMap::new();
-    for doc in matched.bits.iter() {
-        *by_score.entry(matched.score(doc)).or_default() += 1;
-    }
+    let mut counts = matched.score_counts().unwrap_or_else(|| {
+        let mut by_score: Vec<usize> = Vec::new();
+        for doc in matched.bits.iter() {
+            let score = matched.score(doc) as usize;
+            if score >= by_score.len() {
+                by_score.resize(score + 1, 0);
+            }
+            by_score[score] += 1;
+        }
+        by_score
+            .into_iter()
+            .enumerate()
+            .filter(|(_, count)| *count > 0)
+            .map(|(score, count)| (score as u32, count))
+            .collect()
+    });
+    counts.sort_by_key(|&(score, _)| std::cmp::Reverse(score));
+    // The documents with a score: their own set when one part makes the score.
+    let offer_all = |page: &mut super::sort::SortedPageSegment, score: u32| -> usize {
+        match matched.with_score(score) {
+            Some(bits) => bits
+                .iter()
+                .filter(|&doc| page.offer(doc, score as f32))
+                .count(),
+            None => matched
+                .bits
+                .iter()
+                .filter(|&doc| matched.score(doc) == score && page.offer(doc, score as f32))
+                .count(),
+        }
+    };
     let cursor = page.cursor_relevance().flatten();
     let mut wanted = page.capacity();
-    let mut whole_scores = Vec::new();
-    for (&score, &count) in by_score.iter().rev() {
+    for (score, count) in counts {
         if wanted == 0 {
             break;
         }
@@ -305,31 +340,18 @@ fn collect_by_relevance(
             continue; // better than the cursor: served by earlier pages
         }
         let cursor_applies = cursor == Some(encoded);
-        if !cursor_applies && count <= wanted {
-            whole_scores.push(score);
-            wanted -= count;
-            continue;
-        }
-        let taken = if count >= walk_min {
+        let taken = if count >= walk_min && (cursor_applies || count > wanted) {
+            let with_score = matched.with_score(score);
             page.collect_in_order(order, score as f32, cursor_applies, wanted, |doc| {
-                matched.bits.contains(doc) && matched.score(doc) == score
+                match &with_score {
+                    Some(bits) => bits.contains(doc),
+                    None => matched.bits.contains(doc) && matched.score(doc) == score,
+                }
             })
         } else {
-            matched
-                .bits
-                .iter()
-                .filter(|&doc| matched.score(doc) == score && page.offer(doc, score as f32))
-                .count()
+            offer_all(page, score)
         };
         wanted = wanted.saturating_sub(taken);
-    }
-    if !whole_scores.is_empty() {
-        for doc in matched.bits.iter() {
-            let score = matched.score(doc);
-            if whole_scores.contains(&score) {
-                page.offer(doc, score as f32);
-            }
-        }
     }
 }
 

@@ -2,9 +2,13 @@
 //! documents a search may return at all (alive, and active unless a filter names the
 //! status), and the documents of a segment in the order of a sort key.
 //!
+//! the documents of a segment in the order of a sort key, and the documents each
+//! filter condition selects (saved inboxes and screens repeat the same conditions, as
+//! Elasticsearch's filter cache assumes).
+//!
 //! Segments never change; only their deletes grow. So an entry is keyed by the segment
-//! and its count of deleted documents where deletes matter, and dropped wholesale when
-//! the cache grows past [`MAX_ENTRIES`] (segments merged away are never asked again).
+//! and its count of deleted documents where deletes matter; past a bound, the
+//! least recently used entry goes (segments merged away are never asked again).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,7 +21,12 @@ use super::bits::DocBits;
 use super::sort::{SegmentOrder, SortSpec};
 use crate::model::Status;
 
-const MAX_ENTRIES: usize = 64;
+/// Searchable sets and orders kept (up to ~4 MiB each at a million documents): a few
+/// per live segment. Held apart from the condition sets, so the churn of the many
+/// conditions and words people type never evicts an order (costly to rebuild).
+const MAX_SEGMENT_ENTRIES: usize = 64;
+/// Condition and large-term sets kept (1/8 byte per document each).
+const MAX_CONDITION_ENTRIES: usize = 512;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Key {
@@ -29,6 +38,10 @@ enum Key {
     Order {
         segment: SegmentId,
         spec: String,
+    },
+    Condition {
+        segment: SegmentId,
+        key: String,
     },
 }
 
@@ -42,34 +55,91 @@ enum Entry {
 /// insert an entry, never while computing one or across an `.await`.
 pub struct SegmentCache {
     status: Field,
-    entries: Mutex<HashMap<Key, Entry>>,
+    segments: Lru,
+    conditions: Lru,
+}
+
+/// Entries with the tick of their last use; past `capacity`, the least recently used
+/// goes.
+struct Lru {
+    capacity: usize,
+    entries: Mutex<Entries>,
+}
+
+#[derive(Default)]
+struct Entries {
+    map: HashMap<Key, (Entry, u64)>,
+    tick: u64,
+}
+
+impl Lru {
+    fn new(capacity: usize) -> Lru {
+        Lru {
+            capacity,
+            entries: Mutex::new(Entries::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
+        self.entries
+            .lock()
+            .expect("the segment cache lock is never poisoned: no panic while held")
+    }
+
+    fn get(&self, key: &Key) -> Option<Entry> {
+        let mut entries = self.lock();
+        entries.tick += 1;
+        let tick = entries.tick;
+        entries.map.get_mut(key).map(|(entry, used)| {
+            *used = tick;
+            entry.clone()
+        })
+    }
+
+    fn put(&self, key: Key, entry: Entry) {
+        let mut entries = self.lock();
+        if entries.map.len() >= self.capacity
+            && let Some(oldest) = entries
+                .map
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(key, _)| key.clone())
+        {
+            entries.map.remove(&oldest);
+        }
+        entries.tick += 1;
+        let tick = entries.tick;
+        entries.map.insert(key, (entry, tick));
+    }
 }
 
 impl SegmentCache {
     pub fn new(status: Field) -> SegmentCache {
         SegmentCache {
             status,
-            entries: Mutex::new(HashMap::new()),
+            segments: Lru::new(MAX_SEGMENT_ENTRIES),
+            conditions: Lru::new(MAX_CONDITION_ENTRIES),
         }
     }
 
-    fn get(&self, key: &Key) -> Option<Entry> {
-        self.entries
-            .lock()
-            .expect("the segment cache lock is never poisoned: no panic while held")
-            .get(key)
-            .cloned()
-    }
-
-    fn put(&self, key: Key, entry: Entry) {
-        let mut entries = self
-            .entries
-            .lock()
-            .expect("the segment cache lock is never poisoned: no panic while held");
-        if entries.len() >= MAX_ENTRIES {
-            entries.clear();
+    /// The documents of `segment` a filter condition selects, computed by `compute`
+    /// the first time `key` is asked.
+    pub fn condition(
+        &self,
+        segment: &SegmentReader,
+        key: &str,
+        compute: impl FnOnce() -> tantivy::Result<DocBits>,
+    ) -> tantivy::Result<Arc<DocBits>> {
+        let key = Key::Condition {
+            segment: segment.segment_id(),
+            key: key.to_string(),
+        };
+        if let Some(Entry::Bits(bits)) = self.conditions.get(&key) {
+            return Ok(bits);
         }
-        entries.insert(key, entry);
+        let bits = Arc::new(compute()?);
+        self.conditions.put(key, Entry::Bits(bits.clone()));
+        Ok(bits)
     }
 
     /// The alive documents of `segment`, only the active ones when `active_only`.
@@ -83,7 +153,7 @@ impl SegmentCache {
             deleted: segment.num_deleted_docs(),
             active_only,
         };
-        if let Some(Entry::Bits(bits)) = self.get(&key) {
+        if let Some(Entry::Bits(bits)) = self.segments.get(&key) {
             return Ok(bits);
         }
         let mut bits = DocBits::full(segment.max_doc());
@@ -113,7 +183,7 @@ impl SegmentCache {
             }
         }
         let bits = Arc::new(bits);
-        self.put(key, Entry::Bits(bits.clone()));
+        self.segments.put(key, Entry::Bits(bits.clone()));
         Ok(bits)
     }
 
@@ -127,11 +197,11 @@ impl SegmentCache {
             segment: segment.segment_id(),
             spec: format!("{spec:?}"),
         };
-        if let Some(Entry::Order(order)) = self.get(&key) {
+        if let Some(Entry::Order(order)) = self.segments.get(&key) {
             return Ok(order);
         }
         let order = Arc::new(SegmentOrder::build(segment, spec)?);
-        self.put(key, Entry::Order(order.clone()));
+        self.segments.put(key, Entry::Order(order.clone()));
         Ok(order)
     }
 }

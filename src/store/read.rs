@@ -88,6 +88,29 @@ impl Store {
         Ok(found)
     }
 
+    /// The stored records of `ids` as they are (JSON, the API's full contact shape),
+    /// with each one's status; missing ids are skipped. Listing pages pass them on
+    /// without decoding every field.
+    pub fn get_many_raw(&self, ids: &[String]) -> Result<Vec<(Status, String)>, StoreError> {
+        #[derive(serde::Deserialize)]
+        struct StatusOnly {
+            status: Status,
+        }
+        let txn = self.db().begin_read()?;
+        let contacts = txn.open_table(CONTACTS)?;
+        let mut found = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(bytes) = contacts.get(id.as_str())? {
+                let bytes = bytes.value();
+                let StatusOnly { status } = tables::decode(bytes)?;
+                let text =
+                    std::str::from_utf8(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                found.push((status, text.to_string()));
+            }
+        }
+        Ok(found)
+    }
+
     /// The active contact holding the first of `keys` that anyone holds.
     pub fn lookup(&self, keys: &[IdentityKey]) -> Result<Option<Contact>, StoreError> {
         let txn = self.db().begin_read()?;

@@ -6,6 +6,7 @@ use std::time::Instant;
 use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use crate::api::extract::{ApiJson, ApiQuery};
@@ -13,7 +14,7 @@ use crate::api::{ApiError, AppState};
 use crate::index::SearchRequest;
 use crate::index::facets::{FacetCounts, parse_facets};
 use crate::index::sort::{decode_cursor, encode_cursor, parse_sort};
-use crate::model::{Contact, CustomFieldDefs};
+use crate::model::{Contact, CustomFieldDefs, Status};
 use crate::query::{FilterError, Resolved, ResolvedExpr, TimeContext, parse, resolve};
 
 const DEFAULT_LIMIT: usize = 20;
@@ -65,7 +66,7 @@ pub struct SearchParams {
 
 #[derive(Debug, Serialize)]
 pub struct SearchResponse {
-    hits: Vec<Value>,
+    hits: Vec<Box<RawValue>>,
     total: usize,
     next_cursor: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -272,14 +273,26 @@ pub async fn run_search(
             let index_seq = state.indexed.get();
             let page = state.index.search(&request)?;
             // The store is the source of truth for what is shown; a contact that left
-            // the result since the index saw it (erased, deleted) is dropped.
-            let hits: Vec<Value> = state
-                .store
-                .get_many(&page.ids)?
-                .into_iter()
-                .filter(|c| names_status || c.is_active())
-                .map(|c| project(&c, fields.as_deref()))
-                .collect();
+            // the result since the index saw it (erased, deleted) is dropped. Whole
+            // contacts go out as stored (the record is the API's contact shape).
+            let hits: Vec<Box<RawValue>> = match fields.as_deref() {
+                None => state
+                    .store
+                    .get_many_raw(&page.ids)?
+                    .into_iter()
+                    .filter(|(status, _)| names_status || *status == Status::Active)
+                    .map(|(_, record)| RawValue::from_string(record))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| ApiError::internal(e.to_string()))?,
+                Some(fields) => state
+                    .store
+                    .get_many(&page.ids)?
+                    .into_iter()
+                    .filter(|c| names_status || c.is_active())
+                    .map(|c| serde_json::value::to_raw_value(&project(&c, Some(fields))))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| ApiError::internal(e.to_string()))?,
+            };
             let facets: Option<FacetCounts> =
                 (!request.facets.is_empty()).then(|| page.facets.clone());
             Ok(SearchResponse {
