@@ -9,7 +9,7 @@ Standard library only. Every query of the mix becomes the SQL a CRM team would w
 over the same rows: each typed word (or phone digit run) is a `LIKE '%word%'` on the
 folded searchable text (served by the pg_trgm GIN index), the mix's filters and sorts
 map to plain columns with btree/GIN indexes, and every query returns the page (20
-rows) with the exact total (`count(*) OVER ()`), as contactd does.
+rows) with the exact total (`count(*)`), as contactd does, in one pgbench transaction.
 """
 
 import json
@@ -91,10 +91,10 @@ def scripts(mix_path, out_dir):
                 f"SELECT {columns} FROM bench_params WHERE grp = {group['number']} "
                 f"AND i = :i \\gset"
             )
-        lines.append(
-            f"SELECT *, count(*) OVER () AS total FROM contacts WHERE {where} "
-            f"ORDER BY {SORTS[sort]} LIMIT 20;"
-        )
+        # The total and the page, as two statements: in one (a window count) the
+        # planner walks the sort index for the page and filters every row.
+        lines.append(f"SELECT count(*) FROM contacts WHERE {where};")
+        lines.append(f"SELECT * FROM contacts WHERE {where} ORDER BY {SORTS[sort]} LIMIT 20;")
         name = f"group{group['number']:03}.sql"
         with open(os.path.join(out_dir, name), "w") as script:
             script.write("\n".join(lines) + "\n")
@@ -198,9 +198,9 @@ def report(contactd_path, pg_dir):
         print(f"| {kind} | {s['p50_ms']:.2f} | {s['p99_ms']:.2f} | {theirs['p50']:.2f} | "
               f"{theirs['p99']:.2f} | {ratio(s['p50_ms'], theirs['p50'])} | "
               f"{ratio(s['p99_ms'], theirs['p99'])} |")
-    print(f"\n(Ratios above 1× favour contactd. PostgreSQL transactions include a primary-key "
-          f"read of the query's parameters; text queries there are ordered by created_at, "
-          f"contactd ranks by relevance.)")
+    print(f"\n(Ratios above 1× favour contactd. A PostgreSQL transaction is a primary-key "
+          f"read of the query's parameters, the count and the page; text queries there are "
+          f"ordered by created_at, contactd ranks by relevance.)")
 
 
 def main():

@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # contactd side by side with PostgreSQL 15 + pg_trgm, on this machine, in one run.
 #
-#   benches/vs_postgres.sh [--count N] [--seconds S] [--queries Q] [--out DIR] [--keep]
+#   benches/vs_postgres.sh [--count N] [--seconds S] [--pg-seconds S] [--queries Q]
+#                          [--out DIR] [--keep]
+#
+# --seconds is each contactd throughput run; --pg-seconds each pgbench run (default 60:
+# PostgreSQL answers few queries a second at 1M, and every kind needs samples).
+# --keep leaves the cluster running and its data in place, to look at plans with psql.
 #
 # 1. builds contactd (release) and generates N contacts with `contactd generate`;
 # 2. measures contactd with `contactd bench --search-only` (HTTP import until searchable,
@@ -18,6 +23,7 @@ set -euo pipefail
 
 count=100000
 seconds=10
+pg_seconds=60
 queries=5000
 out=""
 keep=0
@@ -25,10 +31,11 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --count) count=$2; shift 2 ;;
         --seconds) seconds=$2; shift 2 ;;
+        --pg-seconds) pg_seconds=$2; shift 2 ;;
         --queries) queries=$2; shift 2 ;;
         --out) out=$2; shift 2 ;;
         --keep) keep=1; shift ;;
-        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -75,6 +82,7 @@ work=$(mktemp -d /tmp/contactd-vs-pg.XXXXXX)
 chmod 755 "$work"
 out=${out:-$work/results}
 mkdir -p "$out"
+rm -rf "$out/pg"  # pgbench logs of an earlier run would be read as this one's
 port=$(( 20000 + RANDOM % 20000 ))
 
 # PostgreSQL refuses to run as root: use the postgres account then.
@@ -82,6 +90,10 @@ as_pg() {
     if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 stop_cluster() {
+    if [ "$keep" = 1 ] && [ -f "$work/pg/postmaster.pid" ]; then
+        echo "the cluster keeps running (--keep): psql -h $work/socket -p $port -U postgres"
+        return
+    fi
     if [ -f "$work/pg/postmaster.pid" ]; then
         as_pg "$pg_bin/pg_ctl" -D "$work/pg" -m fast stop >/dev/null 2>&1 || true
     fi
@@ -107,11 +119,12 @@ mkdir -p "$work/pg" "$work/socket"
 if [ "$(id -u)" = 0 ]; then chown postgres "$work/pg" "$work/socket"; fi
 as_pg "$pg_bin/initdb" -D "$work/pg" -U postgres --auth=trust -E UTF8 --locale=C >/dev/null
 # A tuned OLTP setup for a 24 GiB, 2-core machine; no JIT (it only adds planning time
-# to queries of this size).
+# to queries of this size); every execution planned with its own pattern, so the
+# trigram index is used whenever it helps (a generic plan of `LIKE $1` scans the table).
 as_pg "$pg_bin/pg_ctl" -D "$work/pg" -l "$work/socket/server.log" -w start -o \
     "-p $port -k $work/socket -c listen_addresses='' -c shared_buffers=2GB -c work_mem=64MB \
      -c maintenance_work_mem=1GB -c effective_cache_size=12GB -c jit=off \
-     -c max_wal_size=8GB -c random_page_cost=1.1" >/dev/null
+     -c max_wal_size=8GB -c random_page_cost=1.1 -c plan_cache_mode=force_custom_plan" >/dev/null
 psql_run() { "$psql_bin" -h "$work/socket" -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1 -qAt "$@"; }
 
 echo "== PostgreSQL: COPY, searchable text, indexes"
@@ -178,7 +191,7 @@ declare -A rate
 for clients in 1 8; do
     threads=$(( clients < 2 ? clients : 2 ))
     (cd "$out/pg" && "$pgbench_bin" -h "$work/socket" -p "$port" -U postgres -n -M prepared \
-        -c "$clients" -j "$threads" -T "$seconds" -l --log-prefix="pgbench_$clients" \
+        -c "$clients" -j "$threads" -T "$pg_seconds" -l --log-prefix="pgbench_$clients" \
         "${script_args[@]}" postgres > "pgbench_$clients.txt" 2>&1) || {
         cat "$out/pg/pgbench_$clients.txt" >&2; exit 1; }
     rate[$clients]=$(grep -oE 'tps = [0-9.]+' "$out/pg/pgbench_$clients.txt" | head -1 | cut -d' ' -f3)

@@ -274,6 +274,7 @@ async fn import(
     }
     wait_until_searchable(client).await?;
     let searchable = started.elapsed();
+    let settled = wait_until_merged(client).await?.then(|| started.elapsed());
     Ok(report::ImportResult {
         rows: job.processed,
         created: job.created,
@@ -282,8 +283,25 @@ async fn import(
         bytes: size,
         stored_seconds: stored.as_secs_f64(),
         searchable_seconds: searchable.as_secs_f64(),
+        merged_seconds: settled.map(|t| t.as_secs_f64()),
         rows_per_second: job.processed as f64 / searchable.as_secs_f64(),
     })
+}
+
+/// After a bulk load the server merges its index in the background (searches answer
+/// meanwhile, slower); the search scenarios measure the index as it settles. Waits
+/// at most five minutes; false when the server reported no merge.
+async fn wait_until_merged(client: &Client) -> anyhow::Result<bool> {
+    let limit = Instant::now() + Duration::from_secs(300);
+    let mut merged = false;
+    loop {
+        let stats: Value = client.get("/v1/stats").await?;
+        if stats["index_merging"] != Value::Bool(true) || Instant::now() > limit {
+            return Ok(merged);
+        }
+        merged = true;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 fn write_dataset(count: u64, seed: u64, path: &std::path::Path) -> anyhow::Result<()> {

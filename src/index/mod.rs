@@ -48,6 +48,9 @@ pub struct IndexPayload {
     pub seq: u64,
 }
 
+/// Segments from this size get their orders built ahead of searches ([`SearchIndex::warm`]).
+const WARM_MIN_DOCS: usize = 50_000;
+
 /// An open index with its reader. Cheap to share behind an `Arc`.
 pub struct SearchIndex {
     index: Index,
@@ -57,6 +60,8 @@ pub struct SearchIndex {
     segment_cache: segment_cache::SegmentCache,
     /// See `search.walk_min_matches` in config.toml.
     walk_min_matches: std::sync::atomic::AtomicUsize,
+    /// A full merge is due or running (see the sync worker); shown in `/v1/stats`.
+    merging: std::sync::atomic::AtomicBool,
 }
 
 impl SearchIndex {
@@ -112,6 +117,7 @@ impl SearchIndex {
             reader,
             segment_cache: segment_cache::SegmentCache::new(fields.status),
             walk_min_matches: std::sync::atomic::AtomicUsize::new(search::WALK_MIN_MATCHES),
+            merging: std::sync::atomic::AtomicBool::new(false),
             fields,
             dir: dir.to_path_buf(),
         })
@@ -146,6 +152,22 @@ impl SearchIndex {
             .store(matches, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Builds what the first sorted searches over large segments would otherwise
+    /// build: the segment order of the default sort (newest first), the one every
+    /// listing without `q` and every ranked page uses.
+    pub fn warm(&self) -> Result<(), IndexError> {
+        let searcher = self.reader.searcher();
+        let newest = sort::SortSpec::default_for(false)
+            .pop()
+            .expect("the default sort has a key");
+        for segment in searcher.segment_readers() {
+            if segment.max_doc() as usize >= WARM_MIN_DOCS {
+                self.segment_cache.order(segment, &newest)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Makes the last commit visible to searches.
     pub fn reload(&self) -> Result<(), IndexError> {
         Ok(self.reader.reload()?)
@@ -158,6 +180,21 @@ impl SearchIndex {
     /// Documents visible to searches (every status).
     pub fn num_docs(&self) -> u64 {
         self.reader.searcher().num_docs()
+    }
+
+    /// Segments visible to searches (each costs every search a little).
+    pub fn num_segments(&self) -> usize {
+        self.reader.searcher().segment_readers().len()
+    }
+
+    /// Whether a full merge is due or running.
+    pub fn merging(&self) -> bool {
+        self.merging.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn set_merging(&self, merging: bool) {
+        self.merging
+            .store(merging, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -218,6 +255,17 @@ impl IndexUpdater {
     pub fn rollback(&mut self) -> Result<(), IndexError> {
         self.writer.rollback()?;
         Ok(())
+    }
+
+    /// Starts merging every searchable segment into one, in tantivy's merge threads;
+    /// `None` when there is at most one. Searches go on over the old segments until
+    /// the merge is done and the reader reloads.
+    pub fn merge_all(
+        &mut self,
+    ) -> Result<Option<tantivy::FutureResult<Option<tantivy::index::SegmentMeta>>>, IndexError>
+    {
+        let segments = self.writer.index().searchable_segment_ids()?;
+        Ok((segments.len() > 1).then(|| self.writer.merge(&segments)))
     }
 
     /// Waits for background merges to finish (used after a bulk build).

@@ -18,12 +18,20 @@ pub enum Tick {
     Idle,
 }
 
+/// After this many contacts applied since the last full merge, an idle worker merges
+/// the index into one segment: a bulk load leaves dozens of segments, and every search
+/// pays per segment.
+const MERGE_AFTER_CONTACTS: usize = 50_000;
+
 pub struct SyncWorker {
     store: Store,
     index: Arc<SearchIndex>,
     updater: IndexUpdater,
     indexed: Arc<SeqSignal>,
     options: SyncOptions,
+    applied_since_merge: usize,
+    /// The thread waiting for a full merge to finish (then reloading and warming).
+    merging: Option<std::thread::JoinHandle<()>>,
 }
 
 impl SyncWorker {
@@ -41,6 +49,8 @@ impl SyncWorker {
             updater,
             indexed,
             options,
+            applied_since_merge: 0,
+            merging: None,
         })
     }
 
@@ -75,6 +85,10 @@ impl SyncWorker {
         }
         self.index.reload()?;
         self.indexed.publish(batch.up_to);
+        self.applied_since_merge += batch.contacts.len();
+        if self.applied_since_merge >= MERGE_AFTER_CONTACTS {
+            self.index.set_merging(true);
+        }
         self.store
             .write_detached(Command::TrimChanges { up_to: batch.up_to });
         tracing::debug!(
@@ -89,6 +103,54 @@ impl SyncWorker {
         })
     }
 
+    /// When caught up after many changes (a bulk load), starts merging the index into
+    /// one segment in the background; a thread waits for it, then reloads the reader
+    /// and warms the new segment, while searches and indexing go on.
+    fn merge_when_idle(&mut self) {
+        if self.applied_since_merge < MERGE_AFTER_CONTACTS
+            || self.merging.as_ref().is_some_and(|t| !t.is_finished())
+        {
+            return;
+        }
+        self.applied_since_merge = 0;
+        let merge = match self.updater.merge_all() {
+            Ok(Some(merge)) => merge,
+            Ok(None) => return self.index.set_merging(false),
+            Err(error) => {
+                tracing::warn!(%error, "cannot start merging the index");
+                return self.index.set_merging(false);
+            }
+        };
+        let index = self.index.clone();
+        let waiter = std::thread::Builder::new()
+            .name("index-merge".into())
+            .spawn(move || {
+                let started = Instant::now();
+                // A merge that loses a race with the merge policy over a segment fails
+                // harmlessly: the segments stay as they were.
+                let merged = merge.wait();
+                if let Err(error) = index.reload().and_then(|()| index.warm()) {
+                    tracing::warn!(%error, "cannot reload the index after a merge");
+                }
+                index.set_merging(false);
+                if let Err(error) = merged {
+                    tracing::debug!(%error, "full index merge skipped");
+                    return;
+                }
+                tracing::info!(
+                    seconds = started.elapsed().as_secs_f64(),
+                    "index merged into one segment"
+                );
+            });
+        match waiter {
+            Ok(thread) => self.merging = Some(thread),
+            Err(error) => {
+                tracing::warn!(%error, "cannot start the merge thread");
+                self.index.set_merging(false);
+            }
+        }
+    }
+
     /// Ticks until `stop` is set and every committed change is applied.
     pub fn run(mut self, stop: &AtomicBool) {
         let mut failures = 0u32;
@@ -99,6 +161,7 @@ impl SyncWorker {
                     if stop.load(Ordering::SeqCst) {
                         break;
                     }
+                    self.merge_when_idle();
                     let seen = self.indexed.get();
                     let now = self
                         .store
@@ -117,6 +180,9 @@ impl SyncWorker {
                     std::thread::sleep(Duration::from_millis(200 * u64::from(failures.min(25))));
                 }
             }
+        }
+        if let Some(merging) = self.merging.take() {
+            let _ = merging.join();
         }
         tracing::debug!(indexed = self.indexed.get(), "sync worker stopped");
     }

@@ -44,6 +44,8 @@ pub async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
                 "index_seq": index_seq,
                 "lag": store_seq.saturating_sub(index_seq),
                 "index_docs": state.index.num_docs(),
+                "index_segments": state.index.num_segments(),
+                "index_merging": state.index.merging(),
                 "index_bytes": dir_size(state.index.dir()),
                 "store_bytes": std::fs::metadata(state.store.path()).map(|m| m.len()).unwrap_or(0),
                 "rss_bytes": resident_set_bytes(),
