@@ -263,6 +263,12 @@ fn add_date(doc: &mut TantivyDocument, field: Field, value: Option<DateTime<Utc>
     }
 }
 
+/// tantivy keeps nanoseconds in an `i64`: instants beyond about 292 years from 1970
+/// (1677-09-21 to 2262-04-11) sit at those edges in the index. Filter bounds past them
+/// (`now-100000000d`) keep their meaning; a stored date past them compares as the edge.
 pub fn to_tantivy_date(value: DateTime<Utc>) -> tantivy::DateTime {
-    tantivy::DateTime::from_timestamp_millis(value.timestamp_millis())
+    const EDGE_MILLIS: i64 = i64::MAX / 1_000_000;
+    tantivy::DateTime::from_timestamp_millis(
+        value.timestamp_millis().clamp(-EDGE_MILLIS, EDGE_MILLIS),
+    )
 }

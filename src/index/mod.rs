@@ -229,8 +229,7 @@ impl IndexUpdater {
         if !segments.is_empty() {
             self.writer.merge(&segments).wait()?;
         }
-        self.writer.garbage_collect_files().wait()?;
-        Ok(())
+        self.collect_garbage()
     }
 
     pub fn remove(&mut self, id: &str) {
@@ -266,6 +265,12 @@ impl IndexUpdater {
     {
         let segments = self.writer.index().searchable_segment_ids()?;
         Ok((segments.len() > 1).then(|| self.writer.merge(&segments)))
+    }
+
+    /// Removes the files no segment uses any more (after a merge).
+    pub fn collect_garbage(&mut self) -> Result<(), IndexError> {
+        self.writer.garbage_collect_files().wait()?;
+        Ok(())
     }
 
     /// Waits for background merges to finish (used after a bulk build).

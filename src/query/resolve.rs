@@ -256,7 +256,12 @@ fn parse_time_value(
     text: &str,
     time: &TimeContext,
 ) -> Result<(DateTime<Utc>, DateTime<Utc>), String> {
-    let instant = |t: DateTime<Utc>| (t, t + Duration::milliseconds(1));
+    let out_of_range = || format!("'{text}' is out of the range of times");
+    let instant = |t: DateTime<Utc>| {
+        t.checked_add_signed(Duration::milliseconds(1))
+            .map(|end| (t, end))
+            .ok_or_else(out_of_range)
+    };
     let lower = text.to_ascii_lowercase();
     let day = |date: NaiveDate| -> Result<(DateTime<Utc>, DateTime<Utc>), String> {
         let midnight = |d: NaiveDate| {
@@ -273,7 +278,7 @@ fn parse_time_value(
     };
     let today = time.now.with_timezone(&time.tz).date_naive();
     match lower.as_str() {
-        "now" => return Ok(instant(time.now)),
+        "now" => return instant(time.now),
         "today" => return day(today),
         "yesterday" => return day(today.pred_opt().ok_or("date out of range")?),
         _ => {}
@@ -288,11 +293,14 @@ fn parse_time_value(
         let amount: u32 = rest[..rest.len() - unit.len_utf8()]
             .parse()
             .map_err(|_| relative_help(text))?;
+        let signed = sign * i64::from(amount);
+        // Checked: an offset past chrono's range is a 400, never a panic.
+        let shift = |delta: Option<Duration>| delta.and_then(|d| time.now.checked_add_signed(d));
         let shifted = match unit {
-            'm' => Some(time.now + Duration::minutes(sign * i64::from(amount))),
-            'h' => Some(time.now + Duration::hours(sign * i64::from(amount))),
-            'd' => Some(time.now + Duration::days(sign * i64::from(amount))),
-            'w' => Some(time.now + Duration::weeks(sign * i64::from(amount))),
+            'm' => shift(Duration::try_minutes(signed)),
+            'h' => shift(Duration::try_hours(signed)),
+            'd' => shift(Duration::try_days(signed)),
+            'w' => shift(Duration::try_weeks(signed)),
             'M' | 'y' => {
                 let months = Months::new(if unit == 'y' {
                     amount.saturating_mul(12)
@@ -307,17 +315,13 @@ fn parse_time_value(
             }
             _ => return Err(relative_help(text)),
         };
-        return shifted
-            .map(instant)
-            .ok_or_else(|| "relative time out of range".to_string());
+        return shifted.ok_or_else(out_of_range).and_then(instant);
     }
     if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
         return day(date);
     }
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-        return Ok(instant(crate::model::truncate_to_millis(
-            t.with_timezone(&Utc),
-        )));
+        return instant(crate::model::truncate_to_millis(t.with_timezone(&Utc)));
     }
     Err(format!(
         "'{text}' is not a time: use 2026-11-02, 2026-11-02T10:00:00Z, now, now-7d, now+1y, today or yesterday"

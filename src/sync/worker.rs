@@ -107,6 +107,13 @@ impl SyncWorker {
     /// one segment in the background; a thread waits for it, then reloads the reader
     /// and warms the new segment, while searches and indexing go on.
     fn merge_when_idle(&mut self) {
+        if self.merging.as_ref().is_some_and(|t| t.is_finished()) {
+            self.merging = None;
+            // The merged segments' files stay until collected (a commit would too).
+            if let Err(error) = self.updater.collect_garbage() {
+                tracing::warn!(%error, "cannot remove the files of merged segments");
+            }
+        }
         if self.applied_since_merge < MERGE_AFTER_CONTACTS
             || self.merging.as_ref().is_some_and(|t| !t.is_finished())
         {

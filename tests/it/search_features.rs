@@ -104,6 +104,30 @@ async fn broken_filters_are_400_with_the_position() {
     let reply = app.get("/v1/contacts?filter=created_at%20%3E%3D").await;
     let error = reply.expect_error(StatusCode::BAD_REQUEST, "invalid_filter");
     assert_eq!(error["details"][0]["position"], 13);
+    // Relative times past chrono's range are a 400, not a panic.
+    for filter in [
+        "created_at > now+3000000000h",
+        "created_at > now-100000000d",
+        "updated_at < now+4000000000w",
+    ] {
+        app.post("/v1/contacts/search", json!({"filter": filter}))
+            .await
+            .expect_error(StatusCode::BAD_REQUEST, "invalid_filter");
+    }
+    // Within chrono's range but past the index's (year 10,000): answered, not a panic.
+    let far = app
+        .post(
+            "/v1/contacts/search",
+            json!({"filter": "created_at >= now+4294967295m"}),
+        )
+        .await;
+    assert_eq!(far.status, StatusCode::OK, "{}", far.body);
+    // A q of thousands of words is refused at once, not searched word by word.
+    let many_words = "a ".repeat(20_000);
+    app.post("/v1/contacts/search", json!({"q": many_words}))
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "bad_request");
+    assert_eq!(app.get("/healthz").await.status, StatusCode::OK);
     for bad in [
         json!({"sort": "shoe_size:asc"}),
         json!({"sort": "name:up"}),

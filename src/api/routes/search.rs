@@ -19,6 +19,10 @@ use crate::query::{FilterError, Resolved, ResolvedExpr, TimeContext, parse, reso
 
 const DEFAULT_LIMIT: usize = 20;
 const MAX_LIMIT: usize = 1000;
+/// What a search box sends; far longer input is refused before any work (each word is
+/// a part every match must satisfy).
+const MAX_Q_BYTES: usize = 1024;
+const MAX_Q_WORDS: usize = 32;
 
 /// A comma-separated list, or (in JSON bodies) an array of names.
 #[derive(Debug, Clone, Deserialize)]
@@ -182,6 +186,11 @@ pub fn build_request(
         None => Vec::new(),
     };
     let q = params.q.clone().unwrap_or_default();
+    if q.len() > MAX_Q_BYTES || q.split_whitespace().count() > MAX_Q_WORDS {
+        return Err(ApiError::bad_request(format!(
+            "q is too long: at most {MAX_Q_WORDS} words and {MAX_Q_BYTES} bytes"
+        )));
+    }
     // A cursor is only valid for the order and result set it came from.
     let order = format!(
         "{}|{}|{}|{}|{}",
