@@ -1,7 +1,7 @@
 //! A plain bit set of a segment's documents: the matches of a query part, of a filter,
 //! of the searchable documents, combined word by word.
 
-use tantivy::DocId;
+use tantivy::{COLLECT_BLOCK_BUFFER_LEN, DocId, DocSet};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DocBits {
@@ -28,6 +28,21 @@ impl DocBits {
             *last = (1u64 << tail) - 1;
         }
         bits
+    }
+
+    /// The documents of a posting list (or any doc set), read block by block.
+    pub fn of_docs(max_doc: DocId, docs: &mut impl DocSet) -> DocBits {
+        let mut bits = DocBits::empty(max_doc);
+        let mut buffer = [0; COLLECT_BLOCK_BUFFER_LEN];
+        loop {
+            let filled = docs.fill_buffer(&mut buffer);
+            for &doc in &buffer[..filled] {
+                bits.insert(doc);
+            }
+            if filled < COLLECT_BLOCK_BUFFER_LEN {
+                return bits;
+            }
+        }
     }
 
     pub fn insert(&mut self, doc: DocId) {

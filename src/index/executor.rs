@@ -23,7 +23,7 @@
 use tantivy::postings::{Postings, SegmentPostings};
 use tantivy::query::{EnableScoring, FuzzyTermQuery, Query, Weight};
 use tantivy::schema::IndexRecordOption;
-use tantivy::{COLLECT_BLOCK_BUFFER_LEN, DocId, DocSet, SegmentReader, TERMINATED, Term};
+use tantivy::{DocId, DocSet, SegmentReader, TERMINATED, Term};
 
 use super::bits::DocBits;
 use super::segment_cache::SegmentCache;
@@ -360,19 +360,9 @@ fn probe_bits(
                 return Ok(DocBits::empty(max_doc));
             };
             let read = || -> tantivy::Result<DocBits> {
-                let mut bits = DocBits::empty(max_doc);
                 let mut postings =
                     index.read_postings_from_terminfo(&info, IndexRecordOption::Basic)?;
-                let mut buffer = [0; COLLECT_BLOCK_BUFFER_LEN];
-                loop {
-                    let filled = postings.fill_buffer(&mut buffer);
-                    for &doc in &buffer[..filled] {
-                        bits.insert(doc);
-                    }
-                    if filled < COLLECT_BLOCK_BUFFER_LEN {
-                        return Ok(bits);
-                    }
-                }
+                Ok(DocBits::of_docs(max_doc, &mut postings))
             };
             if info.doc_freq >= CACHED_PROBE_MIN_DOCS {
                 let key = format!("term {:?}", term);

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use tantivy::index::SegmentId;
 use tantivy::schema::{Field, IndexRecordOption};
-use tantivy::{COLLECT_BLOCK_BUFFER_LEN, DocId, DocSet, SegmentReader};
+use tantivy::{DocId, SegmentReader};
 
 use super::bits::DocBits;
 use super::sort::{SegmentOrder, SortSpec};
@@ -169,16 +169,7 @@ impl SegmentCache {
             for status in Status::ALL.into_iter().filter(|s| *s != Status::Active) {
                 let term = tantivy::Term::from_field_text(self.status, status.as_str());
                 if let Some(mut postings) = index.read_postings(&term, IndexRecordOption::Basic)? {
-                    let mut buffer = [0; COLLECT_BLOCK_BUFFER_LEN];
-                    loop {
-                        let filled = postings.fill_buffer(&mut buffer);
-                        for &doc in &buffer[..filled] {
-                            bits.remove(doc);
-                        }
-                        if filled < COLLECT_BLOCK_BUFFER_LEN {
-                            break;
-                        }
-                    }
+                    bits.subtract(&DocBits::of_docs(segment.max_doc(), &mut postings));
                 }
             }
         }
