@@ -38,7 +38,9 @@ pub fn router(state: AppState) -> Router {
                 .get(REQUEST_ID)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("-");
-            tracing::info_span!("request", method = %request.method(), uri = %request.uri(), request_id = %id)
+            // The path only: query strings carry what people search for and look up
+            // (names, emails, phones), which must not outlive an erase in the logs.
+            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
         }))
         .layer(axum::middleware::from_fn(request_id::name_internal_errors))
         .layer(CatchPanicLayer::custom(|_| {
