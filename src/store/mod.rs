@@ -44,8 +44,26 @@ pub struct Store {
     inner: Arc<Inner>,
 }
 
+/// The custom field definitions as last read, valid while `version` has not moved;
+/// the writer bumps it after every commit that changed a definition. Every search
+/// needs the definitions, and reading them from redb was ~80 µs of each.
+#[derive(Default)]
+pub(crate) struct DefsCache {
+    version: std::sync::atomic::AtomicU64,
+    // A std Mutex: held only to copy the map in or out.
+    cached: Mutex<Option<(u64, crate::model::CustomFieldDefs)>>,
+}
+
+impl DefsCache {
+    pub(crate) fn invalidate(&self) {
+        self.version
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 struct Inner {
     db: writer::SharedDb,
+    defs: Arc<DefsCache>,
     path: PathBuf,
     jobs: std::sync::mpsc::Sender<writer::Job>,
     // A std Mutex: taken once at shutdown to join the writer thread.
@@ -63,11 +81,18 @@ impl Store {
         let last_seq = read::last_seq(&db.begin_read()?)?;
         let db: writer::SharedDb = Arc::new(RwLock::new(Arc::new(db)));
         let committed = Arc::new(SeqSignal::new(last_seq));
-        let (jobs, writer_thread) =
-            writer::spawn(db.clone(), committed.clone(), options, path.to_path_buf())?;
+        let defs = Arc::new(DefsCache::default());
+        let (jobs, writer_thread) = writer::spawn(
+            db.clone(),
+            committed.clone(),
+            defs.clone(),
+            options,
+            path.to_path_buf(),
+        )?;
         Ok(Store {
             inner: Arc::new(Inner {
                 db,
+                defs,
                 path: path.to_path_buf(),
                 jobs,
                 writer_thread: Mutex::new(Some(writer_thread)),

@@ -170,7 +170,24 @@ impl Store {
 
     /// The definitions by key, as validation and filters use them.
     pub fn custom_field_defs(&self) -> Result<CustomFieldDefs, StoreError> {
-        Ok(context(&self.db().begin_read()?, Some(&[]))?.defs)
+        let cache = &self.inner.defs;
+        // The version is read before the snapshot: a change committed in between
+        // bumps it, so what is cached below is never taken for newer than it is.
+        let version = cache.version.load(std::sync::atomic::Ordering::SeqCst);
+        let lock = || {
+            cache
+                .cached
+                .lock()
+                .expect("the definitions cache lock is never poisoned")
+        };
+        if let Some((cached_version, defs)) = lock().as_ref()
+            && *cached_version == version
+        {
+            return Ok(defs.clone());
+        }
+        let defs = context(&self.db().begin_read()?, Some(&[]))?.defs;
+        *lock() = Some((version, defs.clone()));
+        Ok(defs)
     }
 
     /// Up to `max` changes after `after`, deduplicated by contact, with each contact's

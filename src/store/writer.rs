@@ -152,13 +152,14 @@ pub(super) type SharedDb = Arc<RwLock<Arc<Database>>>;
 pub(super) fn spawn(
     db: SharedDb,
     committed: Arc<SeqSignal>,
+    defs: Arc<super::DefsCache>,
     options: StoreOptions,
     path: std::path::PathBuf,
 ) -> Result<(Sender<Job>, JoinHandle<()>), StoreError> {
     let (jobs, queue) = channel();
     let thread = std::thread::Builder::new()
         .name("store-writer".into())
-        .spawn(move || run(&db, &committed, &queue, &options, &path))
+        .spawn(move || run(&db, &committed, &defs, &queue, &options, &path))
         .map_err(|e| StoreError::Corrupt(format!("cannot start the writer thread: {e}")))?;
     Ok((jobs, thread))
 }
@@ -166,6 +167,7 @@ pub(super) fn spawn(
 fn run(
     db: &SharedDb,
     committed: &SeqSignal,
+    defs: &super::DefsCache,
     queue: &Receiver<Job>,
     options: &StoreOptions,
     path: &std::path::Path,
@@ -183,7 +185,10 @@ fn run(
         stopping = batch.iter().any(|j| matches!(j.command, Command::Shutdown));
         let current = db.read().expect("db lock is never poisoned").clone();
         let outcomes = match commit_batch(&current, &mut batch, options) {
-            Ok((outcomes, last_seq, erased)) => {
+            Ok((outcomes, last_seq, erased, defs_changed)) => {
+                if defs_changed {
+                    defs.invalidate();
+                }
                 if erased {
                     match vacuum::rewrite(&current, path, options.cache_bytes) {
                         Ok(fresh) => {
@@ -222,10 +227,10 @@ fn commit_batch(
     db: &Database,
     batch: &mut [Job],
     options: &StoreOptions,
-) -> Result<(Vec<Outcome>, u64, bool), StoreError> {
+) -> Result<(Vec<Outcome>, u64, bool, bool), StoreError> {
     let txn = db.begin_write()?;
     let mut outcomes = Vec::with_capacity(batch.len());
-    let (last_seq, erased) = {
+    let (last_seq, erased, defs_changed) = {
         let mut tables = TxnTables::open(&txn, &options.rules, options.clock.now())?;
         for job in batch.iter_mut() {
             let command = std::mem::replace(&mut job.command, Command::Shutdown);
@@ -237,10 +242,12 @@ fn commit_batch(
             }
             outcomes.push(outcome);
         }
-        tables.finish()?
+        let defs_changed = tables.defs_changed;
+        let (last_seq, erased) = tables.finish()?;
+        (last_seq, erased, defs_changed)
     };
     txn.commit()?;
-    Ok((outcomes, last_seq, erased))
+    Ok((outcomes, last_seq, erased, defs_changed))
 }
 
 fn apply(tables: &mut TxnTables<'_>, command: Command) -> Outcome {

@@ -266,3 +266,27 @@ async fn a_breaking_definition_change_is_refused_unless_forced_then_values_clear
     .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn searches_see_a_definition_as_soon_as_it_is_made_or_removed() {
+    let app = TestApp::spawn().await;
+    // Searches read the definitions (and may keep them) before the field exists.
+    app.get("/v1/contacts?filter=custom.tier%20%3D%20gold")
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "invalid_filter");
+    define(
+        &app,
+        json!({"key": "tier", "type": "dropdown", "options": ["gold", "silver"]}),
+    )
+    .await;
+    let reply = app
+        .get("/v1/contacts?filter=custom.tier%20%3D%20gold")
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let removed = app.delete("/v1/custom-fields/tier").await;
+    assert!(removed.status.is_success(), "{}", removed.body);
+    app.get("/v1/contacts?filter=custom.tier%20%3D%20gold")
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "invalid_filter");
+    app.stop().await;
+}

@@ -61,6 +61,7 @@ impl TxnTables<'_> {
         let cleared = self.conform_values(key, None, force)?;
         self.custom_fields.remove(key)?;
         self.defs.remove(key);
+        self.defs_changed = true;
         Ok(cleared)
     }
 
@@ -68,6 +69,7 @@ impl TxnTables<'_> {
         self.custom_fields
             .insert(def.key.as_str(), tables::encode(&def).as_slice())?;
         self.defs.insert(def.key.clone(), def.clone());
+        self.defs_changed = true;
         Ok(def)
     }
 

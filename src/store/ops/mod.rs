@@ -50,6 +50,8 @@ pub(super) struct TxnTables<'t> {
     /// Set when a contact was erased: the file must be rewritten so no freed page
     /// keeps its bytes.
     pub erased: bool,
+    /// Set when a custom field definition changed (cached definitions are stale).
+    pub defs_changed: bool,
 }
 
 impl<'t> TxnTables<'t> {
@@ -86,6 +88,7 @@ impl<'t> TxnTables<'t> {
             last_seq,
             count_delta: [0; 3],
             erased: false,
+            defs_changed: false,
         })
     }
 
