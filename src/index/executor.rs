@@ -1,8 +1,9 @@
 //! Query execution, one segment at a time, without a tree of scorers.
 //!
 //! A search is a [`Plan`]: the parts of `q` (each a list of [`Probe`]s, best level
-//! first), an optional filter (a tantivy query, evaluated once into a bit set) and the
-//! status rule. Per segment, [`BoundPlan::evaluate`] produces [`SegmentMatches`]: the
+//! first), an optional [`FilterPlan`] (its AND/OR/NOT structure as bit set operations
+//! over one tantivy query per condition, each condition's bit set cached per segment)
+//! and the status rule. Per segment, [`BoundPlan::evaluate`] produces [`SegmentMatches`]: the
 //! bit set of matching documents (alive, of the right status, accepted by the filter,
 //! matched by every part) and, per part, one bit set per level: the documents whose
 //! best match is at that level. Everything is set algebra on 64-document words, so
