@@ -102,6 +102,11 @@ impl DocBits {
         }
     }
 
+    /// Memory held, in bytes.
+    pub fn bytes(&self) -> usize {
+        self.words.len() * 8
+    }
+
     pub fn len(&self) -> usize {
         self.words.iter().map(|w| w.count_ones() as usize).sum()
     }

@@ -21,12 +21,13 @@ use super::bits::DocBits;
 use super::sort::{SegmentOrder, SortSpec};
 use crate::model::Status;
 
-/// Searchable sets and orders kept (up to ~4 MiB each at a million documents): a few
-/// per live segment. Held apart from the condition sets, so the churn of the many
-/// conditions and words people type never evicts an order (costly to rebuild).
-const MAX_SEGMENT_ENTRIES: usize = 64;
-/// Condition and large-term sets kept (1/8 byte per document each).
-const MAX_CONDITION_ENTRIES: usize = 512;
+/// Bytes of searchable sets and orders kept (an order is 4 bytes a document, a set
+/// 1/8): a few per live segment. Held apart from the condition sets, so the churn of
+/// the many conditions and words people type never evicts an order (costly to
+/// rebuild).
+const SEGMENT_CACHE_BYTES: usize = 256 << 20;
+/// Bytes of condition and large-term sets kept.
+const CONDITION_CACHE_BYTES: usize = 128 << 20;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Key {
@@ -59,10 +60,10 @@ pub struct SegmentCache {
     conditions: Lru,
 }
 
-/// Entries with the tick of their last use; past `capacity`, the least recently used
-/// goes.
+/// Entries with the tick of their last use; past `budget` bytes, the least recently
+/// used go (the newest entry always stays).
 struct Lru {
-    capacity: usize,
+    budget: usize,
     entries: Mutex<Entries>,
 }
 
@@ -70,12 +71,22 @@ struct Lru {
 struct Entries {
     map: HashMap<Key, (Entry, u64)>,
     tick: u64,
+    bytes: usize,
+}
+
+impl Entry {
+    fn bytes(&self) -> usize {
+        match self {
+            Entry::Bits(bits) => bits.bytes(),
+            Entry::Order(order) => order.bytes(),
+        }
+    }
 }
 
 impl Lru {
-    fn new(capacity: usize) -> Lru {
+    fn new(budget: usize) -> Lru {
         Lru {
-            capacity,
+            budget,
             entries: Mutex::new(Entries::default()),
         }
     }
@@ -98,18 +109,25 @@ impl Lru {
 
     fn put(&self, key: Key, entry: Entry) {
         let mut entries = self.lock();
-        if entries.map.len() >= self.capacity
+        let size = entry.bytes();
+        if let Some((replaced, _)) = entries.map.remove(&key) {
+            entries.bytes -= replaced.bytes();
+        }
+        while entries.bytes + size > self.budget
             && let Some(oldest) = entries
                 .map
                 .iter()
                 .min_by_key(|(_, (_, used))| *used)
                 .map(|(key, _)| key.clone())
         {
-            entries.map.remove(&oldest);
+            if let Some((gone, _)) = entries.map.remove(&oldest) {
+                entries.bytes -= gone.bytes();
+            }
         }
         entries.tick += 1;
         let tick = entries.tick;
         entries.map.insert(key, (entry, tick));
+        entries.bytes += size;
     }
 }
 
@@ -117,8 +135,8 @@ impl SegmentCache {
     pub fn new(status: Field) -> SegmentCache {
         SegmentCache {
             status,
-            segments: Lru::new(MAX_SEGMENT_ENTRIES),
-            conditions: Lru::new(MAX_CONDITION_ENTRIES),
+            segments: Lru::new(SEGMENT_CACHE_BYTES),
+            conditions: Lru::new(CONDITION_CACHE_BYTES),
         }
     }
 
@@ -194,5 +212,45 @@ impl SegmentCache {
         let order = Arc::new(SegmentOrder::build(segment, spec)?);
         self.segments.put(key, Entry::Order(order.clone()));
         Ok(order)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(segment: SegmentId, name: &str) -> Key {
+        Key::Condition {
+            segment,
+            key: name.to_string(),
+        }
+    }
+
+    #[test]
+    fn the_least_recently_used_entries_go_past_the_byte_budget() {
+        let segment = SegmentId::generate_random();
+        let bits = || Entry::Bits(Arc::new(DocBits::empty(1024))); // 128 bytes
+        let lru = Lru::new(3 * 128);
+        for name in ["a", "b", "c"] {
+            lru.put(key(segment, name), bits());
+        }
+        assert!(lru.get(&key(segment, "a")).is_some(), "a is used again");
+        lru.put(key(segment, "d"), bits());
+        assert!(
+            lru.get(&key(segment, "b")).is_none(),
+            "b was the least recent"
+        );
+        for name in ["a", "c", "d"] {
+            assert!(lru.get(&key(segment, name)).is_some(), "{name} stays");
+        }
+        // Replacing an entry does not count it twice.
+        lru.put(key(segment, "d"), bits());
+        assert_eq!(lru.lock().bytes, 3 * 128);
+        // An entry larger than the budget still stays, alone.
+        lru.put(
+            key(segment, "big"),
+            Entry::Bits(Arc::new(DocBits::empty(64 * 1024))),
+        );
+        assert_eq!(lru.lock().map.len(), 1);
     }
 }

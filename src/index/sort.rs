@@ -367,6 +367,11 @@ impl SegmentOrder {
         })
     }
 
+    /// Memory held, in bytes.
+    pub fn bytes(&self) -> usize {
+        self.docs.len() * std::mem::size_of::<DocId>()
+    }
+
     /// Where the documents strictly after `after` (this key's value, then the id's
     /// position, as in a [`LocalKey`]) start.
     fn start_after(&self, after: &[Option<u64>]) -> usize {
