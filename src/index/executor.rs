@@ -141,15 +141,9 @@ impl BoundFilter<'_> {
                 bits
             }
             BoundFilter::Leaf { key, weight } => {
-                DocBits::clone(&*cache.condition(segment, key, || {
-                    let mut bits = DocBits::empty(max_doc);
-                    weight.for_each_no_score(segment, &mut |docs| {
-                        for &doc in docs {
-                            bits.insert(doc);
-                        }
-                    })?;
-                    Ok(bits)
-                })?)
+                DocBits::clone(
+                    &*cache.condition(segment, key, || weight_bits(weight.as_ref(), segment))?,
+                )
             }
         })
     }
@@ -310,12 +304,7 @@ impl BoundPlan<'_> {
             }
             for (probe, weight) in part.typo_probes.iter().zip(fuzzy) {
                 if let Some(weight) = weight {
-                    let mut found = DocBits::empty(max_doc);
-                    weight.for_each_no_score(segment, &mut |docs| {
-                        for &doc in docs {
-                            found.insert(doc);
-                        }
-                    })?;
+                    let found = weight_bits(weight.as_ref(), segment)?;
                     add_level(&mut levels, &mut matched, probe.level(), found);
                 }
             }
@@ -329,6 +318,17 @@ impl BoundPlan<'_> {
             parts,
         })
     }
+}
+
+/// The documents a tantivy query matches in `segment` (deleted ones included).
+fn weight_bits(weight: &dyn Weight, segment: &SegmentReader) -> tantivy::Result<DocBits> {
+    let mut bits = DocBits::empty(segment.max_doc());
+    weight.for_each_no_score(segment, &mut |docs| {
+        for &doc in docs {
+            bits.insert(doc);
+        }
+    })?;
+    Ok(bits)
 }
 
 /// Records the documents `found` at `level` that no better level already holds.
