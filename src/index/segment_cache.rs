@@ -1,10 +1,8 @@
 //! What is worth computing once per segment and reusing across searches: the
 //! documents a search may return at all (alive, and active unless a filter names the
-//! status), and the documents of a segment in the order of a sort key.
-//!
-//! the documents of a segment in the order of a sort key, and the documents each
-//! filter condition selects (saved inboxes and screens repeat the same conditions, as
-//! Elasticsearch's filter cache assumes).
+//! status), the documents of a segment in the order of a sort key, and the documents
+//! each filter condition or large term selects (saved inboxes and screens repeat the
+//! same conditions, as Elasticsearch's filter cache assumes).
 //!
 //! Segments never change; only their deletes grow. So an entry is keyed by the segment
 //! and its count of deleted documents where deletes matter; past a bound, the
@@ -131,6 +129,22 @@ impl Lru {
     }
 }
 
+impl Lru {
+    /// The bit set cached under `key`, computed (and kept) the first time.
+    fn bits_or(
+        &self,
+        key: Key,
+        compute: impl FnOnce() -> tantivy::Result<DocBits>,
+    ) -> tantivy::Result<Arc<DocBits>> {
+        if let Some(Entry::Bits(bits)) = self.get(&key) {
+            return Ok(bits);
+        }
+        let bits = Arc::new(compute()?);
+        self.put(key, Entry::Bits(bits.clone()));
+        Ok(bits)
+    }
+}
+
 impl SegmentCache {
     pub fn new(status: Field) -> SegmentCache {
         SegmentCache {
@@ -152,12 +166,7 @@ impl SegmentCache {
             segment: segment.segment_id(),
             key: key.to_string(),
         };
-        if let Some(Entry::Bits(bits)) = self.conditions.get(&key) {
-            return Ok(bits);
-        }
-        let bits = Arc::new(compute()?);
-        self.conditions.put(key, Entry::Bits(bits.clone()));
-        Ok(bits)
+        self.conditions.bits_or(key, compute)
     }
 
     /// The alive documents of `segment`, only the active ones when `active_only`.
@@ -171,9 +180,15 @@ impl SegmentCache {
             deleted: segment.num_deleted_docs(),
             active_only,
         };
-        if let Some(Entry::Bits(bits)) = self.segments.get(&key) {
-            return Ok(bits);
-        }
+        self.segments
+            .bits_or(key, || self.compute_searchable(segment, active_only))
+    }
+
+    fn compute_searchable(
+        &self,
+        segment: &SegmentReader,
+        active_only: bool,
+    ) -> tantivy::Result<DocBits> {
         let mut bits = DocBits::full(segment.max_doc());
         if let Some(alive) = segment.alive_bitset() {
             for doc in 0..segment.max_doc() {
@@ -191,8 +206,6 @@ impl SegmentCache {
                 }
             }
         }
-        let bits = Arc::new(bits);
-        self.segments.put(key, Entry::Bits(bits.clone()));
         Ok(bits)
     }
 
