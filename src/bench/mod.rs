@@ -289,8 +289,8 @@ async fn import(
 }
 
 /// After a bulk load the server merges its index in the background (searches answer
-/// meanwhile, slower); the search scenarios measure the index as it settles. Waits
-/// at most five minutes; false when the server reported no merge.
+/// meanwhile, slower); the search scenarios measure the index once it has settled.
+/// Waits at most five minutes; false when the server reported no merge.
 async fn wait_until_merged(client: &Client) -> anyhow::Result<bool> {
     let limit = Instant::now() + Duration::from_secs(300);
     let mut merged = false;
