@@ -144,14 +144,9 @@ async fn purge_trash(state: AppState, mut stop: tokio::sync::watch::Receiver<boo
             _ = ticks.tick() => {}
             _ = stop.changed() => return,
         }
-        match state.store.write(crate::store::Command::PurgeExpired).await {
-            Ok(ack) => {
-                if let crate::store::Written::Purged(count) = ack.written
-                    && count > 0
-                {
-                    tracing::info!(count, "erased contacts past the restore window");
-                }
-            }
+        match state.store.purge_expired().await {
+            Ok(0) => {}
+            Ok(count) => tracing::info!(count, "erased contacts past the restore window"),
             Err(error) => tracing::error!(%error, "trash purge failed"),
         }
     }

@@ -84,6 +84,9 @@ pub struct RulesConfig {
 pub struct StoreConfig {
     pub group_commit_max: usize,
     pub cache_mb: usize,
+    /// An erased contact's bytes leave the store and index files within this many
+    /// seconds (the files are rewritten at half of it, batching the erases).
+    pub scrub_within_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -131,6 +134,7 @@ impl Default for StoreConfig {
         StoreConfig {
             group_commit_max: 1_024,
             cache_mb: 256,
+            scrub_within_secs: 3_600,
         }
     }
 }
@@ -253,6 +257,7 @@ impl Config {
             cache_bytes: self.store.cache_mb * 1024 * 1024,
             rules: self.rules(),
             clock: crate::clock::Clock::default(),
+            scrub_within: Duration::from_secs(self.store.scrub_within_secs),
         }
     }
 

@@ -222,16 +222,6 @@ impl IndexUpdater {
         Ok(())
     }
 
-    /// Rewrites every segment so deleted documents (and the terms only they had)
-    /// leave the index files, then removes the old files. Used after an erase.
-    pub fn purge_deleted(&mut self) -> Result<(), IndexError> {
-        let segments = self.writer.index().searchable_segment_ids()?;
-        if !segments.is_empty() {
-            self.writer.merge(&segments).wait()?;
-        }
-        self.collect_garbage()
-    }
-
     pub fn remove(&mut self, id: &str) {
         self.writer
             .delete_term(Term::from_field_text(self.fields.id, id));
@@ -257,14 +247,17 @@ impl IndexUpdater {
     }
 
     /// Starts merging every searchable segment into one, in tantivy's merge threads;
-    /// `None` when there is at most one. Searches go on over the old segments until
-    /// the merge is done and the reader reloads.
+    /// `None` when there is at most one (none with `even_one`, which rewrites a single
+    /// segment to drop its deleted documents). Searches go on over the old segments
+    /// until the merge is done and the reader reloads.
     pub fn merge_all(
         &mut self,
+        even_one: bool,
     ) -> Result<Option<tantivy::FutureResult<Option<tantivy::index::SegmentMeta>>>, IndexError>
     {
         let segments = self.writer.index().searchable_segment_ids()?;
-        Ok((segments.len() > 1).then(|| self.writer.merge(&segments)))
+        let least = if even_one { 1 } else { 2 };
+        Ok((segments.len() >= least).then(|| self.writer.merge(&segments)))
     }
 
     /// Removes the files no segment uses any more (after a merge).

@@ -6,17 +6,18 @@
 //! read transactions from any thread. Every call here blocks: async callers use
 //! `spawn_blocking`.
 
+mod compact;
 mod error;
 mod ops;
 mod read;
 mod tables;
-mod vacuum;
+mod tracked;
 mod writer;
 
 pub use error::StoreError;
 pub use ops::{Identified, ImportMode, ImportedRow, MatchBy, Merged};
-pub use read::ChangeBatch;
-pub use writer::{Command, WriteAck, Written};
+pub use read::{ChangeBatch, ScrubStatus};
+pub use writer::{Command, CompactionStatus, WriteAck, Written};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -36,7 +37,12 @@ pub struct StoreOptions {
     pub cache_bytes: usize,
     pub rules: Rules,
     pub clock: crate::clock::Clock,
+    /// An erased contact's bytes leave the store and index files within this time.
+    pub scrub_within: std::time::Duration,
 }
+
+/// Expired contacts erased per transaction by [`Store::purge_expired`].
+const PURGE_CHUNK: usize = 256;
 
 /// A cheap-to-clone handle on the store.
 #[derive(Clone)]
@@ -65,7 +71,11 @@ struct Inner {
     db: writer::SharedDb,
     defs: Arc<DefsCache>,
     path: PathBuf,
-    jobs: std::sync::mpsc::Sender<writer::Job>,
+    scrub_within: std::time::Duration,
+    clock: crate::clock::Clock,
+    compaction: writer::SharedStatus,
+    /// Shared (weakly) with the writer, which hands clones to a compactor thread.
+    jobs: Arc<std::sync::mpsc::Sender<writer::Job>>,
     // A std Mutex: taken once at shutdown to join the writer thread.
     writer_thread: Mutex<Option<JoinHandle<()>>>,
     committed: Arc<SeqSignal>,
@@ -74,6 +84,7 @@ struct Inner {
 impl Store {
     /// Opens (or creates) the redb file and starts the writer thread.
     pub fn open(path: &Path, options: StoreOptions) -> Result<Store, StoreError> {
+        compact::remove_stray_copy(path)?;
         let db = Database::builder()
             .set_cache_size(options.cache_bytes)
             .create(path)?;
@@ -82,18 +93,31 @@ impl Store {
         let db: writer::SharedDb = Arc::new(RwLock::new(Arc::new(db)));
         let committed = Arc::new(SeqSignal::new(last_seq));
         let defs = Arc::new(DefsCache::default());
-        let (jobs, writer_thread) = writer::spawn(
-            db.clone(),
-            committed.clone(),
-            defs.clone(),
+        let compaction = writer::SharedStatus::default();
+        let (jobs, queue) = std::sync::mpsc::channel();
+        let jobs = Arc::new(jobs);
+        let scrub_within = options.scrub_within;
+        let clock = options.clock.clone();
+        let writer_thread = writer::spawn(
+            writer::Shared {
+                db: db.clone(),
+                committed: committed.clone(),
+                defs: defs.clone(),
+                status: compaction.clone(),
+                queue: Arc::downgrade(&jobs),
+            },
             options,
             path.to_path_buf(),
+            queue,
         )?;
         Ok(Store {
             inner: Arc::new(Inner {
                 db,
                 defs,
                 path: path.to_path_buf(),
+                scrub_within,
+                clock,
+                compaction,
                 jobs,
                 writer_thread: Mutex::new(Some(writer_thread)),
                 committed,
@@ -106,7 +130,7 @@ impl Store {
         let (reply, answer) = oneshot::channel();
         self.inner
             .jobs
-            .send(writer::Job {
+            .send(writer::Job::Write {
                 command,
                 reply: Some(reply),
             })
@@ -117,10 +141,47 @@ impl Store {
     /// Queues a write without waiting for it (used for change-log trimming).
     pub fn write_detached(&self, command: Command) {
         // A closed writer means we are shutting down; the command can be dropped.
-        let _ = self.inner.jobs.send(writer::Job {
+        let _ = self.inner.jobs.send(writer::Job::Write {
             command,
             reply: None,
         });
+    }
+
+    /// Erases every contact past its restore window, a short transaction per
+    /// [`PURGE_CHUNK`] so other writes interleave; returns how many.
+    pub async fn purge_expired(&self) -> Result<usize, StoreError> {
+        let mut total = 0;
+        loop {
+            let ack = self
+                .write(Command::PurgeExpired { limit: PURGE_CHUNK })
+                .await?;
+            let Written::Purged(count) = ack.written else {
+                return Ok(total);
+            };
+            total += count;
+            if count < PURGE_CHUNK {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// The bound within which an erase is scrubbed from the files.
+    pub fn scrub_within(&self) -> std::time::Duration {
+        self.inner.scrub_within
+    }
+
+    /// The clock writes are stamped with.
+    pub fn clock(&self) -> &crate::clock::Clock {
+        &self.inner.clock
+    }
+
+    /// How the store-file compactions went.
+    pub fn compaction_status(&self) -> CompactionStatus {
+        self.inner
+            .compaction
+            .lock()
+            .expect("status mutex is never poisoned")
+            .clone()
     }
 
     /// The last committed change-log sequence; waitable.
@@ -134,7 +195,7 @@ impl Store {
 
     /// Stops the writer after the commands already queued and waits for it.
     pub fn shutdown(&self) {
-        let _ = self.inner.jobs.send(writer::Job {
+        let _ = self.inner.jobs.send(writer::Job::Write {
             command: Command::Shutdown,
             reply: None,
         });
@@ -151,7 +212,7 @@ impl Store {
         }
     }
 
-    /// The current database (replaced when the file is rewritten after an erase).
+    /// The current database (replaced when a compaction swaps in a fresh file).
     pub(crate) fn db(&self) -> Arc<Database> {
         self.inner
             .db

@@ -257,3 +257,72 @@ impl Store {
             .collect()
     }
 }
+
+/// Erases not yet scrubbed from the files, for `/v1/stats` and the index's scrubber.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ScrubStatus {
+    /// Erases whose bytes the store file may still hold.
+    pub pending_store: u64,
+    /// Erases whose words the index files may still hold.
+    pub pending_index: u64,
+    /// The oldest of either: its change-log sequence and when it was erased.
+    pub oldest_seq: Option<u64>,
+    pub oldest_erased_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The oldest the index still holds (sequence, erased-at millis).
+    #[serde(skip)]
+    pub oldest_index: Option<(u64, u64)>,
+}
+
+/// The first erase after the `mark` meta key (`scrubbed.store` or `scrubbed.index`):
+/// its sequence and erased-at millis.
+pub(super) fn oldest_unscrubbed(
+    txn: &ReadTransaction,
+    mark: &str,
+) -> Result<Option<(u64, u64)>, StoreError> {
+    let meta = txn.open_table(META)?;
+    let after = meta.get(mark)?.map_or(0, |v| v.value());
+    let scrubs = txn.open_table(SCRUBS)?;
+    let first = scrubs.range(after.saturating_add(1)..)?.next();
+    Ok(match first {
+        Some(entry) => {
+            let (seq, at) = entry?;
+            Some((seq.value(), at.value()))
+        }
+        None => None,
+    })
+}
+
+impl Store {
+    /// The oldest erase the index files may still hold: sequence, erased-at millis.
+    pub fn oldest_index_scrub(&self) -> Result<Option<(u64, u64)>, StoreError> {
+        oldest_unscrubbed(&self.db().begin_read()?, SCRUBBED_INDEX)
+    }
+
+    pub fn scrub_status(&self) -> Result<ScrubStatus, StoreError> {
+        let txn = self.db().begin_read()?;
+        let meta = txn.open_table(META)?;
+        let mark =
+            |key: &str| -> Result<u64, StoreError> { Ok(meta.get(key)?.map_or(0, |v| v.value())) };
+        let (store_mark, index_mark) = (mark(SCRUBBED_STORE)?, mark(SCRUBBED_INDEX)?);
+        let scrubs = txn.open_table(SCRUBS)?;
+        let mut status = ScrubStatus::default();
+        for entry in scrubs.range(store_mark.min(index_mark).saturating_add(1)..)? {
+            let (seq, at) = entry?;
+            let (seq, at) = (seq.value(), at.value());
+            if status.oldest_seq.is_none() {
+                status.oldest_seq = Some(seq);
+                status.oldest_erased_at = i64::try_from(at)
+                    .ok()
+                    .and_then(chrono::DateTime::from_timestamp_millis);
+            }
+            if seq > store_mark {
+                status.pending_store += 1;
+            }
+            if seq > index_mark {
+                status.pending_index += 1;
+                status.oldest_index.get_or_insert((seq, at));
+            }
+        }
+        Ok(status)
+    }
+}

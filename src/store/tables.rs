@@ -14,12 +14,20 @@
 //! | `inboxes`          | inbox id                       | the [`Inbox`](crate::model::Inbox) as JSON |
 //! | `trash`            | deleted-at millis (13 digits) U+001F id | 0 (ordered by deletion time) |
 //! | `changes`          | sequence number (u64)          | id of the contact that changed         |
-//! | `meta`             | name                           | u64 (`last_seq`, `count.<status>`)     |
+//! | `meta`             | name                           | u64 (`last_seq`, `count.<status>`, `scrubbed.*`) |
+//! | `scrubs`           | change-log sequence of an erase | erased-at millis                      |
 //!
 //! (mm) = multimap. The change log records *which* contact changed, not its data: the
 //! sync worker reads the contact's state from the same read snapshot as the log, so an
 //! entry never holds a copy of personal data and erasing a contact never has to
 //! rewrite the log.
+//!
+//! An erase removes the record at once but its bytes survive in freed pages (redb is
+//! copy-on-write) and in the index files until a scrub; `scrubs` lists the erases
+//! not yet scrubbed from both. `scrubbed.store` is the sequence of the snapshot the
+//! last compaction copied, `scrubbed.index` the sequence the index had applied when
+//! its last full merge started: an erase is scrubbed from a file once that file's
+//! mark is at or past the erase's sequence.
 
 use redb::{Database, MultimapTableDefinition, TableDefinition};
 use serde::Serialize;
@@ -45,8 +53,11 @@ pub const TRASH: TableDefinition<&str, u64> = TableDefinition::new("trash");
 pub const INBOXES: TableDefinition<&str, &[u8]> = TableDefinition::new("inboxes");
 pub const CHANGES: TableDefinition<u64, &str> = TableDefinition::new("changes");
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+pub const SCRUBS: TableDefinition<u64, u64> = TableDefinition::new("scrubs");
 
 pub const LAST_SEQ: &str = "last_seq";
+pub const SCRUBBED_STORE: &str = "scrubbed.store";
+pub const SCRUBBED_INDEX: &str = "scrubbed.index";
 
 pub fn count_key(status: crate::model::Status) -> String {
     format!("count.{}", status.as_str())
@@ -77,6 +88,7 @@ pub fn ensure_created(db: &Database) -> Result<(), StoreError> {
     txn.open_table(INBOXES)?;
     txn.open_table(CHANGES)?;
     txn.open_table(META)?;
+    txn.open_table(SCRUBS)?;
     txn.commit()?;
     Ok(())
 }

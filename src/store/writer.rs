@@ -6,21 +6,28 @@
 //! answers each caller. Throughput therefore grows with concurrency instead of stopping
 //! at one fsync per write, and an acknowledged write is always on disk.
 //!
-//! A batch that erased a contact is followed by a rewrite of the file (see
-//! [`super::vacuum`]) before its callers are answered, so an acknowledged erase leaves
-//! no copy of the data in the redb file.
+//! An erase is acknowledged as soon as it commits: the record is gone from every
+//! answer. Its bytes may survive in freed pages until a compaction (see [`compact`])
+//! rewrites the file; the writer starts one when the oldest unscrubbed erase is half
+//! the configured bound old, keeps committing while it copies, and pauses only for
+//! its final swap. A failed compaction is retried after a pause.
 
 use std::collections::BTreeMap;
-use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-use redb::Database;
+use chrono::{DateTime, Utc};
+use redb::{Database, ReadableDatabase};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
+use super::compact;
 use super::ops::{Identified, Merged, TxnTables};
-use super::{StoreError, StoreOptions, vacuum};
+use super::tables::SCRUBBED_STORE;
+use super::tracked::Journal;
+use super::{StoreError, StoreOptions};
 use crate::model::{
     Company, CompanyInput, Contact, ContactInput, CustomFieldDef, CustomFieldInput, Event, Inbox,
     Side,
@@ -45,7 +52,8 @@ pub enum Command {
         id: String,
         if_match: Option<u64>,
     },
-    /// Permanent erase: the record, its claims, merge snapshots; the file is rewritten.
+    /// Permanent erase: the record, its claims, merge snapshots; a scrub of the
+    /// files follows within the configured bound.
     Erase {
         id: String,
         if_match: Option<u64>,
@@ -102,8 +110,14 @@ pub enum Command {
         match_by: super::MatchBy,
         dry_run: bool,
     },
-    /// Erase deleted contacts whose restore window has passed.
-    PurgeExpired,
+    /// Erase up to `limit` deleted contacts whose restore window has passed.
+    PurgeExpired {
+        limit: usize,
+    },
+    /// The index has no bytes of contacts erased up to `through` any more.
+    IndexScrubbed {
+        through: u64,
+    },
     /// Drop change-log entries the index has durably applied.
     TrimChanges {
         up_to: u64,
@@ -138,68 +152,161 @@ pub struct WriteAck {
     pub seq: u64,
 }
 
-pub(super) struct Job {
-    pub command: Command,
-    pub reply: Option<oneshot::Sender<Result<WriteAck, StoreError>>>,
+/// What the writer thread receives.
+pub(super) enum Job {
+    Write {
+        command: Command,
+        reply: Option<oneshot::Sender<Outcome>>,
+    },
+    /// A step of a running compaction (see [`compact`]).
+    Compactor(compact::Request),
 }
 
 type Outcome = Result<WriteAck, StoreError>;
 
-/// The open database, swapped when the file is rewritten. A std RwLock: held only to
+/// The open database, swapped when a compaction finishes. A std RwLock: held only to
 /// clone or replace the `Arc`, never across an await.
 pub(super) type SharedDb = Arc<RwLock<Arc<Database>>>;
 
-pub(super) fn spawn(
-    db: SharedDb,
-    committed: Arc<SeqSignal>,
-    defs: Arc<super::DefsCache>,
-    options: StoreOptions,
-    path: std::path::PathBuf,
-) -> Result<(Sender<Job>, JoinHandle<()>), StoreError> {
-    let (jobs, queue) = channel();
-    let thread = std::thread::Builder::new()
-        .name("store-writer".into())
-        .spawn(move || run(&db, &committed, &defs, &queue, &options, &path))
-        .map_err(|e| StoreError::Corrupt(format!("cannot start the writer thread: {e}")))?;
-    Ok((jobs, thread))
+/// How the last compaction went, for `/v1/stats` and the maintenance bench.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct CompactionStatus {
+    pub running: bool,
+    /// Failed attempts since the last success (each is retried).
+    pub failures: u32,
+    pub last_error: Option<String>,
+    /// The last successful one: whole duration and the part writes waited for.
+    pub last_seconds: Option<f64>,
+    pub last_swap_ms: Option<f64>,
+    pub completed: u64,
 }
 
-fn run(
-    db: &SharedDb,
-    committed: &SeqSignal,
-    defs: &super::DefsCache,
-    queue: &Receiver<Job>,
-    options: &StoreOptions,
-    path: &std::path::Path,
-) {
-    let mut stopping = false;
-    while !stopping {
-        let Ok(first) = queue.recv() else { break };
-        let mut batch = vec![first];
-        while batch.len() < options.group_commit_max {
-            match queue.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+/// Shared with [`super::Store`] for reporting; a std Mutex held only to copy or
+/// update the status.
+pub(super) type SharedStatus = Arc<std::sync::Mutex<CompactionStatus>>;
+
+pub(super) struct Shared {
+    pub db: SharedDb,
+    pub committed: Arc<SeqSignal>,
+    pub defs: Arc<super::DefsCache>,
+    pub status: SharedStatus,
+    /// The queue's sender, for the compactor thread (weak, so dropping the store
+    /// still closes the queue).
+    pub queue: std::sync::Weak<Sender<Job>>,
+}
+
+pub(super) fn spawn(
+    shared: Shared,
+    options: StoreOptions,
+    path: std::path::PathBuf,
+    queue: Receiver<Job>,
+) -> Result<JoinHandle<()>, StoreError> {
+    std::thread::Builder::new()
+        .name("store-writer".into())
+        .spawn(move || Writer::new(shared, options, path).run(&queue))
+        .map_err(|e| StoreError::Corrupt(format!("cannot start the writer thread: {e}")))
+}
+
+/// A compaction in progress: the snapshot it copies and the keys changed since.
+struct Compaction {
+    snapshot_seq: u64,
+    journal: Journal,
+    started: Instant,
+}
+
+struct Writer {
+    shared: Shared,
+    options: StoreOptions,
+    path: std::path::PathBuf,
+    compaction: Option<Compaction>,
+    /// Erased-at of the oldest erase the store file may still hold bytes of.
+    oldest_unscrubbed: Option<DateTime<Utc>>,
+    /// No new compaction before this (after a failure).
+    retry_at: Option<Instant>,
+}
+
+impl Writer {
+    fn new(shared: Shared, options: StoreOptions, path: std::path::PathBuf) -> Writer {
+        let mut writer = Writer {
+            shared,
+            options,
+            path,
+            compaction: None,
+            oldest_unscrubbed: None,
+            retry_at: None,
+        };
+        writer.reload_unscrubbed();
+        writer
+    }
+
+    fn db(&self) -> Arc<Database> {
+        self.shared
+            .db
+            .read()
+            .expect("db lock is never poisoned")
+            .clone()
+    }
+
+    fn run(mut self, queue: &Receiver<Job>) {
+        let mut stopping = false;
+        while !stopping {
+            let first = match self.until_compaction_due() {
+                Some(wait) => match queue.recv_timeout(wait) {
+                    Ok(job) => Some(job),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => break,
+                },
+                None => match queue.recv() {
+                    Ok(job) => Some(job),
+                    Err(_) => break,
+                },
+            };
+            let mut writes = Vec::new();
+            let mut requests = Vec::new();
+            let mut next = first;
+            while let Some(job) = next {
+                match job {
+                    Job::Write { command, reply } => writes.push((command, reply)),
+                    Job::Compactor(request) => requests.push(request),
+                }
+                next = if writes.len() < self.options.group_commit_max {
+                    queue.try_recv().ok()
+                } else {
+                    None
+                };
             }
+            if !writes.is_empty() {
+                stopping = writes
+                    .iter()
+                    .any(|(command, _)| matches!(command, Command::Shutdown));
+                self.write(writes);
+            }
+            for request in requests {
+                self.serve_compactor(request);
+            }
+            self.maybe_start_compaction();
         }
-        stopping = batch.iter().any(|j| matches!(j.command, Command::Shutdown));
-        let current = db.read().expect("db lock is never poisoned").clone();
-        let outcomes = match commit_batch(&current, &mut batch, options) {
+        tracing::debug!("store writer stopped");
+    }
+
+    /// Commits a batch and answers its callers.
+    fn write(&mut self, mut batch: Vec<(Command, Option<oneshot::Sender<Outcome>>)>) {
+        let current = self.db();
+        let mut scratch = Journal::default();
+        let tracking = self.compaction.is_some();
+        let journal = match self.compaction.as_mut() {
+            Some(compaction) => &mut compaction.journal,
+            None => &mut scratch,
+        };
+        let outcomes = match commit_batch(&current, &mut batch, &self.options, tracking, journal) {
             Ok((outcomes, last_seq, erased, defs_changed)) => {
                 if defs_changed {
-                    defs.invalidate();
+                    self.shared.defs.invalidate();
                 }
-                if erased {
-                    match vacuum::rewrite(&current, path, options.cache_bytes) {
-                        Ok(fresh) => {
-                            *db.write().expect("db lock is never poisoned") = Arc::new(fresh)
-                        }
-                        Err(error) => {
-                            tracing::error!(%error, "rewriting the store after an erase failed")
-                        }
-                    }
+                if erased && self.oldest_unscrubbed.is_none() {
+                    self.oldest_unscrubbed = Some(self.options.clock.now());
                 }
-                committed.publish(last_seq);
+                self.shared.committed.publish(last_seq);
                 outcomes
             }
             Err(error) => {
@@ -210,30 +317,180 @@ fn run(
                     .collect()
             }
         };
-        for (job, outcome) in batch.into_iter().zip(outcomes) {
-            if let Some(reply) = job.reply {
+        for ((_, reply), outcome) in batch.into_iter().zip(outcomes) {
+            if let Some(reply) = reply {
                 // The caller may have gone away (client disconnected); the write stands.
                 let _ = reply.send(outcome);
             }
         }
     }
-    tracing::debug!("store writer stopped");
+
+    /// How long the queue may be waited on before a compaction is due; `None` when
+    /// none is pending.
+    fn until_compaction_due(&self) -> Option<Duration> {
+        if self.compaction.is_some() {
+            return None;
+        }
+        let oldest = self.oldest_unscrubbed?;
+        // Compacting at half the bound batches the erases of that half.
+        let due = oldest + chrono::Duration::from_std(self.options.scrub_within / 2).ok()?;
+        let mut wait = (due - self.options.clock.now())
+            .to_std()
+            .unwrap_or_default();
+        if let Some(retry_at) = self.retry_at {
+            wait = wait.max(retry_at.saturating_duration_since(Instant::now()));
+        }
+        Some(wait)
+    }
+
+    fn maybe_start_compaction(&mut self) {
+        if self.until_compaction_due() != Some(Duration::ZERO) {
+            return;
+        }
+        let Some(queue) = self.shared.queue.upgrade() else {
+            return;
+        };
+        let queue = (*queue).clone();
+        let ask = move |request| queue.send(Job::Compactor(request)).is_ok();
+        let started = (|| {
+            let snapshot = self.db().begin_read()?;
+            let snapshot_seq = super::read::last_seq(&snapshot)?;
+            compact::start(snapshot, &self.path, self.options.cache_bytes, ask)?;
+            Ok::<u64, StoreError>(snapshot_seq)
+        })();
+        match started {
+            Ok(snapshot_seq) => {
+                tracing::info!(
+                    snapshot_seq,
+                    "compacting the store file to scrub erased contacts"
+                );
+                self.compaction = Some(Compaction {
+                    snapshot_seq,
+                    journal: Journal::default(),
+                    started: Instant::now(),
+                });
+                self.status().running = true;
+            }
+            Err(error) => self.compaction_failed(error),
+        }
+    }
+
+    fn serve_compactor(&mut self, request: compact::Request) {
+        let Some(mut compaction) = self.compaction.take() else {
+            return;
+        };
+        match request {
+            compact::Request::CatchUp(reply) => {
+                let journal = std::mem::take(&mut compaction.journal);
+                match self.db().begin_read() {
+                    Ok(snapshot) => {
+                        let _ = reply.send((journal, snapshot));
+                        self.compaction = Some(compaction);
+                    }
+                    Err(error) => self.compaction_failed(error.into()),
+                }
+            }
+            compact::Request::Finish(copy) => {
+                let swap_started = Instant::now();
+                let current = self.db();
+                match compact::finish(
+                    &current,
+                    copy,
+                    &compaction.journal,
+                    compaction.snapshot_seq,
+                    &self.path,
+                ) {
+                    Ok(fresh) => {
+                        *self.shared.db.write().expect("db lock is never poisoned") =
+                            Arc::new(fresh);
+                        let swap = swap_started.elapsed();
+                        let seconds = compaction.started.elapsed().as_secs_f64();
+                        tracing::info!(
+                            seconds,
+                            swap_ms = swap.as_secs_f64() * 1e3,
+                            scrubbed_through = compaction.snapshot_seq,
+                            "store file compacted"
+                        );
+                        self.retry_at = None;
+                        let mut status = self.status();
+                        *status = CompactionStatus {
+                            running: false,
+                            failures: 0,
+                            last_error: None,
+                            last_seconds: Some(seconds),
+                            last_swap_ms: Some(swap.as_secs_f64() * 1e3),
+                            completed: status.completed + 1,
+                        };
+                        drop(status);
+                        self.reload_unscrubbed();
+                    }
+                    Err(error) => self.compaction_failed(error),
+                }
+            }
+            compact::Request::Failed(error) => self.compaction_failed(error),
+        }
+    }
+
+    /// Gives up the running compaction; the erases stay pending and a new attempt
+    /// starts after a pause.
+    fn compaction_failed(&mut self, error: StoreError) {
+        tracing::error!(%error, "compacting the store file failed; it will be retried");
+        self.compaction = None;
+        let retry =
+            (self.options.scrub_within / 10).clamp(Duration::from_secs(1), Duration::from_secs(60));
+        self.retry_at = Some(Instant::now() + retry);
+        let _ = compact::remove_stray_copy(&self.path);
+        let mut status = self.status();
+        status.running = false;
+        status.failures += 1;
+        status.last_error = Some(error.to_string());
+    }
+
+    /// Reads which erases the store file may still hold bytes of.
+    fn reload_unscrubbed(&mut self) {
+        let oldest = self
+            .db()
+            .begin_read()
+            .map_err(StoreError::from)
+            .and_then(|txn| super::read::oldest_unscrubbed(&txn, SCRUBBED_STORE));
+        match oldest {
+            Ok(oldest) => {
+                self.oldest_unscrubbed = oldest.map(|(_, at)| {
+                    i64::try_from(at)
+                        .ok()
+                        .and_then(DateTime::from_timestamp_millis)
+                        .unwrap_or_default()
+                })
+            }
+            Err(error) => tracing::error!(%error, "cannot read the pending scrubs"),
+        }
+    }
+
+    fn status(&self) -> std::sync::MutexGuard<'_, CompactionStatus> {
+        self.shared
+            .status
+            .lock()
+            .expect("status mutex is never poisoned")
+    }
 }
 
 /// Applies every command in one transaction. An internal error aborts the whole batch
 /// (nothing is committed, every caller gets an error); a user error only fails its own
-/// command, which by the [`TxnTables`] invariant has changed nothing.
+/// command, which by the [`TxnTables`] invariant has changed nothing. With
+/// `tracking`, the keys it changed are added to `journal`.
 fn commit_batch(
     db: &Database,
-    batch: &mut [Job],
+    batch: &mut [(Command, Option<oneshot::Sender<Outcome>>)],
     options: &StoreOptions,
+    tracking: bool,
+    journal: &mut Journal,
 ) -> Result<(Vec<Outcome>, u64, bool, bool), StoreError> {
     let txn = db.begin_write()?;
     let mut outcomes = Vec::with_capacity(batch.len());
     let (last_seq, erased, defs_changed) = {
-        let mut tables = TxnTables::open(&txn, &options.rules, options.clock.now())?;
-        for job in batch.iter_mut() {
-            let command = std::mem::replace(&mut job.command, Command::Shutdown);
+        let mut tables = TxnTables::open(&txn, &options.rules, options.clock.now(), tracking)?;
+        for (command, _) in batch.iter_mut() {
+            let command = std::mem::replace(command, Command::Shutdown);
             let outcome = apply(&mut tables, command);
             if let Err(error) = &outcome
                 && error.is_internal()
@@ -243,7 +500,7 @@ fn commit_batch(
             outcomes.push(outcome);
         }
         let defs_changed = tables.defs_changed;
-        let (last_seq, erased) = tables.finish()?;
+        let (last_seq, erased) = tables.finish(journal)?;
         (last_seq, erased, defs_changed)
     };
     txn.commit()?;
@@ -379,8 +636,15 @@ fn apply(tables: &mut TxnTables<'_>, command: Command) -> Outcome {
                 seq,
             }
         }
-        Command::PurgeExpired => {
-            let purged = tables.purge_expired()?;
+        Command::IndexScrubbed { through } => {
+            tables.mark_index_scrubbed(through)?;
+            WriteAck {
+                written: Written::Nothing,
+                seq: seq_now(tables),
+            }
+        }
+        Command::PurgeExpired { limit } => {
+            let purged = tables.purge_expired(limit)?;
             WriteAck {
                 written: Written::Purged(purged),
                 seq: seq_now(tables),

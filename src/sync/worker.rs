@@ -30,8 +30,12 @@ pub struct SyncWorker {
     indexed: Arc<SeqSignal>,
     options: SyncOptions,
     applied_since_merge: usize,
-    /// The thread waiting for a full merge to finish (then reloading and warming).
-    merging: Option<std::thread::JoinHandle<()>>,
+    /// The thread waiting for a full merge to finish (then reloading and warming;
+    /// it returns whether the merge happened), and the sequence applied when it
+    /// started: a completed full merge has dropped every document deleted up to it.
+    merging: Option<(std::thread::JoinHandle<bool>, u64)>,
+    /// When the pending index scrubs were last looked up.
+    scrubs_checked: Option<Instant>,
 }
 
 impl SyncWorker {
@@ -51,6 +55,7 @@ impl SyncWorker {
             options,
             applied_since_merge: 0,
             merging: None,
+            scrubs_checked: None,
         })
     }
 
@@ -62,7 +67,6 @@ impl SyncWorker {
             return Ok(Tick::Idle);
         }
         let started = Instant::now();
-        let erased = batch.contacts.iter().any(|(_, c)| c.is_none());
         let result = (|| {
             for (id, contact) in &batch.contacts {
                 match contact {
@@ -71,11 +75,6 @@ impl SyncWorker {
                 }
             }
             self.updater.commit(batch.up_to)?;
-            if erased {
-                // An erased contact's words must leave the index files, not only be
-                // marked deleted.
-                self.updater.purge_deleted()?;
-            }
             Ok::<(), crate::index::IndexError>(())
         })();
         if let Err(error) = result {
@@ -103,38 +102,53 @@ impl SyncWorker {
         })
     }
 
-    /// When caught up after many changes (a bulk load), starts merging the index into
-    /// one segment in the background; a thread waits for it, then reloads the reader
-    /// and warms the new segment, while searches and indexing go on.
+    /// When caught up, merges the index into one segment in the background after a
+    /// bulk load (dozens of segments, and every search pays per segment) or when an
+    /// erase is due to leave the index files (a merge drops deleted documents and the
+    /// terms only they had). A thread waits for the merge, then reloads the reader and
+    /// warms the new segment, while searches and indexing go on.
     fn merge_when_idle(&mut self) {
-        if self.merging.as_ref().is_some_and(|t| t.is_finished()) {
-            self.merging = None;
+        if self.merging.as_ref().is_some_and(|(t, _)| t.is_finished()) {
+            let (thread, started_at) = self.merging.take().expect("checked above");
+            let merged = thread.join().unwrap_or(false);
             // The merged segments' files stay until collected (a commit would too).
-            if let Err(error) = self.updater.collect_garbage() {
-                tracing::warn!(%error, "cannot remove the files of merged segments");
+            match self.updater.collect_garbage() {
+                Ok(()) if merged => self.mark_scrubbed(started_at),
+                Ok(()) => {}
+                Err(error) => tracing::warn!(%error, "cannot remove the files of merged segments"),
             }
         }
-        if self.applied_since_merge < MERGE_AFTER_CONTACTS
-            || self.merging.as_ref().is_some_and(|t| !t.is_finished())
-        {
+        if self.merging.is_some() {
+            return;
+        }
+        let scrub = self.index_scrub_due();
+        if self.applied_since_merge < MERGE_AFTER_CONTACTS && !scrub {
             return;
         }
         self.applied_since_merge = 0;
-        let merge = match self.updater.merge_all() {
+        let started_at = self.indexed.get();
+        let merge = match self.updater.merge_all(scrub) {
             Ok(Some(merge)) => merge,
-            Ok(None) => return self.index.set_merging(false),
+            Ok(None) => {
+                if scrub {
+                    // No segment holds anything: nothing left to scrub.
+                    self.mark_scrubbed(started_at);
+                }
+                return self.index.set_merging(false);
+            }
             Err(error) => {
                 tracing::warn!(%error, "cannot start merging the index");
                 return self.index.set_merging(false);
             }
         };
+        self.index.set_merging(true);
         let index = self.index.clone();
         let waiter = std::thread::Builder::new()
             .name("index-merge".into())
             .spawn(move || {
                 let started = Instant::now();
                 // A merge that loses a race with the merge policy over a segment fails
-                // harmlessly: the segments stay as they were.
+                // harmlessly: the segments stay as they were, and a due scrub retries.
                 let merged = merge.wait();
                 if let Err(error) = index.reload().and_then(|()| index.warm()) {
                     tracing::warn!(%error, "cannot reload the index after a merge");
@@ -142,20 +156,57 @@ impl SyncWorker {
                 index.set_merging(false);
                 if let Err(error) = merged {
                     tracing::debug!(%error, "full index merge skipped");
-                    return;
+                    return false;
                 }
                 tracing::info!(
                     seconds = started.elapsed().as_secs_f64(),
                     "index merged into one segment"
                 );
+                true
             });
         match waiter {
-            Ok(thread) => self.merging = Some(thread),
+            Ok(thread) => self.merging = Some((thread, started_at)),
             Err(error) => {
                 tracing::warn!(%error, "cannot start the merge thread");
                 self.index.set_merging(false);
             }
         }
+    }
+
+    /// Whether an erase the index has applied is due to leave its files (half the
+    /// scrub bound after it, so one merge serves the erases of that half). Looked up
+    /// at most once a second.
+    fn index_scrub_due(&mut self) -> bool {
+        if self
+            .scrubs_checked
+            .is_some_and(|at| at.elapsed() < Duration::from_secs(1))
+        {
+            return false;
+        }
+        self.scrubs_checked = Some(Instant::now());
+        let oldest = match self.store.oldest_index_scrub() {
+            Ok(oldest) => oldest,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the pending index scrubs");
+                return false;
+            }
+        };
+        let Some((seq, erased_at)) = oldest else {
+            return false;
+        };
+        let half_bound = self.store.scrub_within() / 2;
+        let due =
+            erased_at.saturating_add(u64::try_from(half_bound.as_millis()).unwrap_or(u64::MAX));
+        let now = u64::try_from(self.store.clock().now().timestamp_millis()).unwrap_or(0);
+        seq <= self.indexed.get() && now >= due
+    }
+
+    /// A full merge that started with `through` applied has scrubbed every erase up
+    /// to it from the index files.
+    fn mark_scrubbed(&self, through: u64) {
+        tracing::info!(through, "erased contacts scrubbed from the index files");
+        self.store
+            .write_detached(Command::IndexScrubbed { through });
     }
 
     /// Ticks until `stop` is set and every committed change is applied.
@@ -188,7 +239,7 @@ impl SyncWorker {
                 }
             }
         }
-        if let Some(merging) = self.merging.take() {
+        if let Some((merging, _)) = self.merging.take() {
             let _ = merging.join();
         }
         tracing::debug!(indexed = self.indexed.get(), "sync worker stopped");

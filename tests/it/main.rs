@@ -4,6 +4,7 @@
 mod common;
 
 mod cli;
+mod compaction;
 mod companies;
 mod crud;
 mod custom_fields;

@@ -3,11 +3,10 @@
 use std::path::Path;
 
 use contactd::clock::Clock;
-use contactd::store::Command;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::common::{TestApp, test_config};
+use crate::common::{TestApp, scrub_now_config, test_config};
 
 #[tokio::test]
 async fn restore_brings_a_contact_back_into_search() {
@@ -71,12 +70,7 @@ async fn restore_window_ends_and_the_purge_erases_expired_contacts() {
     app.post(&format!("{old_path}/restore"), json!({}))
         .await
         .expect_error(StatusCode::CONFLICT, "conflict");
-    let ack = app.store.write(Command::PurgeExpired).await.unwrap();
-    assert!(
-        matches!(ack.written, contactd::store::Written::Purged(1)),
-        "{:?}",
-        ack.written
-    );
+    assert_eq!(app.store.purge_expired().await.unwrap(), 1);
     app.get(&old_path)
         .await
         .expect_error(StatusCode::NOT_FOUND, "not_found");
@@ -106,7 +100,7 @@ async fn a_zero_window_makes_deletion_final() {
     app.post(&format!("{path}/restore"), json!({}))
         .await
         .expect_error(StatusCode::CONFLICT, "conflict");
-    app.store.write(Command::PurgeExpired).await.unwrap();
+    app.store.purge_expired().await.unwrap();
     app.get(&path)
         .await
         .expect_error(StatusCode::NOT_FOUND, "not_found");
@@ -131,7 +125,7 @@ fn files_contain(path: &Path, needle: &[u8]) -> bool {
 #[tokio::test]
 async fn permanent_erase_leaves_no_copy_in_the_store_file_or_the_index() {
     let temp = tempfile::TempDir::new().unwrap();
-    let app = TestApp::spawn_in(temp.path()).await;
+    let app = TestApp::spawn_with(scrub_now_config(temp.path())).await;
     let email = "zyxquorbath.erasable@example.com";
     let keep = app
         .create(json!({"name": "Keeper Person", "email": "keeper@example.com"}))
@@ -174,6 +168,9 @@ async fn permanent_erase_leaves_no_copy_in_the_store_file_or_the_index() {
         .await
         .expect_error(StatusCode::NOT_FOUND, "not_found");
     assert!(app.search_ids("zyxquorbath").await.is_empty());
+    // Gone from every answer at once; gone from the files once scrubbed.
+    let stats = app.wait_scrubbed().await;
+    assert_eq!(stats["scrubs"]["compaction"]["failures"], 0);
     assert!(
         !files_contain(&store_file, email.as_bytes()),
         "the store file still holds the email"
@@ -202,4 +199,58 @@ async fn permanent_erase_leaves_no_copy_in_the_store_file_or_the_index() {
         "the new contact only"
     );
     again.stop().await;
+}
+
+/// A compaction that fails is retried, and the erase stays pending until one succeeds.
+#[tokio::test]
+async fn a_failed_scrub_is_retried_and_never_reported_done() {
+    let temp = tempfile::TempDir::new().unwrap();
+    let app = TestApp::spawn_with(scrub_now_config(temp.path())).await;
+    let contact = app
+        .create(json!({"name": "Qworvex Failing", "email": "qworvex@example.com"}))
+        .await;
+    // The compactor cannot replace a directory with its copy: every attempt fails.
+    let blocker = app.data_dir.join("contacts.redb.compact");
+    std::fs::create_dir(&blocker).unwrap();
+    let id = contact["id"].as_str().unwrap();
+    let reply = app
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/v1/contacts/{id}?permanent=true"),
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let started = std::time::Instant::now();
+    let stats = loop {
+        let stats = app.stats().await;
+        if stats["scrubs"]["compaction"]["failures"].as_u64().unwrap() >= 2 {
+            break stats;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "{}",
+            stats["scrubs"]
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(stats["scrubs"]["pending_store"], 1, "{}", stats["scrubs"]);
+    assert!(
+        stats["scrubs"]["compaction"]["last_error"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty())
+    );
+    // Writes go on meanwhile.
+    app.create(json!({"email": "still.writing@example.com"}))
+        .await;
+
+    std::fs::remove_dir(&blocker).unwrap();
+    let stats = app.wait_scrubbed().await;
+    assert_eq!(stats["scrubs"]["compaction"]["failures"], 0);
+    assert!(!files_contain(
+        &app.data_dir.join("contacts.redb"),
+        b"qworvex@example.com"
+    ));
+    assert_eq!(stats["contacts"]["active"], 1);
+    app.stop().await;
 }

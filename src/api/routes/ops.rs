@@ -38,6 +38,12 @@ pub async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
             }
             let store_seq = state.store.committed().get();
             let index_seq = state.indexed.get();
+            let scrubs = state.store.scrub_status()?;
+            let due_by = scrubs.oldest_erased_at.and_then(|at| {
+                chrono::Duration::from_std(state.store.scrub_within())
+                    .ok()
+                    .and_then(|bound| at.checked_add_signed(bound))
+            });
             Ok(Json(json!({
                 "contacts": contacts,
                 "store_seq": store_seq,
@@ -49,6 +55,14 @@ pub async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
                 "index_bytes": dir_size(state.index.dir()),
                 "store_bytes": std::fs::metadata(state.store.path()).map(|m| m.len()).unwrap_or(0),
                 "rss_bytes": resident_set_bytes(),
+                "scrubs": {
+                    "pending": scrubs.pending_store.max(scrubs.pending_index),
+                    "pending_store": scrubs.pending_store,
+                    "pending_index": scrubs.pending_index,
+                    "oldest_erased_at": scrubs.oldest_erased_at,
+                    "due_by": due_by,
+                    "compaction": state.store.compaction_status(),
+                },
             })))
         })
         .await

@@ -132,12 +132,14 @@ impl TxnTables<'_> {
         Ok((contact, seq))
     }
 
-    /// Erases deleted contacts whose restore window has passed; returns how many.
-    pub fn purge_expired(&mut self) -> Result<usize, StoreError> {
+    /// Erases up to `limit` deleted contacts whose restore window has passed (oldest
+    /// first); returns how many. Callers repeat until fewer than `limit` come back,
+    /// so a large purge is many short transactions that other writes interleave with.
+    pub fn purge_expired(&mut self, limit: usize) -> Result<usize, StoreError> {
         let cutoff = self.now - Duration::days(i64::from(self.rules.restore_window_days));
         let end = tables::trash_key(cutoff.timestamp_millis() + 1, "");
         let mut expired = Vec::new();
-        for entry in self.trash.range(..end.as_str())? {
+        for entry in self.trash.range(..end.as_str())?.take(limit) {
             let (key, _) = entry?;
             if let Some(id) = key.value().split('\u{1f}').nth(1) {
                 expired.push(id.to_string());

@@ -19,46 +19,56 @@ pub use import::{ImportMode, ImportedRow, MatchBy};
 pub use merge::Merged;
 
 use chrono::{DateTime, Utc};
-use redb::{MultimapTable, ReadableMultimapTable, ReadableTable, Table, WriteTransaction};
+use redb::{
+    MultimapTable, MultimapTableHandle, ReadableMultimapTable, ReadableTable, Table, TableHandle,
+    WriteTransaction,
+};
 
 use super::StoreError;
 use super::tables::{self, *};
+use super::tracked::{Journal, Tracked};
 use crate::model::{
     Contact, ContactInput, CustomFieldDefs, FieldError, Rules, Status, ValidContact,
     ValidationError, name_key,
 };
 
+type Tab<'t, K, V> = Tracked<Table<'t, K, V>>;
+type Multi<'t, K, V> = Tracked<MultimapTable<'t, K, V>>;
+
 pub(super) struct TxnTables<'t> {
-    contacts: Table<'t, &'static str, &'static [u8]>,
-    identities: MultimapTable<'t, &'static str, &'static str>,
-    held: MultimapTable<'t, &'static str, &'static str>,
-    names: MultimapTable<'t, &'static str, &'static str>,
-    external: Table<'t, &'static str, &'static str>,
-    companies: Table<'t, &'static str, &'static [u8]>,
-    company_contacts: MultimapTable<'t, &'static str, &'static str>,
-    custom_fields: Table<'t, &'static str, &'static [u8]>,
-    merges: Table<'t, &'static str, &'static [u8]>,
-    trash: Table<'t, &'static str, u64>,
-    inboxes: Table<'t, &'static str, &'static [u8]>,
-    changes: Table<'t, u64, &'static str>,
-    meta: Table<'t, &'static str, u64>,
+    contacts: Tab<'t, &'static str, &'static [u8]>,
+    identities: Multi<'t, &'static str, &'static str>,
+    held: Multi<'t, &'static str, &'static str>,
+    names: Multi<'t, &'static str, &'static str>,
+    external: Tab<'t, &'static str, &'static str>,
+    companies: Tab<'t, &'static str, &'static [u8]>,
+    company_contacts: Multi<'t, &'static str, &'static str>,
+    custom_fields: Tab<'t, &'static str, &'static [u8]>,
+    merges: Tab<'t, &'static str, &'static [u8]>,
+    trash: Tab<'t, &'static str, u64>,
+    inboxes: Tab<'t, &'static str, &'static [u8]>,
+    changes: Tab<'t, u64, &'static str>,
+    meta: Tab<'t, &'static str, u64>,
+    scrubs: Tab<'t, u64, u64>,
     rules: Rules,
     defs: CustomFieldDefs,
     now: DateTime<Utc>,
     last_seq: u64,
     count_delta: [i64; 3],
-    /// Set when a contact was erased: the file must be rewritten so no freed page
-    /// keeps its bytes.
+    /// Set when a contact was erased: its bytes stay in freed pages until a
+    /// compaction scrubs the file.
     pub erased: bool,
     /// Set when a custom field definition changed (cached definitions are stale).
     pub defs_changed: bool,
 }
 
 impl<'t> TxnTables<'t> {
+    /// Opens every table; `tracking` notes changed keys for a running compaction.
     pub fn open(
         txn: &'t WriteTransaction,
         rules: &Rules,
         now: DateTime<Utc>,
+        tracking: bool,
     ) -> Result<Self, StoreError> {
         let meta = txn.open_table(META)?;
         let last_seq = meta.get(LAST_SEQ)?.map(|v| v.value()).unwrap_or(0);
@@ -68,20 +78,39 @@ impl<'t> TxnTables<'t> {
             let (key, bytes) = entry?;
             defs.insert(key.value().to_string(), tables::decode(bytes.value())?);
         }
+        fn tab<'t, K: redb::Key + 'static, V: redb::Value + 'static>(
+            txn: &'t WriteTransaction,
+            def: redb::TableDefinition<'static, K, V>,
+            tracking: bool,
+        ) -> Result<Tab<'t, K, V>, StoreError> {
+            Ok(Tracked::new(txn.open_table(def)?, def.name(), tracking))
+        }
+        fn multi<'t, K: redb::Key + 'static, V: redb::Key + 'static>(
+            txn: &'t WriteTransaction,
+            def: redb::MultimapTableDefinition<'static, K, V>,
+            tracking: bool,
+        ) -> Result<Multi<'t, K, V>, StoreError> {
+            Ok(Tracked::new(
+                txn.open_multimap_table(def)?,
+                def.name(),
+                tracking,
+            ))
+        }
         Ok(TxnTables {
-            contacts: txn.open_table(CONTACTS)?,
-            identities: txn.open_multimap_table(IDENTITIES)?,
-            held: txn.open_multimap_table(HELD_IDENTITIES)?,
-            names: txn.open_multimap_table(NAMES)?,
-            external: txn.open_table(EXTERNAL_IDS)?,
-            companies: txn.open_table(COMPANIES)?,
-            company_contacts: txn.open_multimap_table(COMPANY_CONTACTS)?,
-            custom_fields,
-            merges: txn.open_table(MERGES)?,
-            trash: txn.open_table(TRASH)?,
-            inboxes: txn.open_table(INBOXES)?,
-            changes: txn.open_table(CHANGES)?,
-            meta,
+            contacts: tab(txn, CONTACTS, tracking)?,
+            identities: multi(txn, IDENTITIES, tracking)?,
+            held: multi(txn, HELD_IDENTITIES, tracking)?,
+            names: multi(txn, NAMES, tracking)?,
+            external: tab(txn, EXTERNAL_IDS, tracking)?,
+            companies: tab(txn, COMPANIES, tracking)?,
+            company_contacts: multi(txn, COMPANY_CONTACTS, tracking)?,
+            custom_fields: Tracked::new(custom_fields, CUSTOM_FIELDS.name(), tracking),
+            merges: tab(txn, MERGES, tracking)?,
+            trash: tab(txn, TRASH, tracking)?,
+            inboxes: tab(txn, INBOXES, tracking)?,
+            changes: tab(txn, CHANGES, tracking)?,
+            meta: Tracked::new(meta, META.name(), tracking),
+            scrubs: tab(txn, SCRUBS, tracking)?,
             rules: rules.clone(),
             defs,
             now,
@@ -92,8 +121,9 @@ impl<'t> TxnTables<'t> {
         })
     }
 
-    /// Writes the sequence and status counters; call once before commit.
-    pub fn finish(mut self) -> Result<(u64, bool), StoreError> {
+    /// Writes the sequence and status counters and moves the changed keys into
+    /// `journal` (when tracking); call once before commit.
+    pub fn finish(mut self, journal: &mut Journal) -> Result<(u64, bool), StoreError> {
         self.meta.insert(LAST_SEQ, self.last_seq)?;
         for (status, delta) in Status::ALL.into_iter().zip(self.count_delta) {
             if delta != 0 {
@@ -103,6 +133,20 @@ impl<'t> TxnTables<'t> {
                     .insert(key.as_str(), current.saturating_add_signed(delta))?;
             }
         }
+        self.contacts.drain_into(journal);
+        self.identities.drain_into(journal);
+        self.held.drain_into(journal);
+        self.names.drain_into(journal);
+        self.external.drain_into(journal);
+        self.companies.drain_into(journal);
+        self.company_contacts.drain_into(journal);
+        self.custom_fields.drain_into(journal);
+        self.merges.drain_into(journal);
+        self.trash.drain_into(journal);
+        self.inboxes.drain_into(journal);
+        self.changes.drain_into(journal);
+        self.meta.drain_into(journal);
+        self.scrubs.drain_into(journal);
         Ok((self.last_seq, self.erased))
     }
 
@@ -353,21 +397,32 @@ impl<'t> TxnTables<'t> {
             self.trash
                 .remove(tables::trash_key(deleted_at.timestamp_millis(), id).as_str())?;
         }
-        // Merge snapshots hold copies of the contact's data.
-        let pairs: Vec<String> = self
+        // Merge snapshots hold copies of the contact's data: the pairs where it
+        // survived (a key range) and the one where it was absorbed.
+        let mut pairs = Vec::new();
+        let survived = tables::pair_key(id, "");
+        let survived_end = format!("{id}\u{20}");
+        for entry in self
             .merges
-            .iter()?
-            .filter_map(Result::ok)
-            .map(|(key, _)| key.value().to_string())
-            .filter(|key| key.split('\u{1f}').any(|part| part == id))
-            .collect();
+            .range(survived.as_str()..survived_end.as_str())?
+        {
+            pairs.push(entry?.0.value().to_string());
+        }
+        if let Some(survivor) = &contact.merged_into {
+            pairs.push(tables::pair_key(survivor, id));
+        }
         for pair in pairs {
             self.merges.remove(pair.as_str())?;
         }
         self.contacts.remove(id)?;
         self.count(contact.status, -1);
         self.erased = true;
-        self.append_change(id)
+        let seq = self.append_change(id)?;
+        // The erase is immediate in every answer; the bytes left in freed pages of
+        // the store and in the index files wait for a scrub, due by this time.
+        let erased_at = u64::try_from(self.now.timestamp_millis()).unwrap_or(0);
+        self.scrubs.insert(seq, erased_at)?;
+        Ok(seq)
     }
 
     fn append_change(&mut self, id: &str) -> Result<u64, StoreError> {
@@ -376,9 +431,28 @@ impl<'t> TxnTables<'t> {
         Ok(self.last_seq)
     }
 
+    /// Records that the index holds nothing of the erases up to `through`, and forgets
+    /// the erases both files are now free of.
+    pub fn mark_index_scrubbed(&mut self, through: u64) -> Result<(), StoreError> {
+        let mark = |meta: &Tab<'t, &'static str, u64>, key: &str| -> Result<u64, StoreError> {
+            Ok(meta.get(key)?.map_or(0, |v| v.value()))
+        };
+        let index_mark = mark(&self.meta, SCRUBBED_INDEX)?.max(through);
+        let store_mark = mark(&self.meta, SCRUBBED_STORE)?;
+        self.meta.insert(SCRUBBED_INDEX, index_mark)?;
+        let mut done = Vec::new();
+        for entry in self.scrubs.range(..=index_mark.min(store_mark))? {
+            done.push(entry?.0.value());
+        }
+        for seq in done {
+            self.scrubs.remove(seq)?;
+        }
+        Ok(())
+    }
+
     /// Drops change-log entries up to `up_to` (the index has durably applied them).
     pub fn trim_changes(&mut self, up_to: u64) -> Result<(), StoreError> {
-        self.changes.retain_in(..=up_to, |_, _| false)?;
+        self.changes.remove_through(up_to)?;
         Ok(())
     }
 

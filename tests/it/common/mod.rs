@@ -26,6 +26,13 @@ fn init_test_logging() {
     });
 }
 
+/// A test config whose erases are scrubbed from the files at once (bound 0).
+pub fn scrub_now_config(data_dir: &Path) -> Config {
+    let mut config = test_config(data_dir);
+    config.store.scrub_within_secs = 0;
+    config
+}
+
 /// A config for tests: a given data dir, port 0, defaults otherwise.
 pub fn test_config(data_dir: &Path) -> Config {
     let overrides = Overrides {
@@ -172,6 +179,23 @@ impl TestApp {
         self.get("/v1/stats").await.body
     }
 
+    /// Waits until no erase is left to scrub from the store or index files.
+    pub async fn wait_scrubbed(&self) -> Value {
+        let started = std::time::Instant::now();
+        loop {
+            let stats = self.stats().await;
+            if stats["scrubs"]["pending"] == 0 {
+                return stats;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(60),
+                "scrubs still pending: {}",
+                stats["scrubs"]
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     /// Waits until the index has applied everything the store has committed.
     pub async fn wait_caught_up(&self) {
         let seq = self.store.committed().get();
@@ -250,9 +274,14 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     pub fn start(data_dir: &Path) -> ServerProcess {
+        Self::start_with_config(data_dir, "")
+    }
+
+    /// With `config_toml` as its config file.
+    pub fn start_with_config(data_dir: &Path, config_toml: &str) -> ServerProcess {
         use std::io::BufRead;
         let config = data_dir.with_extension("toml");
-        std::fs::write(&config, "").unwrap();
+        std::fs::write(&config, config_toml).unwrap();
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_contactd"))
             .args(["serve", "--listen", "127.0.0.1:0", "--config"])
             .arg(&config)

@@ -1,0 +1,309 @@
+//! Online compaction: a fresh, dense copy of the store file, built while writes go on.
+//!
+//! redb is copy-on-write and does not zero freed pages, so an erased record's bytes
+//! survive in free space until the file is rewritten. A compaction:
+//! 1. on the writer thread, between two batches: takes a read snapshot and starts
+//!    noting every key the writer changes from then on (a [`Journal`]);
+//! 2. on its own thread: copies every table of the snapshot into `<store>.compact`
+//!    in short non-durable transactions, while the writer keeps committing to the
+//!    old file;
+//! 3. catches up: asks the writer for the keys changed so far plus a fresh snapshot
+//!    and copies those keys again (value or absence), until a round is small;
+//! 4. on the writer thread: copies the last few changed keys, records which erases
+//!    the new file is free of, commits durably, renames the copy over the store file
+//!    and swaps the open database. Only this step makes writes wait.
+//!
+//! The copy never held the bytes of a contact erased before the snapshot, so every
+//! erase up to the snapshot's sequence is scrubbed from the store file; erases after
+//! it wait for the next compaction. A crash at any point leaves either the old file
+//! (and a stray `.compact` file, removed at open) or the complete new one.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Sender, channel};
+use std::time::Instant;
+
+use redb::{
+    Database, Durability, Key, MultimapTableDefinition, MultimapTableHandle, ReadTransaction,
+    ReadableDatabase, ReadableMultimapTable, ReadableTable, TableDefinition, TableHandle, Value,
+    WriteTransaction,
+};
+
+use super::StoreError;
+use super::tables::*;
+use super::tracked::Journal;
+
+/// Entries copied per non-durable transaction of the first pass.
+const COPY_CHUNK: usize = 20_000;
+/// A catch-up round this small is the last one off the writer thread; the writer
+/// copies what changed after it.
+const FINAL_ROUND_KEYS: usize = 2_000;
+/// Catch-up rounds before handing over whatever is left (under a write rate that
+/// outruns the copy, the last round is larger but the compaction still ends).
+const MAX_ROUNDS: usize = 16;
+
+/// What the compactor thread asks of the writer.
+pub(super) enum Request {
+    /// Hand over the keys changed since the last hand-over and a snapshot taken
+    /// after the last commit.
+    CatchUp(Sender<(Journal, ReadTransaction)>),
+    /// The copy is complete up to the last hand-over: finish on the writer thread.
+    Finish(Database),
+    Failed(StoreError),
+}
+
+/// The path of the copy under construction.
+pub(super) fn copy_path(store: &Path) -> PathBuf {
+    store.with_extension("redb.compact")
+}
+
+/// Removes a copy left by a compaction that did not finish (crash or failure).
+pub(super) fn remove_stray_copy(store: &Path) -> Result<(), StoreError> {
+    remove_if_present(&copy_path(store))
+}
+
+fn remove_if_present(path: &Path) -> Result<(), StoreError> {
+    match std::fs::remove_file(path) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(io(error)),
+        _ => Ok(()),
+    }
+}
+
+/// Runs steps 2 and 3 on a new thread; every outcome arrives as a [`Request`]
+/// through `ask` (the writer's queue).
+pub(super) fn start(
+    snapshot: ReadTransaction,
+    store_path: &Path,
+    cache_bytes: usize,
+    ask: impl Fn(Request) -> bool + Send + 'static,
+) -> Result<(), StoreError> {
+    let target = copy_path(store_path);
+    std::thread::Builder::new()
+        .name("store-compactor".into())
+        .spawn(move || {
+            let started = Instant::now();
+            match build_copy(snapshot, &target, cache_bytes, &ask) {
+                Ok(Some(copy)) => {
+                    tracing::info!(
+                        seconds = started.elapsed().as_secs_f64(),
+                        "store copy built; swapping it in"
+                    );
+                    ask(Request::Finish(copy));
+                }
+                // The writer is gone (shutdown): the stray copy is removed at open.
+                Ok(None) => {}
+                Err(error) => {
+                    ask(Request::Failed(error));
+                }
+            }
+        })
+        .map_err(io)?;
+    Ok(())
+}
+
+fn build_copy(
+    snapshot: ReadTransaction,
+    target: &Path,
+    cache_bytes: usize,
+    ask: &impl Fn(Request) -> bool,
+) -> Result<Option<Database>, StoreError> {
+    remove_if_present(target)?;
+    let copy = Database::builder()
+        .set_cache_size(cache_bytes)
+        .create(target)?;
+    copy_all(&snapshot, &copy)?;
+    drop(snapshot);
+    for _ in 0..MAX_ROUNDS {
+        let (reply, answer) = channel();
+        if !ask(Request::CatchUp(reply)) {
+            return Ok(None);
+        }
+        let Ok((journal, snapshot)) = answer.recv() else {
+            return Ok(None);
+        };
+        let keys = journal.len();
+        let mut txn = copy.begin_write()?;
+        txn.set_durability(Durability::None)?;
+        apply_journal(&snapshot, &txn, &journal)?;
+        txn.commit()?;
+        if keys <= FINAL_ROUND_KEYS {
+            break;
+        }
+    }
+    // Make the bulk of the copy durable here, so the writer's final commit only
+    // flushes its last few pages.
+    let txn = copy.begin_write()?;
+    txn.commit()?;
+    Ok(Some(copy))
+}
+
+/// Step 4, on the writer thread: `source` is the live database (nothing can commit
+/// to it meanwhile), `journal` the keys changed since the last hand-over, and
+/// `snapshot_seq` the sequence of the copied snapshot.
+pub(super) fn finish(
+    source: &Database,
+    copy: Database,
+    journal: &Journal,
+    snapshot_seq: u64,
+    store_path: &Path,
+) -> Result<Database, StoreError> {
+    {
+        let latest = source.begin_read()?;
+        let txn = copy.begin_write()?;
+        apply_journal(&latest, &txn, journal)?;
+        {
+            let mut meta = txn.open_table(META)?;
+            meta.insert(SCRUBBED_STORE, snapshot_seq)?;
+            let index_mark = meta.get(SCRUBBED_INDEX)?.map_or(0, |v| v.value());
+            let mut scrubs = txn.open_table(SCRUBS)?;
+            scrubs.retain_in(..=snapshot_seq.min(index_mark), |_, _| false)?;
+        }
+        txn.commit()?;
+    }
+    std::fs::rename(copy_path(store_path), store_path).map_err(io)?;
+    if let Some(dir) = store_path.parent() {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io)?;
+    }
+    Ok(copy)
+}
+
+fn io(error: std::io::Error) -> StoreError {
+    StoreError::Storage(redb::Error::Io(error))
+}
+
+/// Calls `$each!(table_definition)` for every table (plain and multimap apart).
+macro_rules! each_table {
+    ($plain:expr, $multi:expr) => {{
+        $plain(CONTACTS)?;
+        $multi(IDENTITIES)?;
+        $multi(HELD_IDENTITIES)?;
+        $multi(NAMES)?;
+        $plain(EXTERNAL_IDS)?;
+        $plain(COMPANIES)?;
+        $multi(COMPANY_CONTACTS)?;
+        $plain(CUSTOM_FIELDS)?;
+        $plain(MERGES)?;
+        $plain(TRASH)?;
+        $plain(INBOXES)?;
+        $plain(CHANGES)?;
+        $plain(META)?;
+        $plain(SCRUBS)?;
+    }};
+}
+
+fn copy_all(source: &ReadTransaction, target: &Database) -> Result<(), StoreError> {
+    ensure_created(target)?;
+    each_table!(|def| copy_table(source, target, def), |def| copy_multimap(
+        source, target, def
+    ));
+    Ok(())
+}
+
+fn apply_journal(
+    source: &ReadTransaction,
+    target: &WriteTransaction,
+    journal: &Journal,
+) -> Result<(), StoreError> {
+    each_table!(|def| catch_up_table(source, target, def, journal), |def| {
+        catch_up_multimap(source, target, def, journal)
+    });
+    Ok(())
+}
+
+/// A write transaction on `db` that does not fsync (the copy is made durable once,
+/// at the end).
+fn quiet_write(db: &Database) -> Result<WriteTransaction, StoreError> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::None)?;
+    Ok(txn)
+}
+
+fn copy_table<K: Key + 'static, V: Value + 'static>(
+    source: &ReadTransaction,
+    target: &Database,
+    def: TableDefinition<K, V>,
+) -> Result<(), StoreError> {
+    let from = source.open_table(def)?;
+    let mut entries = from.iter()?.peekable();
+    while entries.peek().is_some() {
+        let txn = quiet_write(target)?;
+        {
+            let mut to = txn.open_table(def)?;
+            for entry in entries.by_ref().take(COPY_CHUNK) {
+                let (key, value) = entry?;
+                to.insert(key.value(), value.value())?;
+            }
+        }
+        txn.commit()?;
+    }
+    Ok(())
+}
+
+fn copy_multimap<K: Key + 'static, V: Key + 'static>(
+    source: &ReadTransaction,
+    target: &Database,
+    def: MultimapTableDefinition<K, V>,
+) -> Result<(), StoreError> {
+    let from = source.open_multimap_table(def)?;
+    let mut entries = from.iter()?.peekable();
+    while entries.peek().is_some() {
+        let txn = quiet_write(target)?;
+        {
+            let mut to = txn.open_multimap_table(def)?;
+            let mut copied = 0;
+            for entry in entries.by_ref() {
+                let (key, values) = entry?;
+                for value in values {
+                    to.insert(key.value(), value?.value())?;
+                    copied += 1;
+                }
+                if copied >= COPY_CHUNK {
+                    break;
+                }
+            }
+        }
+        txn.commit()?;
+    }
+    Ok(())
+}
+
+fn catch_up_table<K: Key + 'static, V: Value + 'static>(
+    source: &ReadTransaction,
+    target: &WriteTransaction,
+    def: TableDefinition<K, V>,
+    journal: &Journal,
+) -> Result<(), StoreError> {
+    let Some(keys) = journal.keys(def.name()) else {
+        return Ok(());
+    };
+    let from = source.open_table(def)?;
+    let mut to = target.open_table(def)?;
+    for bytes in keys {
+        match from.get(K::from_bytes(bytes))? {
+            Some(value) => to.insert(K::from_bytes(bytes), value.value())?,
+            None => to.remove(K::from_bytes(bytes))?,
+        };
+    }
+    Ok(())
+}
+
+fn catch_up_multimap<K: Key + 'static, V: Key + 'static>(
+    source: &ReadTransaction,
+    target: &WriteTransaction,
+    def: MultimapTableDefinition<K, V>,
+    journal: &Journal,
+) -> Result<(), StoreError> {
+    let Some(keys) = journal.keys(def.name()) else {
+        return Ok(());
+    };
+    let from = source.open_multimap_table(def)?;
+    let mut to = target.open_multimap_table(def)?;
+    for bytes in keys {
+        to.remove_all(K::from_bytes(bytes))?;
+        for value in from.get(K::from_bytes(bytes))? {
+            to.insert(K::from_bytes(bytes), value?.value())?;
+        }
+    }
+    Ok(())
+}
