@@ -11,6 +11,7 @@
 
 pub mod mix;
 
+mod maintenance;
 mod measure;
 mod report;
 mod server;
@@ -73,6 +74,11 @@ pub struct BenchArgs {
     /// reindex), as the side-by-side PostgreSQL harness does.
     #[arg(long)]
     pub search_only: bool,
+    /// Also measure how long writes wait during maintenance (an erase and a batch of
+    /// erases, each until scrubbed from the files). The bench's own server then
+    /// scrubs at once; a `--server` must run with `store.scrub_within_secs = 0`.
+    #[arg(long)]
+    pub maintenance: bool,
     /// Write the query mix as NDJSON (`kind`, `q`, `filter`, `sort`), so another system
     /// can be measured with the very same queries.
     #[arg(long, value_name = "FILE")]
@@ -129,7 +135,7 @@ async fn run_scenarios(args: &BenchArgs) -> anyhow::Result<Report> {
             std::fs::create_dir_all(&dir.path)
                 .with_context(|| format!("cannot create {}", dir.path.display()))?;
             eprintln!("starting a server on {}", dir.path.display());
-            let (server, _) = ServerProcess::start(&dir.path).await?;
+            let (server, _) = ServerProcess::start(&dir.path, args.maintenance).await?;
             let client = Client::new(&server.base)?;
             own_server = Some(server);
             client
@@ -195,7 +201,7 @@ async fn measure_all(
         write_to_searchable(
             client,
             urls.clone(),
-            next_row,
+            next_row.clone(),
             duration,
             args.background_rate,
         )
@@ -203,10 +209,13 @@ async fn measure_all(
     );
 
     record_sizes(client, report).await?;
+    if args.maintenance {
+        report.maintenance = maintenance::run(client, next_row.clone()).await?;
+    }
 
     if let (Some(server), Some(dir)) = (own_server, own_dir) {
         server.stop().await?;
-        let (server, ready) = ServerProcess::start(&dir.path).await?;
+        let (server, ready) = ServerProcess::start(&dir.path, args.maintenance).await?;
         report.restart_ready_seconds = Some(ready.as_secs_f64());
         server.stop().await?;
         report.reindex = Some(reindex(&dir.path).await?);

@@ -103,6 +103,7 @@ pub struct Report {
     pub index_bytes: u64,
     pub restart_ready_seconds: Option<f64>,
     pub reindex: Option<ReindexResult>,
+    pub maintenance: Vec<super::maintenance::MaintenanceResult>,
 }
 
 impl Report {
@@ -130,6 +131,7 @@ impl Report {
             index_bytes: 0,
             restart_ready_seconds: None,
             reindex: None,
+            maintenance: Vec::new(),
         }
     }
 
@@ -247,6 +249,21 @@ impl Report {
                     reindex.documents_per_second, reindex.documents, reindex.seconds
                 ),
                 "≥ 40,000 /s",
+            ));
+        }
+        for run in &self.maintenance {
+            rows.push((
+                format!("writes during: {}", run.action),
+                format!(
+                    "max {:.0} ms, p99 {:.0} ms (baseline max {:.0}, p99 {:.0}); scrubbed in {:.1} s, swap {:.0} ms",
+                    run.during.max_ms,
+                    run.during.p99_ms,
+                    run.baseline.max_ms,
+                    run.baseline.p99_ms,
+                    run.seconds,
+                    run.compaction_swap_ms.unwrap_or(f64::NAN),
+                ),
+                "no wait > 100 ms",
             ));
         }
         let _ = writeln!(out, "\n{:<32} {:<72} target (1M)", "scenario", "result");

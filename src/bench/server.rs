@@ -17,10 +17,19 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts `contactd serve` on `data_dir` and returns once `/readyz` answers 200,
     /// with the time that took.
-    pub async fn start(data_dir: &Path) -> anyhow::Result<(ServerProcess, Duration)> {
+    /// `scrub_at_once`: erases are scrubbed from the files as soon as possible
+    /// (the maintenance scenario measures the scrub).
+    pub async fn start(
+        data_dir: &Path,
+        scrub_at_once: bool,
+    ) -> anyhow::Result<(ServerProcess, Duration)> {
         let started = Instant::now();
         let log = std::fs::File::create(log_path(data_dir)).context("cannot create server.log")?;
-        let mut child = std::process::Command::new(std::env::current_exe()?)
+        let mut command = std::process::Command::new(std::env::current_exe()?);
+        if scrub_at_once {
+            command.env("CONTACTD_STORE__SCRUB_WITHIN_SECS", "0");
+        }
+        let mut child = command
             .arg("serve")
             .arg("--data-dir")
             .arg(data_dir)

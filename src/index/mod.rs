@@ -199,6 +199,9 @@ impl SearchIndex {
 }
 
 /// Applies changes to the index; owned by the sync worker.
+/// A merge started in tantivy's merge threads: the merged segment's meta, when it happened.
+pub type MergeFuture = tantivy::FutureResult<Option<tantivy::index::SegmentMeta>>;
+
 pub struct IndexUpdater {
     writer: IndexWriter<TantivyDocument>,
     fields: Fields,
@@ -247,17 +250,26 @@ impl IndexUpdater {
     }
 
     /// Starts merging every searchable segment into one, in tantivy's merge threads;
-    /// `None` when there is at most one (none with `even_one`, which rewrites a single
-    /// segment to drop its deleted documents). Searches go on over the old segments
-    /// until the merge is done and the reader reloads.
-    pub fn merge_all(
-        &mut self,
-        even_one: bool,
-    ) -> Result<Option<tantivy::FutureResult<Option<tantivy::index::SegmentMeta>>>, IndexError>
-    {
+    /// `None` when there is at most one. Searches go on over the old segments until
+    /// the merge is done and the reader reloads.
+    pub fn merge_all(&mut self) -> Result<Option<MergeFuture>, IndexError> {
         let segments = self.writer.index().searchable_segment_ids()?;
-        let least = if even_one { 1 } else { 2 };
-        Ok((segments.len() >= least).then(|| self.writer.merge(&segments)))
+        Ok((segments.len() > 1).then(|| self.writer.merge(&segments)))
+    }
+
+    /// Starts rewriting the segments that hold deleted documents (as of the last
+    /// commit) without them; `None` when no segment has any. Leaving the others alone
+    /// keeps the merge small and out of the way of the merge policy's own merges.
+    pub fn merge_deleted(&mut self) -> Result<Option<MergeFuture>, IndexError> {
+        let segments: Vec<_> = self
+            .writer
+            .index()
+            .searchable_segment_metas()?
+            .into_iter()
+            .filter(|meta| meta.has_deletes())
+            .map(|meta| meta.id())
+            .collect();
+        Ok((!segments.is_empty()).then(|| self.writer.merge(&segments)))
     }
 
     /// Removes the files no segment uses any more (after a merge).

@@ -5,8 +5,7 @@
 //! 1. on the writer thread, between two batches: takes a read snapshot and starts
 //!    noting every key the writer changes from then on (a [`Journal`]);
 //! 2. on its own thread: copies every table of the snapshot into `<store>.compact`
-//!    in short non-durable transactions, while the writer keeps committing to the
-//!    old file;
+//!    in chunks, while the writer keeps committing to the old file;
 //! 3. catches up: asks the writer for the keys changed so far plus a fresh snapshot
 //!    and copies those keys again (value or absence), until a round is small;
 //! 4. on the writer thread: copies the last few changed keys, records which erases
@@ -23,17 +22,18 @@ use std::sync::mpsc::{Sender, channel};
 use std::time::Instant;
 
 use redb::{
-    Database, Durability, Key, MultimapTableDefinition, MultimapTableHandle, ReadTransaction,
-    ReadableDatabase, ReadableMultimapTable, ReadableTable, TableDefinition, TableHandle, Value,
-    WriteTransaction,
+    Database, Key, MultimapTableDefinition, MultimapTableHandle, ReadTransaction, ReadableDatabase,
+    ReadableMultimapTable, ReadableTable, TableDefinition, TableHandle, Value, WriteTransaction,
 };
 
 use super::StoreError;
 use super::tables::*;
 use super::tracked::Journal;
 
-/// Entries copied per non-durable transaction of the first pass.
-const COPY_CHUNK: usize = 20_000;
+/// Entries copied per transaction of the first pass. Each commits durably: redb
+/// reuses the pages a transaction frees only after a durable commit, so a chain of
+/// non-durable ones grows the file (a 1M-contact copy reached twice the store's size).
+const COPY_CHUNK: usize = 50_000;
 /// A catch-up round this small is the last one off the writer thread; the writer
 /// copies what changed after it.
 const FINAL_ROUND_KEYS: usize = 2_000;
@@ -121,18 +121,13 @@ fn build_copy(
             return Ok(None);
         };
         let keys = journal.len();
-        let mut txn = copy.begin_write()?;
-        txn.set_durability(Durability::None)?;
+        let txn = copy.begin_write()?;
         apply_journal(&snapshot, &txn, &journal)?;
         txn.commit()?;
         if keys <= FINAL_ROUND_KEYS {
             break;
         }
     }
-    // Make the bulk of the copy durable here, so the writer's final commit only
-    // flushes its last few pages.
-    let txn = copy.begin_write()?;
-    txn.commit()?;
     Ok(Some(copy))
 }
 
@@ -146,10 +141,16 @@ pub(super) fn finish(
     snapshot_seq: u64,
     store_path: &Path,
 ) -> Result<Database, StoreError> {
+    let started = Instant::now();
     {
         let latest = source.begin_read()?;
         let txn = copy.begin_write()?;
         apply_journal(&latest, &txn, journal)?;
+        tracing::debug!(
+            keys = journal.len(),
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "last keys copied"
+        );
         {
             let mut meta = txn.open_table(META)?;
             meta.insert(SCRUBBED_STORE, snapshot_seq)?;
@@ -159,6 +160,7 @@ pub(super) fn finish(
         }
         txn.commit()?;
     }
+    tracing::debug!(ms = started.elapsed().as_secs_f64() * 1e3, "copy committed");
     std::fs::rename(copy_path(store_path), store_path).map_err(io)?;
     if let Some(dir) = store_path.parent() {
         std::fs::File::open(dir)
@@ -211,14 +213,6 @@ fn apply_journal(
     Ok(())
 }
 
-/// A write transaction on `db` that does not fsync (the copy is made durable once,
-/// at the end).
-fn quiet_write(db: &Database) -> Result<WriteTransaction, StoreError> {
-    let mut txn = db.begin_write()?;
-    txn.set_durability(Durability::None)?;
-    Ok(txn)
-}
-
 fn copy_table<K: Key + 'static, V: Value + 'static>(
     source: &ReadTransaction,
     target: &Database,
@@ -227,7 +221,7 @@ fn copy_table<K: Key + 'static, V: Value + 'static>(
     let from = source.open_table(def)?;
     let mut entries = from.iter()?.peekable();
     while entries.peek().is_some() {
-        let txn = quiet_write(target)?;
+        let txn = target.begin_write()?;
         {
             let mut to = txn.open_table(def)?;
             for entry in entries.by_ref().take(COPY_CHUNK) {
@@ -248,7 +242,7 @@ fn copy_multimap<K: Key + 'static, V: Key + 'static>(
     let from = source.open_multimap_table(def)?;
     let mut entries = from.iter()?.peekable();
     while entries.peek().is_some() {
-        let txn = quiet_write(target)?;
+        let txn = target.begin_write()?;
         {
             let mut to = txn.open_multimap_table(def)?;
             let mut copied = 0;

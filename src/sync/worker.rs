@@ -30,9 +30,9 @@ pub struct SyncWorker {
     indexed: Arc<SeqSignal>,
     options: SyncOptions,
     applied_since_merge: usize,
-    /// The thread waiting for a full merge to finish (then reloading and warming;
-    /// it returns whether the merge happened), and the sequence applied when it
-    /// started: a completed full merge has dropped every document deleted up to it.
+    /// The thread waiting for a merge to finish (then reloading and warming; it
+    /// returns whether the merge happened), and the sequence applied when it started:
+    /// the merged segments no longer hold any document deleted up to it.
     merging: Option<(std::thread::JoinHandle<bool>, u64)>,
     /// When the pending index scrubs were last looked up.
     scrubs_checked: Option<Instant>,
@@ -127,11 +127,16 @@ impl SyncWorker {
         }
         self.applied_since_merge = 0;
         let started_at = self.indexed.get();
-        let merge = match self.updater.merge_all(scrub) {
+        let merge = if scrub {
+            self.updater.merge_deleted()
+        } else {
+            self.updater.merge_all()
+        };
+        let merge = match merge {
             Ok(Some(merge)) => merge,
             Ok(None) => {
                 if scrub {
-                    // No segment holds anything: nothing left to scrub.
+                    // No segment holds a deleted document: nothing left to scrub.
                     self.mark_scrubbed(started_at);
                 }
                 return self.index.set_merging(false);
@@ -201,8 +206,8 @@ impl SyncWorker {
         seq <= self.indexed.get() && now >= due
     }
 
-    /// A full merge that started with `through` applied has scrubbed every erase up
-    /// to it from the index files.
+    /// A merge of every segment with deletions (or of every segment) that started with
+    /// `through` applied has scrubbed every erase up to it from the index files.
     fn mark_scrubbed(&self, through: u64) {
         tracing::info!(through, "erased contacts scrubbed from the index files");
         self.store

@@ -1,0 +1,207 @@
+//! The maintenance scenario: how long writes wait while maintenance runs.
+//!
+//! Writers create contacts back to back the whole time. Each maintenance action runs
+//! after a quiet baseline; the result is the write latency of the writes that were
+//! in flight while the action (including its background part, e.g. the scrub of an
+//! erase) was under way, beside the baseline's. The server must scrub promptly
+//! (`store.scrub_within_secs = 0`): the bench's own server is started that way.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::generated_contact;
+use super::measure::Summary;
+use crate::client::Client;
+
+/// Concurrent writers during the scenario.
+const WRITERS: usize = 8;
+/// Contacts erased together in the batch-erase action (a purge erases in such runs).
+const BATCH_ERASE: usize = 1_000;
+
+#[derive(Debug, Serialize)]
+pub struct MaintenanceResult {
+    pub action: String,
+    /// From the request until the files were scrubbed.
+    pub seconds: f64,
+    /// The last compaction as the server reports it: whole, and its final swap.
+    pub compaction_seconds: Option<f64>,
+    pub compaction_swap_ms: Option<f64>,
+    /// Writes in flight during the action, and the baseline before it.
+    pub during: Summary,
+    pub baseline: Summary,
+    pub write_errors: u64,
+}
+
+/// Writes issued by the writers: when each started and how long it took.
+type Samples = Arc<std::sync::Mutex<Vec<(Instant, Duration)>>>;
+
+pub async fn run(
+    client: &Client,
+    next_row: Arc<AtomicU64>,
+) -> anyhow::Result<Vec<MaintenanceResult>> {
+    let mut results = Vec::new();
+    results.push(measure(client, &next_row, "erase 1 contact", erase_one).await?);
+    results.push(
+        measure(client, &next_row, "erase 1,000 contacts", |c| {
+            erase_many(c, BATCH_ERASE)
+        })
+        .await?,
+    );
+    Ok(results)
+}
+
+async fn measure<F, Fut>(
+    client: &Client,
+    next_row: &Arc<AtomicU64>,
+    action: &str,
+    run_action: F,
+) -> anyhow::Result<MaintenanceResult>
+where
+    F: FnOnce(Client) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let samples: Samples = Arc::default();
+    let errors = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|_| {
+            let (client, next_row) = (client.clone(), next_row.clone());
+            let (samples, errors, stop) = (samples.clone(), errors.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let n = next_row.fetch_add(1, Ordering::Relaxed);
+                    let sent = Instant::now();
+                    let response = client
+                        .http()
+                        .post(client.url("/v1/contacts"))
+                        .json(&generated_contact(n))
+                        .send()
+                        .await;
+                    let ok = match response {
+                        Ok(r) => crate::client::check("/v1/contacts", r).await.is_ok(),
+                        Err(_) => false,
+                    };
+                    if ok {
+                        samples
+                            .lock()
+                            .expect("samples")
+                            .push((sent, sent.elapsed()));
+                    } else {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let started = Instant::now();
+    let outcome = run_action(client.clone()).await;
+    let ended = Instant::now();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    for writer in writers {
+        let _ = writer.await;
+    }
+    outcome?;
+    let samples = samples.lock().expect("samples").clone();
+    let mut during: Vec<Duration> = samples
+        .iter()
+        .filter(|(sent, took)| *sent + *took >= started && *sent <= ended)
+        .map(|(_, took)| *took)
+        .collect();
+    let mut baseline: Vec<Duration> = samples
+        .iter()
+        .filter(|(sent, took)| *sent + *took < started)
+        .map(|(_, took)| *took)
+        .collect();
+    let stats: Value = client.get("/v1/stats").await?;
+    let compaction = &stats["scrubs"]["compaction"];
+    Ok(MaintenanceResult {
+        action: action.to_string(),
+        seconds: (ended - started).as_secs_f64(),
+        compaction_seconds: compaction["last_seconds"].as_f64(),
+        compaction_swap_ms: compaction["last_swap_ms"].as_f64(),
+        during: Summary::of(&mut during),
+        baseline: Summary::of(&mut baseline),
+        write_errors: errors.load(Ordering::Relaxed),
+    })
+}
+
+/// Ids of some stored contacts, oldest first.
+async fn some_ids(client: &Client, count: usize) -> anyhow::Result<Vec<String>> {
+    let mut ids = Vec::new();
+    let mut cursor: Option<String> = None;
+    while ids.len() < count {
+        let mut url = reqwest::Url::parse(&client.url("/v1/contacts"))?;
+        url.query_pairs_mut()
+            .append_pair("limit", &(count - ids.len()).min(100).to_string());
+        if let Some(cursor) = &cursor {
+            url.query_pairs_mut().append_pair("cursor", cursor);
+        }
+        let response = client.http().get(url).send().await?;
+        let page: Value = crate::client::check("/v1/contacts", response)
+            .await?
+            .json()
+            .await?;
+        let hits = page["hits"].as_array().cloned().unwrap_or_default();
+        if hits.is_empty() {
+            break;
+        }
+        ids.extend(
+            hits.iter()
+                .filter_map(|c| c["id"].as_str().map(String::from)),
+        );
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => break,
+        }
+    }
+    if ids.len() < count {
+        bail!("the server holds fewer than {count} contacts");
+    }
+    Ok(ids)
+}
+
+async fn erase(client: &Client, id: &str) -> anyhow::Result<()> {
+    let path = format!("/v1/contacts/{id}?permanent=true");
+    let response = client.http().delete(client.url(&path)).send().await?;
+    crate::client::check(&path, response).await?;
+    Ok(())
+}
+
+async fn erase_one(client: Client) -> anyhow::Result<()> {
+    let ids = some_ids(&client, 1).await?;
+    erase(&client, &ids[0]).await?;
+    wait_scrubbed(&client).await
+}
+
+async fn erase_many(client: Client, count: usize) -> anyhow::Result<()> {
+    let ids = some_ids(&client, count).await?;
+    for id in &ids {
+        erase(&client, id).await?;
+    }
+    wait_scrubbed(&client).await
+}
+
+/// Until the server reports no erase left to scrub (at most ten minutes).
+async fn wait_scrubbed(client: &Client) -> anyhow::Result<()> {
+    let limit = Instant::now() + Duration::from_secs(600);
+    loop {
+        let stats: Value = client.get("/v1/stats").await?;
+        if stats["scrubs"]["pending"] == 0 {
+            return Ok(());
+        }
+        if Instant::now() > limit {
+            bail!(
+                "erases still unscrubbed after ten minutes: {}",
+                stats["scrubs"]
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
