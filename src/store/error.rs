@@ -55,6 +55,5 @@ from_redb!(
     redb::TransactionError,
     redb::TableError,
     redb::StorageError,
-    redb::CommitError,
-    redb::SetDurabilityError
+    redb::CommitError
 );

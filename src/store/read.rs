@@ -268,9 +268,6 @@ pub struct ScrubStatus {
     /// The oldest of either: its change-log sequence and when it was erased.
     pub oldest_seq: Option<u64>,
     pub oldest_erased_at: Option<chrono::DateTime<chrono::Utc>>,
-    /// The oldest the index still holds (sequence, erased-at millis).
-    #[serde(skip)]
-    pub oldest_index: Option<(u64, u64)>,
 }
 
 /// The first erase after the `mark` meta key (`scrubbed.store` or `scrubbed.index`):
@@ -320,7 +317,6 @@ impl Store {
             }
             if seq > index_mark {
                 status.pending_index += 1;
-                status.oldest_index.get_or_insert((seq, at));
             }
         }
         Ok(status)

@@ -36,6 +36,9 @@ pub struct SyncWorker {
     merging: Option<(std::thread::JoinHandle<bool>, u64)>,
     /// When the pending index scrubs were last looked up.
     scrubs_checked: Option<Instant>,
+    /// The last sequence reported scrubbed: the store records it asynchronously, so
+    /// erases up to it may still look pending for a moment.
+    reported_scrubbed: u64,
 }
 
 impl SyncWorker {
@@ -56,6 +59,7 @@ impl SyncWorker {
             applied_since_merge: 0,
             merging: None,
             scrubs_checked: None,
+            reported_scrubbed: 0,
         })
     }
 
@@ -203,12 +207,13 @@ impl SyncWorker {
         let due =
             erased_at.saturating_add(u64::try_from(half_bound.as_millis()).unwrap_or(u64::MAX));
         let now = u64::try_from(self.store.clock().now().timestamp_millis()).unwrap_or(0);
-        seq <= self.indexed.get() && now >= due
+        seq > self.reported_scrubbed && seq <= self.indexed.get() && now >= due
     }
 
     /// A merge of every segment with deletions (or of every segment) that started with
     /// `through` applied has scrubbed every erase up to it from the index files.
-    fn mark_scrubbed(&self, through: u64) {
+    fn mark_scrubbed(&mut self, through: u64) {
+        self.reported_scrubbed = self.reported_scrubbed.max(through);
         tracing::info!(through, "erased contacts scrubbed from the index files");
         self.store
             .write_detached(Command::IndexScrubbed { through });
