@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use tantivy::TantivyDocument;
 use tantivy::schema::Field;
 
-use super::analysis::{IndexForms, MAX_HANDLE_PREFIX, exact_forms, fold_handle, words};
+use super::analysis::{fold_handle, joined, words};
 use super::schema::{Fields, TextGroup};
 use crate::model::{Contact, ContactContext, FieldType, is_phone_channel, phone_forms};
 
@@ -146,19 +146,18 @@ pub fn to_document(
     add_group(&mut doc, fields.phone, &text.phone);
     add_group(&mut doc, fields.other, &text.other);
     for international in &text.phone_international {
-        let forms = IndexForms::new(std::slice::from_ref(international));
-        doc.add_pre_tokenized_text(fields.phone_international, forms.prefixes);
+        doc.add_text(fields.phone_international, international);
     }
     // A phone typed whole with its `+` ranks like an email typed whole.
     let mut whole: Vec<String> = text.handles.clone();
     whole.extend(text.phone_international.iter().map(|d| format!("+{d}")));
     if !whole.is_empty() {
-        doc.add_pre_tokenized_text(fields.handles.words, exact_forms(&whole));
+        doc.add_text(fields.handles.words, joined(&whole));
     }
     if !text.handles.is_empty() {
-        let forms = IndexForms::with_max_prefix(&text.handles, MAX_HANDLE_PREFIX);
-        doc.add_pre_tokenized_text(fields.handles.prefixes, forms.prefixes);
-        doc.add_pre_tokenized_text(fields.handles.trigrams, forms.trigrams);
+        let handles = joined(&text.handles);
+        doc.add_text(fields.handles.prefixes, &handles);
+        doc.add_text(fields.handles.trigrams, handles);
     }
 
     let k = &fields.keywords;
@@ -245,10 +244,10 @@ fn add_group(doc: &mut TantivyDocument, group: TextGroup, words: &[String]) {
     if words.is_empty() {
         return;
     }
-    let forms = IndexForms::new(words);
-    doc.add_pre_tokenized_text(group.words, forms.words);
-    doc.add_pre_tokenized_text(group.prefixes, forms.prefixes);
-    doc.add_pre_tokenized_text(group.trigrams, forms.trigrams);
+    let value = joined(words);
+    doc.add_text(group.words, &value);
+    doc.add_text(group.prefixes, &value);
+    doc.add_text(group.trigrams, value);
 }
 
 fn add_opt(doc: &mut TantivyDocument, field: Field, value: Option<&str>) {

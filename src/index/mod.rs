@@ -106,6 +106,7 @@ impl SearchIndex {
     }
 
     fn with_index(index: Index, fields: Fields, dir: &Path) -> Result<SearchIndex, IndexError> {
+        analysis::register_tokenizers(index.tokenizers());
         // Manual reload: the sync worker reloads right after each commit, so a change
         // is searchable as soon as it is committed (the polling policy adds ~500 ms).
         let reader = index
@@ -136,10 +137,7 @@ impl SearchIndex {
         let writer: IndexWriter<TantivyDocument> = self
             .index
             .writer_with_num_threads(threads.max(1), memory_bytes)?;
-        let mut policy = LogMergePolicy::default();
-        // Every update leaves a deleted document behind: merge those away early.
-        policy.set_del_docs_ratio_before_merge(0.3);
-        writer.set_merge_policy(Box::new(policy));
+        writer.set_merge_policy(steady_merge_policy());
         Ok(IndexUpdater {
             writer,
             fields: self.fields.clone(),
@@ -199,6 +197,14 @@ impl SearchIndex {
 }
 
 /// Applies changes to the index; owned by the sync worker.
+/// The merge policy outside bulk catch-up.
+fn steady_merge_policy() -> Box<dyn tantivy::indexer::MergePolicy> {
+    let mut policy = LogMergePolicy::default();
+    // Every update leaves a deleted document behind: merge those away early.
+    policy.set_del_docs_ratio_before_merge(0.3);
+    Box::new(policy)
+}
+
 /// A merge started in tantivy's merge threads: the merged segment's meta, when it happened.
 pub type MergeFuture = tantivy::FutureResult<Option<tantivy::index::SegmentMeta>>;
 
@@ -243,9 +249,24 @@ impl IndexUpdater {
         Ok(())
     }
 
-    /// Drops everything added since the last commit (after a failed commit).
+    /// While catching up with a large lag the merge policy is paused: segments would
+    /// be merged again and again as the load goes on (40% of a bulk load's CPU), where
+    /// one full merge once caught up touches every document once.
+    pub fn pause_merges(&mut self, paused: bool) {
+        if paused {
+            self.writer
+                .set_merge_policy(Box::new(tantivy::indexer::NoMergePolicy));
+        } else {
+            self.writer.set_merge_policy(steady_merge_policy());
+        }
+    }
+
+    /// Drops everything added since the last commit (after a failed commit); merges
+    /// are no longer paused.
     pub fn rollback(&mut self) -> Result<(), IndexError> {
         self.writer.rollback()?;
+        // tantivy's rollback builds a new writer with the default merge policy.
+        self.writer.set_merge_policy(steady_merge_policy());
         Ok(())
     }
 

@@ -6,12 +6,12 @@ use tantivy::schema::{
     STORED, STRING, Schema, TextFieldIndexing, TextOptions,
 };
 
+use super::analysis;
 use super::text_query::Group;
 
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
-/// A group of searchable text, indexed in the three forms of
-/// [`super::analysis::IndexForms`].
+/// A group of searchable text, indexed in the three forms of [`analysis`].
 #[derive(Debug, Clone, Copy)]
 pub struct TextGroup {
     pub words: Field,
@@ -79,12 +79,11 @@ pub struct Fields {
 pub const ID: &str = "id";
 pub const CREATED_AT: &str = "created_at";
 
-fn pre_tokenized(record: IndexRecordOption) -> TextOptions {
-    // The tokenizer is never run (values arrive pre-tokenized); "raw" is a placeholder
-    // that every index registers.
+/// A field of one index form, cut by the tokenizer `tokenizer` (see [`analysis`]).
+fn form(tokenizer: &str, record: IndexRecordOption) -> TextOptions {
     TextOptions::default().set_indexing_options(
         TextFieldIndexing::default()
-            .set_tokenizer("raw")
+            .set_tokenizer(tokenizer)
             .set_index_option(record),
     )
 }
@@ -92,28 +91,30 @@ fn pre_tokenized(record: IndexRecordOption) -> TextOptions {
 impl Fields {
     pub fn build() -> Fields {
         let mut builder = Schema::builder();
-        let mut group = |name: &str, group: Group| TextGroup {
+        let mut group = |name: &str, group: Group, prefixes: &str| TextGroup {
             words: builder.add_text_field(
                 &format!("{name}_w"),
-                pre_tokenized(IndexRecordOption::Basic),
+                form(analysis::WORDS, IndexRecordOption::Basic),
             ),
             prefixes: builder.add_text_field(
                 &format!("{name}_p"),
-                pre_tokenized(IndexRecordOption::Basic),
+                form(prefixes, IndexRecordOption::Basic),
             ),
             trigrams: builder.add_text_field(
                 &format!("{name}_t"),
-                pre_tokenized(IndexRecordOption::WithFreqsAndPositions),
+                form(analysis::TRIGRAMS, IndexRecordOption::WithFreqsAndPositions),
             ),
             group,
         };
-        let name = group("name", Group::Name);
-        let email = group("email", Group::Email);
-        let phone = group("phone", Group::Phone);
-        let other = group("other", Group::Other);
-        let handles = group("handle", Group::Email);
-        let phone_international =
-            builder.add_text_field("phone_intl_p", pre_tokenized(IndexRecordOption::Basic));
+        let name = group("name", Group::Name, analysis::PREFIXES);
+        let email = group("email", Group::Email, analysis::PREFIXES);
+        let phone = group("phone", Group::Phone, analysis::PREFIXES);
+        let other = group("other", Group::Other, analysis::PREFIXES);
+        let handles = group("handle", Group::Email, analysis::HANDLE_PREFIXES);
+        let phone_international = builder.add_text_field(
+            "phone_intl_p",
+            form(analysis::PREFIXES, IndexRecordOption::Basic),
+        );
         let id = builder.add_text_field(ID, STRING | STORED | FAST);
         let status = builder.add_text_field("status", STRING | FAST);
         let name_sort = builder.add_text_field("name_sort", STRING | FAST);

@@ -79,6 +79,17 @@ struct Inner {
     // A std Mutex: taken once at shutdown to join the writer thread.
     writer_thread: Mutex<Option<JoinHandle<()>>>,
     committed: Arc<SeqSignal>,
+    /// Bulk loads (imports) running; see [`Store::bulk_load`].
+    bulk_loads: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Held while a bulk load runs (see [`Store::bulk_load`]).
+pub struct BulkLoad(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for BulkLoad {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl Store {
@@ -121,8 +132,26 @@ impl Store {
                 jobs,
                 writer_thread: Mutex::new(Some(writer_thread)),
                 committed,
+                bulk_loads: Arc::default(),
             }),
         })
+    }
+
+    /// Marks a bulk load (an import) as running until the guard drops. Meanwhile the
+    /// sync worker commits the index every few seconds instead of after every batch
+    /// and pauses merging, so a load is indexed in large segments merged once.
+    pub fn bulk_load(&self) -> BulkLoad {
+        let loads = self.inner.bulk_loads.clone();
+        loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        BulkLoad(loads)
+    }
+
+    /// Whether a bulk load is running.
+    pub fn bulk_loading(&self) -> bool {
+        self.inner
+            .bulk_loads
+            .load(std::sync::atomic::Ordering::SeqCst)
+            > 0
     }
 
     /// Queues a write and waits (asynchronously) for its durable commit.

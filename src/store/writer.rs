@@ -103,9 +103,9 @@ pub enum Command {
     DeleteInbox {
         id: String,
     },
-    /// One row of an import.
-    Import {
-        input: Box<ContactInput>,
+    /// Rows of an import, each applied whole or refused on its own.
+    ImportBatch {
+        rows: Vec<ContactInput>,
         mode: super::ImportMode,
         match_by: super::MatchBy,
         dry_run: bool,
@@ -131,7 +131,8 @@ pub enum Command {
 pub enum Written {
     Contact(Box<Contact>),
     Identified(Box<Identified>),
-    Imported(Box<super::ImportedRow>),
+    /// What each row of an import batch did, in order.
+    Imported(Vec<Result<super::ImportedRow, StoreError>>),
     Merged(Box<Merged>),
     Events(Vec<Result<Contact, StoreError>>),
     /// A definition and how many contacts lost their value.
@@ -624,16 +625,22 @@ fn apply(tables: &mut TxnTables<'_>, command: Command) -> Outcome {
                 seq: seq_now(tables),
             }
         }
-        Command::Import {
-            input,
+        Command::ImportBatch {
+            rows,
             mode,
             match_by,
             dry_run,
         } => {
-            let (row, seq) = tables.import_row(*input, mode, match_by, dry_run)?;
+            let mut results = Vec::with_capacity(rows.len());
+            for row in rows {
+                match tables.import_row(row, mode, match_by, dry_run) {
+                    Err(error) if error.is_internal() => return Err(error),
+                    result => results.push(result.map(|(row, _)| row)),
+                }
+            }
             WriteAck {
-                written: Written::Imported(Box::new(row)),
-                seq,
+                written: Written::Imported(results),
+                seq: seq_now(tables),
             }
         }
         Command::IndexScrubbed { through } => {

@@ -23,6 +23,24 @@ pub enum Tick {
 /// pays per segment.
 const MERGE_AFTER_CONTACTS: usize = 50_000;
 
+/// An index opened with more segments than this (e.g. after `contactd import
+/// --data-dir`, which exits without merging) is merged once the worker is idle.
+const MAX_SEGMENTS_AT_START: usize = 8;
+
+/// During a bulk load (see [`Store::bulk_load`]) the worker commits at most this
+/// often: each commit is an fsync and a new segment to merge later. Otherwise it
+/// commits every batch at once, so single writes stay searchable within
+/// milliseconds.
+const CATCH_UP_COMMIT_EVERY: Duration = Duration::from_secs(3);
+
+/// Changes applied to the index writer but not committed yet.
+#[derive(Debug, Clone, Copy)]
+struct Uncommitted {
+    up_to: u64,
+    contacts: usize,
+    since: Instant,
+}
+
 pub struct SyncWorker {
     store: Store,
     index: Arc<SearchIndex>,
@@ -39,6 +57,10 @@ pub struct SyncWorker {
     /// The last sequence reported scrubbed: the store records it asynchronously, so
     /// erases up to it may still look pending for a moment.
     reported_scrubbed: u64,
+    /// Set while catching up: batches applied, their commit deferred.
+    uncommitted: Option<Uncommitted>,
+    /// The merge policy is paused for a catch-up (see [`IndexUpdater::pause_merges`]).
+    merges_paused: bool,
 }
 
 impl SyncWorker {
@@ -50,27 +72,53 @@ impl SyncWorker {
         options: SyncOptions,
     ) -> Result<SyncWorker, SyncError> {
         let updater = index.updater(options.writer_memory_bytes, options.writer_threads)?;
+        let applied_since_merge = if index.num_segments() > MAX_SEGMENTS_AT_START {
+            MERGE_AFTER_CONTACTS
+        } else {
+            0
+        };
         Ok(SyncWorker {
             store,
             index,
             updater,
             indexed,
             options,
-            applied_since_merge: 0,
+            applied_since_merge,
             merging: None,
             scrubs_checked: None,
             reported_scrubbed: 0,
+            uncommitted: None,
+            merges_paused: false,
         })
     }
 
-    /// One step: apply the next batch of changes and make it searchable.
+    /// One step: apply the next batch of changes, and commit (making it searchable)
+    /// unless a bulk load runs and the last commit is recent (see
+    /// [`CATCH_UP_COMMIT_EVERY`]).
     pub fn tick(&mut self) -> Result<Tick, SyncError> {
-        let applied = self.indexed.get();
+        let applied = self
+            .uncommitted
+            .map_or_else(|| self.indexed.get(), |u| u.up_to);
         let batch = self.store.changes_after(applied, self.options.batch_max)?;
         if batch.up_to == applied {
-            return Ok(Tick::Idle);
+            let Some(pending) = self.uncommitted else {
+                return Ok(Tick::Idle);
+            };
+            let wait = CATCH_UP_COMMIT_EVERY.saturating_sub(pending.since.elapsed());
+            if self.store.bulk_loading() && !wait.is_zero() {
+                // The load goes on: wait for its next rows rather than commit.
+                self.store
+                    .committed()
+                    .wait_past_blocking(applied, wait.min(Duration::from_millis(100)));
+                return Ok(Tick::Applied {
+                    contacts: 0,
+                    up_to: applied,
+                });
+            }
+            let (contacts, up_to) = self.commit()?;
+            self.resume_merges();
+            return Ok(Tick::Applied { contacts, up_to });
         }
-        let started = Instant::now();
         let result = (|| {
             for (id, contact) in &batch.contacts {
                 match contact {
@@ -78,32 +126,81 @@ impl SyncWorker {
                     None => self.updater.remove(id),
                 }
             }
-            self.updater.commit(batch.up_to)?;
             Ok::<(), crate::index::IndexError>(())
         })();
         if let Err(error) = result {
-            // Forget the partial batch; the next tick re-reads it from the log.
-            self.updater.rollback()?;
+            self.forget_uncommitted()?;
             return Err(error.into());
         }
+        let pending = self.uncommitted.get_or_insert(Uncommitted {
+            up_to: batch.up_to,
+            contacts: 0,
+            since: Instant::now(),
+        });
+        pending.up_to = batch.up_to;
+        pending.contacts += batch.contacts.len();
+        let since = pending.since;
+        if self.store.bulk_loading() {
+            if !self.merges_paused {
+                self.updater.pause_merges(true);
+                self.merges_paused = true;
+            }
+            if since.elapsed() < CATCH_UP_COMMIT_EVERY {
+                return Ok(Tick::Applied {
+                    contacts: batch.contacts.len(),
+                    up_to: batch.up_to,
+                });
+            }
+        }
+        let (contacts, up_to) = self.commit()?;
+        if !self.store.bulk_loading() {
+            self.resume_merges();
+        }
+        Ok(Tick::Applied { contacts, up_to })
+    }
+
+    fn resume_merges(&mut self) {
+        if self.merges_paused {
+            self.updater.pause_merges(false);
+            self.merges_paused = false;
+        }
+    }
+
+    /// Commits the applied batches and publishes their sequence.
+    fn commit(&mut self) -> Result<(usize, u64), SyncError> {
+        let Some(pending) = self.uncommitted else {
+            return Ok((0, self.indexed.get()));
+        };
+        let started = Instant::now();
+        if let Err(error) = self.updater.commit(pending.up_to) {
+            self.forget_uncommitted()?;
+            return Err(error.into());
+        }
+        self.uncommitted = None;
         self.index.reload()?;
-        self.indexed.publish(batch.up_to);
-        self.applied_since_merge += batch.contacts.len();
+        self.indexed.publish(pending.up_to);
+        self.applied_since_merge += pending.contacts;
         if self.applied_since_merge >= MERGE_AFTER_CONTACTS {
             self.index.set_merging(true);
         }
-        self.store
-            .write_detached(Command::TrimChanges { up_to: batch.up_to });
+        self.store.write_detached(Command::TrimChanges {
+            up_to: pending.up_to,
+        });
         tracing::debug!(
-            contacts = batch.contacts.len(),
-            up_to = batch.up_to,
+            contacts = pending.contacts,
+            up_to = pending.up_to,
             commit_ms = started.elapsed().as_millis() as u64,
             "index commit"
         );
-        Ok(Tick::Applied {
-            contacts: batch.contacts.len(),
-            up_to: batch.up_to,
-        })
+        Ok((pending.contacts, pending.up_to))
+    }
+
+    /// Drops the uncommitted batches; the next tick re-reads them from the log.
+    fn forget_uncommitted(&mut self) -> Result<(), SyncError> {
+        self.uncommitted = None;
+        self.merges_paused = false;
+        self.updater.rollback()?;
+        Ok(())
     }
 
     /// When caught up, merges the index into one segment in the background after a

@@ -1,6 +1,7 @@
 //! Applying an import file: every row validated like a create, good rows stored, bad
-//! rows reported with line and field. Rows go to the store's writer in concurrent
-//! batches, so they are group-committed; each row applies whole or not at all.
+//! rows reported with line and field. Rows go to the store's writer in batches, a few
+//! in flight while the next are parsed, so they are group-committed; each row applies
+//! whole or not at all.
 
 use std::io::BufRead;
 use std::path::Path;
@@ -10,10 +11,21 @@ use serde_json::json;
 use super::jobs::{JobState, Jobs, MAX_ERRORS};
 use super::rows::{check_header, csv_row_to_input};
 use crate::model::{ContactInput, FieldError};
-use crate::store::{Command, ImportMode, MatchBy, Store, StoreError, Written};
+use crate::store::{Command, ImportMode, MatchBy, Store, StoreError, WriteAck, Written};
 
-/// Rows sent to the writer at once.
-const BATCH: usize = 512;
+/// Rows sent to the writer as one command. Queued batches share one transaction
+/// (group commit), so a load makes one fsync per several thousand rows.
+const BATCH: usize = 2_048;
+/// Batches queued on the writer before the oldest is awaited.
+const IN_FLIGHT: usize = 4;
+
+/// A batch queued on the writer: its rows refused before the writer, and the
+/// writer's answers to the others, by line.
+struct SentBatch<'a> {
+    errors: Vec<(u64, Vec<FieldError>)>,
+    lines: Vec<u64>,
+    outcome: std::pin::Pin<Box<dyn Future<Output = Result<WriteAck, StoreError>> + 'a>>,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -51,7 +63,10 @@ pub fn run_import(
         options,
         runtime,
     };
-    let outcome = run.import_file(path, format);
+    let outcome = {
+        let _bulk = (!options.dry_run).then(|| store.bulk_load());
+        run.import_file(path, format)
+    };
     jobs.update(job_id, |job| {
         job.finished_at = Some(chrono::Utc::now());
         match outcome {
@@ -74,14 +89,25 @@ struct Run<'a> {
     runtime: &'a tokio::runtime::Handle,
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
     fn import_file(&self, path: &Path, format: Format) -> Result<(), String> {
         let (jobs, job_id) = (self.jobs, self.job_id);
         let defs = self.store.custom_field_defs().map_err(|e| e.to_string())?;
         let open =
             || std::fs::File::open(path).map_err(|e| format!("cannot read the uploaded file: {e}"));
         let mut batch: Vec<Row> = Vec::with_capacity(BATCH);
-        let flush = |batch: &mut Vec<Row>| self.apply(std::mem::take(batch));
+        // Batches stay in flight while the next ones are parsed: the writer commits
+        // (and fsyncs) one while this thread reads and parses the following rows.
+        let in_flight = std::cell::RefCell::new(std::collections::VecDeque::new());
+        let flush = |batch: &mut Vec<Row>| {
+            let mut in_flight = in_flight.borrow_mut();
+            in_flight.push_back(self.send(std::mem::take(batch)));
+            if in_flight.len() > IN_FLIGHT {
+                let oldest = in_flight.pop_front().expect("not empty");
+                self.finish(oldest)?;
+            }
+            Ok::<(), String>(())
+        };
         match format {
             Format::Ndjson => {
                 let count = std::io::BufReader::new(open()?)
@@ -134,45 +160,63 @@ impl Run<'_> {
                 }
             }
         }
-        flush(&mut batch)
+        flush(&mut batch)?;
+        for sent in in_flight.take() {
+            self.finish(sent)?;
+        }
+        Ok(())
     }
 
-    /// Sends a batch of rows to the writer at once and records what each did.
-    fn apply(&self, batch: Vec<Row>) -> Result<(), String> {
-        let (store, options) = (self.store, self.options);
+    /// Queues a batch of rows on the writer as one command.
+    fn send(&self, batch: Vec<Row>) -> SentBatch<'a> {
         let mut errors: Vec<(u64, Vec<FieldError>)> = Vec::new();
-        let mut writes = Vec::new();
+        let mut lines = Vec::with_capacity(batch.len());
+        let mut rows = Vec::with_capacity(batch.len());
         for (line, row) in batch {
             match row {
-                Ok(input) => writes.push((
-                    line,
-                    store.write(Command::Import {
-                        input: Box::new(input),
-                        mode: options.mode,
-                        match_by: options.match_by,
-                        dry_run: options.dry_run,
-                    }),
-                )),
+                Ok(input) => {
+                    lines.push(line);
+                    rows.push(input);
+                }
                 Err(row_errors) => errors.push((line, row_errors)),
             }
         }
-        let (lines, futures): (Vec<u64>, Vec<_>) = writes.into_iter().unzip();
-        let outcomes = self
-            .runtime
-            .block_on(futures_util::future::join_all(futures));
+        let options = self.options;
+        let store = self.store;
+        SentBatch {
+            errors,
+            lines,
+            outcome: Box::pin(store.write(Command::ImportBatch {
+                rows,
+                mode: options.mode,
+                match_by: options.match_by,
+                dry_run: options.dry_run,
+            })),
+        }
+    }
+
+    /// Waits for a sent batch and records what each row did.
+    fn finish(&self, sent: SentBatch) -> Result<(), String> {
+        let SentBatch {
+            mut errors,
+            lines,
+            outcome,
+        } = sent;
+        let outcomes = match self.runtime.block_on(outcome) {
+            Ok(WriteAck {
+                written: Written::Imported(outcomes),
+                ..
+            }) => outcomes,
+            Ok(other) => {
+                return Err(format!("the store answered an import batch with {other:?}"));
+            }
+            Err(error) => return Err(format!("storage failed: {error}")),
+        };
         let (mut created, mut updated) = (0, 0);
         for (line, outcome) in lines.into_iter().zip(outcomes) {
             match outcome {
-                Ok(ack) => match ack.written {
-                    Written::Imported(row) if row.created => created += 1,
-                    Written::Imported(_) => updated += 1,
-                    other => {
-                        return Err(format!("the store answered an import row with {other:?}"));
-                    }
-                },
-                Err(error) if error.is_internal() => {
-                    return Err(format!("storage failed: {error}"));
-                }
+                Ok(row) if row.created => created += 1,
+                Ok(_) => updated += 1,
                 Err(error) => errors.push((line, row_errors(error))),
             }
         }
