@@ -66,7 +66,7 @@ pub struct ExportArgs {
     /// Comma-separated fields to write [default: all]
     #[arg(long)]
     pub fields: Option<String>,
-    /// Row order, e.g. name:asc [default: created_at:asc]
+    /// Row order, e.g. name:asc [default: every contact in the order stored, streamed from one snapshot; created_at:asc with --q or --filter]
     #[arg(long)]
     pub sort: Option<String>,
     /// Time zone of relative dates in the filter [default: the server's]

@@ -16,4 +16,4 @@ mod rows;
 pub use export::{EXPORT_PAGE, Export};
 pub use import::{Format, ImportOptions, run_import};
 pub use jobs::{JobState, JobStatus, Jobs};
-pub use rows::{csv_header, csv_record, csv_row_to_input, export_row};
+pub use rows::{ExportRow, csv_header, csv_record, csv_row_to_input, export_row};

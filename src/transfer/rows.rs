@@ -14,16 +14,70 @@ fn base_columns() -> impl Iterator<Item = &'static str> {
         .filter(|f| *f != "custom_fields")
 }
 
-/// A contact as an importable row (JSON object of its writable fields and `created_at`).
-pub fn export_row(contact: &Contact, fields: Option<&[String]>) -> Map<String, Value> {
-    let Value::Object(mut row) =
-        serde_json::to_value(contact.to_input()).expect("input serializes")
-    else {
-        unreachable!("input is an object")
-    };
-    if let Some(fields) = fields {
-        row.retain(|key, _| fields.iter().any(|f| f == key));
+/// A contact as an importable row: a JSON object of its writable fields that hold a
+/// value (lists, custom values and `favorite` always) and `created_at`, keys in
+/// alphabetical order; with `fields`, only those. The same object as
+/// [`Contact::to_input`] serialized, written straight from the contact.
+pub struct ExportRow<'a> {
+    pub contact: &'a Contact,
+    pub fields: Option<&'a [String]>,
+}
+
+impl serde::Serialize for ExportRow<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let c = self.contact;
+        let wanted = |key: &str| self.fields.is_none_or(|f| f.iter().any(|w| w == key));
+        let mut map = serializer.serialize_map(None)?;
+        macro_rules! entry {
+            ($key:literal, $value:expr) => {
+                if wanted($key) {
+                    map.serialize_entry($key, $value)?;
+                }
+            };
+        }
+        macro_rules! optional {
+            ($key:literal, $value:expr) => {
+                if let Some(value) = $value.as_ref()
+                    && wanted($key)
+                {
+                    map.serialize_entry($key, value)?;
+                }
+            };
+        }
+        optional!("assignee", c.assignee);
+        optional!("avatar_url", c.avatar_url);
+        optional!("company_id", c.company_id);
+        optional!("conversation_opened_at", c.conversation_opened_at);
+        optional!("country", c.country);
+        entry!(
+            "created_at",
+            &c.created_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        );
+        entry!("custom_fields", &c.custom_fields);
+        optional!("email", c.email);
+        optional!("external_id", c.external_id);
+        entry!("favorite", &c.favorite);
+        entry!("identities", &c.identities);
+        optional!("language", c.language);
+        optional!("last_incoming_message_at", c.last_incoming_message_at);
+        optional!("last_interacted_channel", c.last_interacted_channel);
+        optional!("last_interaction_at", c.last_interaction_at);
+        optional!("name", c.name);
+        optional!("notes", c.notes);
+        optional!("phone", c.phone);
+        entry!("tags", &c.tags);
+        map.end()
     }
+}
+
+/// [`ExportRow`] as a JSON object.
+pub fn export_row(contact: &Contact, fields: Option<&[String]>) -> Map<String, Value> {
+    let row = ExportRow { contact, fields };
+    let Value::Object(row) = serde_json::to_value(row).expect("rows serialize") else {
+        unreachable!("a row is an object")
+    };
     row
 }
 
@@ -210,4 +264,54 @@ pub(super) fn check_header(header: &[String], defs: &CustomFieldDefs) -> Result<
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn contact(json: serde_json::Value) -> Contact {
+        serde_json::from_value(json).expect("a contact")
+    }
+
+    #[test]
+    fn export_rows_are_the_contacts_input() {
+        let full = contact(serde_json::json!({
+            "id": "01J0000000000000000000000A", "external_id": "crm-1", "name": "Hélène",
+            "display_name": "Hélène", "email": "h@example.fr", "phone": "06 12 34 56 78",
+            "phone_e164": "+33612345678",
+            "identities": [{"channel": "whatsapp", "value": "+33612345678", "account": "wa"},
+                           {"channel": "instagram", "value": "@helene"}],
+            "company_id": "co-1", "favorite": true, "country": "FR", "language": "fr",
+            "tags": ["vip"], "custom_fields": {"plan": "pro", "seats": 3},
+            "assignee": "agent-1", "notes": "note", "avatar_url": "https://a.example/x.png",
+            "last_interaction_at": "2026-01-02T03:04:05.678Z",
+            "last_interacted_channel": "whatsapp",
+            "last_incoming_message_at": "2026-01-02T03:04:05Z",
+            "conversation_opened_at": "2026-01-01T00:00:00Z",
+            "pending_actions": [], "status": "active",
+            "created_at": "2025-05-06T07:08:09.123456Z", "updated_at": "2026-01-02T03:04:05Z",
+            "version": 4
+        }));
+        let sparse = contact(serde_json::json!({
+            "id": "01J0000000000000000000000B", "external_id": null, "name": null,
+            "display_name": "x@example.com", "email": "x@example.com", "phone": null,
+            "phone_e164": null, "identities": [], "company_id": null, "favorite": false,
+            "country": null, "language": null, "tags": [], "custom_fields": {},
+            "assignee": null, "notes": null, "avatar_url": null,
+            "last_interaction_at": null, "last_interacted_channel": null,
+            "last_incoming_message_at": null, "conversation_opened_at": null,
+            "pending_actions": [], "status": "active",
+            "created_at": "2025-05-06T07:08:09Z", "updated_at": "2025-05-06T07:08:09Z",
+            "version": 1
+        }));
+        for contact in [full, sparse] {
+            let expected = serde_json::to_value(contact.to_input()).expect("serializes");
+            assert_eq!(Value::Object(export_row(&contact, None)), expected);
+            let fields = ["name".to_string(), "tags".to_string()];
+            let projected = export_row(&contact, Some(&fields));
+            assert!(projected.keys().all(|k| fields.contains(k)));
+            assert_eq!(projected.get("tags"), expected.get("tags"));
+        }
+    }
 }

@@ -126,6 +126,8 @@ pub fn prepare_export(state: &AppState, params: ExportParams) -> Result<Export, 
             )));
         }
     };
+    // Every contact, in no asked order: streamed from one store snapshot.
+    let everything = params.q.is_none() && params.filter.is_none() && params.sort.is_none();
     let search = SearchParams {
         q: params.q,
         filter: params.filter,
@@ -139,7 +141,7 @@ pub fn prepare_export(state: &AppState, params: ExportParams) -> Result<Export, 
     let (request, _) = build_request(state, &search, &Scope::default(), &defs)?;
     let fields = projection(search.fields.as_ref().map(NameList::names))?;
     Ok(Export {
-        request,
+        request: (!everything).then_some(request),
         format,
         fields,
         defs,
