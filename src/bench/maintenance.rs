@@ -3,8 +3,14 @@
 //! Writers create contacts back to back the whole time. Each maintenance action runs
 //! after a quiet baseline; the result is the write latency of the writes that were
 //! in flight while the action (including its background part, e.g. the scrub of an
-//! erase) was under way, beside the baseline's. The server must scrub promptly
-//! (`store.scrub_within_secs = 0`): the bench's own server is started that way.
+//! erase or the re-indexing after a catalog change) was under way, beside the
+//! baseline's. The server must scrub promptly (`store.scrub_within_secs = 0`): the
+//! bench's own server is started that way.
+//!
+//! Actions: an erase, 1,000 erases (a trash purge erases in such runs), a forced
+//! change of the `plan` custom field that clears one option's values, and the rename
+//! and the deletion of a company of [`COMPANY_MEMBERS`] contacts (imported first,
+//! outside the measurement).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,6 +28,8 @@ use crate::client::Client;
 const WRITERS: usize = 8;
 /// Contacts erased together in the batch-erase action (a purge erases in such runs).
 const BATCH_ERASE: usize = 1_000;
+/// Contacts of the company renamed and deleted.
+const COMPANY_MEMBERS: u64 = 100_000;
 
 #[derive(Debug, Serialize)]
 pub struct MaintenanceResult {
@@ -52,7 +60,115 @@ pub async fn run(
         })
         .await?,
     );
+    results.push(
+        measure(
+            client,
+            &next_row,
+            "forced custom-field change (plan loses 'enterprise')",
+            force_field_change,
+        )
+        .await?,
+    );
+    let company = company_with_members(client, &next_row, COMPANY_MEMBERS).await?;
+    let members = format!("{}k", COMPANY_MEMBERS / 1000);
+    results.push(
+        measure(
+            client,
+            &next_row,
+            &format!("rename a company of {members} contacts"),
+            |c| {
+                let company = company.clone();
+                async move { rename_company(c, &company).await }
+            },
+        )
+        .await?,
+    );
+    results.push(
+        measure(
+            client,
+            &next_row,
+            &format!("delete a company of {members} contacts"),
+            |c| async move { delete_company(c, &company).await },
+        )
+        .await?,
+    );
     Ok(results)
+}
+
+/// Drops the option "enterprise" of the generated `plan` field, clearing its values;
+/// done once the index has applied every change.
+async fn force_field_change(client: Client) -> anyhow::Result<()> {
+    let path = "/v1/custom-fields/plan?force=true";
+    let patch = serde_json::json!({"options": ["free", "starter", "pro"]});
+    let response = client
+        .http()
+        .patch(client.url(path))
+        .json(&patch)
+        .send()
+        .await?;
+    crate::client::check(path, response).await?;
+    crate::cli::transfer::wait_until_searchable(&client).await
+}
+
+/// A new company and `members` new contacts of it (imported), all searchable.
+async fn company_with_members(
+    client: &Client,
+    next_row: &Arc<AtomicU64>,
+    members: u64,
+) -> anyhow::Result<String> {
+    let company: Value = client
+        .post(
+            "/v1/companies",
+            &serde_json::json!({"name": "Maintenance Bench Holdings"}),
+        )
+        .await?;
+    let id = company["id"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("no company id in {company}"))?
+        .to_string();
+    let first = next_row.fetch_add(members, Ordering::Relaxed);
+    let mut rows = Vec::new();
+    for n in first..first + members {
+        let mut row = generated_contact(n);
+        row["company_id"] = Value::from(id.as_str());
+        serde_json::to_writer(&mut rows, &row)?;
+        rows.push(b'\n');
+    }
+    let file = std::env::temp_dir().join(format!(
+        "contactd-bench-company-{}.ndjson",
+        std::process::id()
+    ));
+    std::fs::write(&file, &rows)?;
+    let size = rows.len() as u64;
+    let uploaded =
+        crate::cli::transfer::upload(client, &file, crate::transfer::Format::Ndjson, size, &[])
+            .await;
+    let _ = std::fs::remove_file(&file);
+    crate::cli::transfer::follow_job(client, &uploaded?.id).await?;
+    crate::cli::transfer::wait_until_searchable(client).await?;
+    Ok(id)
+}
+
+/// Renames the company; done once its members are re-indexed.
+async fn rename_company(client: Client, id: &str) -> anyhow::Result<()> {
+    let path = format!("/v1/companies/{id}");
+    let patch = serde_json::json!({"name": "Renamed Bench Holdings"});
+    let response = client
+        .http()
+        .patch(client.url(&path))
+        .json(&patch)
+        .send()
+        .await?;
+    crate::client::check(&path, response).await?;
+    crate::cli::transfer::wait_until_searchable(&client).await
+}
+
+/// Deletes the company; done once its members are unlinked and re-indexed.
+async fn delete_company(client: Client, id: &str) -> anyhow::Result<()> {
+    let path = format!("/v1/companies/{id}");
+    let response = client.http().delete(client.url(&path)).send().await?;
+    crate::client::check(&path, response).await?;
+    crate::cli::transfer::wait_until_searchable(&client).await
 }
 
 async fn measure<F, Fut>(

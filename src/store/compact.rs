@@ -191,6 +191,7 @@ macro_rules! each_table {
         $plain(CHANGES)?;
         $plain(META)?;
         $plain(SCRUBS)?;
+        $plain(TASKS)?;
     }};
 }
 
@@ -208,7 +209,8 @@ fn apply_journal(
     journal: &Journal,
 ) -> Result<(), StoreError> {
     each_table!(|def| catch_up_table(source, target, def, journal), |def| {
-        catch_up_multimap(source, target, def, journal)
+        catch_up_multimap(source, target, def, journal)?;
+        catch_up_pairs(target, def, journal)
     });
     Ok(())
 }
@@ -297,6 +299,31 @@ fn catch_up_multimap<K: Key + 'static, V: Key + 'static>(
         to.remove_all(K::from_bytes(bytes))?;
         for value in from.get(K::from_bytes(bytes))? {
             to.insert(K::from_bytes(bytes), value?.value())?;
+        }
+    }
+    Ok(())
+}
+
+/// Applies the multimap pairs noted since the last round, each in its last state;
+/// keys copied whole (above) already hold their snapshot state.
+fn catch_up_pairs<K: Key + 'static, V: Key + 'static>(
+    target: &WriteTransaction,
+    def: MultimapTableDefinition<K, V>,
+    journal: &Journal,
+) -> Result<(), StoreError> {
+    let Some(pairs) = journal.pairs(def.name()) else {
+        return Ok(());
+    };
+    let whole = journal.keys(def.name());
+    let mut to = target.open_multimap_table(def)?;
+    for ((key, value), present) in pairs {
+        if whole.is_some_and(|whole| whole.contains(key)) {
+            continue;
+        }
+        if *present {
+            to.insert(K::from_bytes(key), V::from_bytes(value))?;
+        } else {
+            to.remove(K::from_bytes(key), V::from_bytes(value))?;
         }
     }
     Ok(())

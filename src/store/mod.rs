@@ -15,7 +15,7 @@ mod tracked;
 mod writer;
 
 pub use error::StoreError;
-pub use ops::{Identified, ImportMode, ImportedRow, MatchBy, Merged};
+pub use ops::{CatalogTask, Identified, ImportMode, ImportedRow, MatchBy, Merged};
 pub use read::{ChangeBatch, ScrubStatus};
 pub use writer::{Command, CompactionStatus, WriteAck, Written};
 
@@ -79,6 +79,8 @@ struct Inner {
     // A std Mutex: taken once at shutdown to join the writer thread.
     writer_thread: Mutex<Option<JoinHandle<()>>>,
     committed: Arc<SeqSignal>,
+    /// The country of numbers without one (conforming phone values).
+    default_country: phonenumber::country::Id,
     /// Bulk loads (imports) running; see [`Store::bulk_load`].
     bulk_loads: Arc<std::sync::atomic::AtomicUsize>,
 }
@@ -108,6 +110,7 @@ impl Store {
         let (jobs, queue) = std::sync::mpsc::channel();
         let jobs = Arc::new(jobs);
         let scrub_within = options.scrub_within;
+        let default_country = options.rules.default_country;
         let clock = options.clock.clone();
         let writer_thread = writer::spawn(
             writer::Shared {
@@ -133,6 +136,7 @@ impl Store {
                 writer_thread: Mutex::new(Some(writer_thread)),
                 committed,
                 bulk_loads: Arc::default(),
+                default_country,
             }),
         })
     }

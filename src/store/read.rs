@@ -226,6 +226,61 @@ impl Store {
         Ok(changes.first()?.map(|(seq, _)| seq.value()))
     }
 
+    /// How many stored values of custom field `key` a change would clear: a merge
+    /// patch of its definition, or its deletion (`None`). Read from one snapshot,
+    /// while writes go on; only records holding the key are decoded.
+    pub fn values_lost_by(
+        &self,
+        key: &str,
+        patch: Option<&serde_json::Value>,
+    ) -> Result<usize, StoreError> {
+        let txn = self.db().begin_read()?;
+        let current: CustomFieldDef = txn
+            .open_table(CUSTOM_FIELDS)?
+            .get(key)?
+            .map(|bytes| tables::decode(bytes.value()))
+            .transpose()?
+            .ok_or_else(|| StoreError::NotFound(format!("custom field {key}")))?;
+        let changed = match patch {
+            Some(patch) => {
+                let changed = super::ops::patched_def(&current, patch, self.clock().now())?;
+                if !super::ops::changes_values(&current, &changed) {
+                    return Ok(0);
+                }
+                Some(changed)
+            }
+            None => None,
+        };
+        let needle = super::ops::key_needle(key);
+        let mut lost = 0;
+        for entry in txn.open_table(CONTACTS)?.iter()? {
+            let (_, bytes) = entry?;
+            if let Some(contact) = super::ops::holder_of(bytes.value(), key, &needle)?
+                && super::ops::conformed_value(
+                    changed.as_ref(),
+                    &contact,
+                    key,
+                    self.inner.default_country,
+                )
+                .is_none()
+            {
+                lost += 1;
+            }
+        }
+        Ok(lost)
+    }
+
+    /// Catalog tasks not done yet (oldest first), with their number.
+    pub fn catalog_tasks(&self) -> Result<Vec<(u64, super::CatalogTask)>, StoreError> {
+        let txn = self.db().begin_read()?;
+        let mut tasks = Vec::new();
+        for entry in txn.open_table(TASKS)?.iter()? {
+            let (id, bytes) = entry?;
+            tasks.push((id.value(), tables::decode(bytes.value())?));
+        }
+        Ok(tasks)
+    }
+
     /// Calls `visit` for every contact of one snapshot with the context to index it;
     /// returns that snapshot's last sequence, so an index built from the scan resumes
     /// the log exactly after it.

@@ -16,6 +16,7 @@
 //! | `changes`          | sequence number (u64)          | id of the contact that changed         |
 //! | `meta`             | name                           | u64 (`last_seq`, `count.<status>`, `scrubbed.*`) |
 //! | `scrubs`           | change-log sequence of an erase | erased-at millis                      |
+//! | `tasks`            | task number (u64)              | a [`CatalogTask`](super::ops::CatalogTask) as JSON |
 //!
 //! (mm) = multimap. The change log records *which* contact changed, not its data: the
 //! sync worker reads the contact's state from the same read snapshot as the log, so an
@@ -54,6 +55,7 @@ pub const INBOXES: TableDefinition<&str, &[u8]> = TableDefinition::new("inboxes"
 pub const CHANGES: TableDefinition<u64, &str> = TableDefinition::new("changes");
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub const SCRUBS: TableDefinition<u64, u64> = TableDefinition::new("scrubs");
+pub const TASKS: TableDefinition<u64, &[u8]> = TableDefinition::new("tasks");
 
 pub const LAST_SEQ: &str = "last_seq";
 pub const SCRUBBED_STORE: &str = "scrubbed.store";
@@ -89,6 +91,7 @@ pub fn ensure_created(db: &Database) -> Result<(), StoreError> {
     txn.open_table(CHANGES)?;
     txn.open_table(META)?;
     txn.open_table(SCRUBS)?;
+    txn.open_table(TASKS)?;
     txn.commit()?;
     Ok(())
 }

@@ -7,6 +7,13 @@
 //! compactor copies those keys again (value or absence) from a later snapshot. Only
 //! `Deref` is implemented, never `DerefMut`, so a mutation that bypasses the journal
 //! does not compile.
+//!
+//! A multimap insert or remove notes the pair and whether it is now present, not the
+//! key: a key such as a common name holds thousands of values, and copying them all
+//! again for each new holder made the catch-up slower than the writes. The last note
+//! of a pair is its state once the transaction commits; a commit that fails after its
+//! notes were journaled fails the running compaction (see the writer). `remove_all`
+//! notes the whole key, which is copied again from the snapshot instead.
 
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet};
@@ -14,31 +21,44 @@ use std::ops::Deref;
 
 use redb::{AccessGuard, Key, MultimapTable, ReadableTable, StorageError, Table, Value};
 
-/// Keys changed since a snapshot, by table name, as redb's key bytes.
+/// A multimap pair (key bytes, value bytes) and whether it is present after the change.
+pub type Pairs = BTreeMap<(Vec<u8>, Vec<u8>), bool>;
+
+/// Keys (and multimap pairs) changed since a snapshot, by table name, as redb's bytes.
 #[derive(Debug, Default)]
 pub struct Journal {
     pub tables: BTreeMap<String, BTreeSet<Vec<u8>>>,
+    pub pairs: BTreeMap<String, Pairs>,
 }
 
 impl Journal {
     pub fn len(&self) -> usize {
-        self.tables.values().map(BTreeSet::len).sum()
+        self.tables.values().map(BTreeSet::len).sum::<usize>()
+            + self.pairs.values().map(BTreeMap::len).sum::<usize>()
     }
 
-    pub fn absorb(&mut self, table: &str, keys: BTreeSet<Vec<u8>>) {
-        if keys.is_empty() {
-            return;
+    pub fn absorb(&mut self, table: &str, keys: BTreeSet<Vec<u8>>, pairs: Pairs) {
+        if !keys.is_empty() {
+            self.tables
+                .entry(table.to_string())
+                .or_default()
+                .extend(keys);
         }
-        match self.tables.get_mut(table) {
-            Some(known) => known.extend(keys),
-            None => {
-                self.tables.insert(table.to_string(), keys);
-            }
+        if !pairs.is_empty() {
+            // Later notes overwrite earlier ones: the last state of a pair wins.
+            self.pairs
+                .entry(table.to_string())
+                .or_default()
+                .extend(pairs);
         }
     }
 
     pub fn keys(&self, table: &str) -> Option<&BTreeSet<Vec<u8>>> {
         self.tables.get(table)
+    }
+
+    pub fn pairs(&self, table: &str) -> Option<&Pairs> {
+        self.pairs.get(table)
     }
 }
 
@@ -48,6 +68,8 @@ pub struct Tracked<T> {
     table: T,
     name: String,
     touched: Option<BTreeSet<Vec<u8>>>,
+    /// Multimap pairs changed, with their state after the change.
+    touched_pairs: Option<Pairs>,
 }
 
 impl<T> Deref for Tracked<T> {
@@ -63,13 +85,27 @@ impl<T> Tracked<T> {
             table,
             name: name.to_string(),
             touched: tracking.then(BTreeSet::new),
+            touched_pairs: tracking.then(BTreeMap::new),
         }
     }
 
-    /// Moves the noted keys into `journal`.
+    /// Moves the noted keys and pairs into `journal`.
     pub fn drain_into(&mut self, journal: &mut Journal) {
-        if let Some(touched) = self.touched.as_mut() {
-            journal.absorb(&self.name, std::mem::take(touched));
+        if let (Some(touched), Some(pairs)) = (self.touched.as_mut(), self.touched_pairs.as_mut()) {
+            journal.absorb(&self.name, std::mem::take(touched), std::mem::take(pairs));
+        }
+    }
+
+    fn note_pair<K: Key, V: Key>(
+        &mut self,
+        key: &K::SelfType<'_>,
+        value: &V::SelfType<'_>,
+        present: bool,
+    ) {
+        if let Some(pairs) = self.touched_pairs.as_mut() {
+            let key = K::as_bytes(key).as_ref().to_vec();
+            let value = V::as_bytes(value).as_ref().to_vec();
+            pairs.insert((key, value), present);
         }
     }
 
@@ -105,7 +141,7 @@ impl<'t, K: Key + 'static, V: Key + 'static> Tracked<MultimapTable<'t, K, V>> {
         key: impl Borrow<K::SelfType<'k>>,
         value: impl Borrow<V::SelfType<'v>>,
     ) -> Result<bool, StorageError> {
-        self.note::<K>(key.borrow());
+        self.note_pair::<K, V>(key.borrow(), value.borrow(), true);
         self.table.insert(key, value)
     }
 
@@ -114,7 +150,7 @@ impl<'t, K: Key + 'static, V: Key + 'static> Tracked<MultimapTable<'t, K, V>> {
         key: impl Borrow<K::SelfType<'k>>,
         value: impl Borrow<V::SelfType<'v>>,
     ) -> Result<bool, StorageError> {
-        self.note::<K>(key.borrow());
+        self.note_pair::<K, V>(key.borrow(), value.borrow(), false);
         self.table.remove(key, value)
     }
 

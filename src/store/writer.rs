@@ -24,7 +24,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::compact;
-use super::ops::{Identified, Merged, TxnTables};
+use super::ops::{Identified, Merged, TaskStep, TxnTables};
 use super::tables::SCRUBBED_STORE;
 use super::tracked::Journal;
 use super::{StoreError, StoreOptions};
@@ -77,14 +77,15 @@ pub enum Command {
         other_id: String,
     },
     DefineField(CustomFieldInput),
+    /// Change a definition. Whether values would be lost is checked before (see
+    /// [`super::Store::values_lost_by`]); values it rejects are cleared.
     UpdateField {
         key: String,
         patch: Value,
-        force: bool,
     },
+    /// Delete a definition and clear its values.
     DeleteField {
         key: String,
-        force: bool,
     },
     CreateCompany(CompanyInput),
     PatchCompany {
@@ -224,6 +225,12 @@ struct Writer {
     oldest_unscrubbed: Option<DateTime<Utc>>,
     /// No new compaction before this (after a failure).
     retry_at: Option<Instant>,
+    /// Catalog tasks wait in the `tasks` table (see [`super::ops::CatalogTask`]).
+    tasks_pending: bool,
+    /// No task chunk before this (after a failure).
+    task_retry_at: Option<Instant>,
+    /// Callers answered when their command's task is done, with the command's ack.
+    awaiting_tasks: std::collections::HashMap<u64, (oneshot::Sender<Outcome>, WriteAck)>,
 }
 
 impl Writer {
@@ -235,6 +242,10 @@ impl Writer {
             compaction: None,
             oldest_unscrubbed: None,
             retry_at: None,
+            // Checked by the first chunk: tasks left by an earlier run resume.
+            tasks_pending: true,
+            task_retry_at: None,
+            awaiting_tasks: std::collections::HashMap::new(),
         };
         writer.reload_unscrubbed();
         writer
@@ -251,7 +262,11 @@ impl Writer {
     fn run(mut self, queue: &Receiver<Job>) {
         let mut stopping = false;
         while !stopping {
-            let first = match self.until_compaction_due() {
+            let wait = match (self.until_compaction_due(), self.until_task_due()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let first = match wait {
                 Some(wait) => match queue.recv_timeout(wait) {
                     Ok(job) => Some(job),
                     Err(RecvTimeoutError::Timeout) => None,
@@ -285,6 +300,10 @@ impl Writer {
             for request in requests {
                 self.serve_compactor(request);
             }
+            // One chunk between batches: a write waits for one chunk at most.
+            if !stopping && self.until_task_due() == Some(Duration::ZERO) {
+                self.run_task_chunk();
+            }
             self.maybe_start_compaction();
         }
         tracing::debug!("store writer stopped");
@@ -300,7 +319,12 @@ impl Writer {
             None => &mut scratch,
         };
         let outcomes = match commit_batch(&current, &mut batch, &self.options, tracking, journal) {
-            Ok((outcomes, last_seq, erased, defs_changed)) => {
+            Ok(Committed {
+                outcomes,
+                last_seq,
+                erased,
+                defs_changed,
+            }) => {
                 if defs_changed {
                     self.shared.defs.invalidate();
                 }
@@ -312,18 +336,80 @@ impl Writer {
             }
             Err(error) => {
                 tracing::error!(%error, commands = batch.len(), "group commit failed");
+                self.journal_unreliable();
                 batch
                     .iter()
-                    .map(|_| Err(StoreError::Corrupt(error.to_string())))
+                    .map(|_| (Err(StoreError::Corrupt(error.to_string())), None))
                     .collect()
             }
         };
-        for ((_, reply), outcome) in batch.into_iter().zip(outcomes) {
-            if let Some(reply) = reply {
-                // The caller may have gone away (client disconnected); the write stands.
-                let _ = reply.send(outcome);
+        for ((_, reply), (outcome, task)) in batch.into_iter().zip(outcomes) {
+            match (task, outcome) {
+                (Some(task), Ok(ack)) => {
+                    self.tasks_pending = true;
+                    if let Some(reply) = reply {
+                        self.awaiting_tasks.insert(task, (reply, ack));
+                    }
+                }
+                (_, outcome) => {
+                    if let Some(reply) = reply {
+                        // The caller may have gone away (client disconnected); the
+                        // write stands.
+                        let _ = reply.send(outcome);
+                    }
+                }
             }
         }
+    }
+
+    /// Runs one chunk of the oldest catalog task in its own transaction, and answers
+    /// the command that queued the task once it is done.
+    fn run_task_chunk(&mut self) {
+        let current = self.db();
+        let mut scratch = Journal::default();
+        let tracking = self.compaction.is_some();
+        let journal = match self.compaction.as_mut() {
+            Some(compaction) => &mut compaction.journal,
+            None => &mut scratch,
+        };
+        match commit_task_chunk(&current, &self.options, tracking, journal) {
+            Ok((None, _)) => self.tasks_pending = false,
+            Ok((Some(step), last_seq)) => {
+                self.task_retry_at = None;
+                self.shared.committed.publish(last_seq);
+                if step.done {
+                    tracing::info!(task = step.task, count = step.count, "catalog task done");
+                    if let Some((reply, ack)) = self.awaiting_tasks.remove(&step.task) {
+                        let written = match ack.written {
+                            Written::Field(def, _) => Written::Field(def, step.count),
+                            Written::FieldDeleted(_) => Written::FieldDeleted(step.count),
+                            Written::CompanyDeleted(_) => Written::CompanyDeleted(step.count),
+                            other => other,
+                        };
+                        let _ = reply.send(Ok(WriteAck {
+                            written,
+                            seq: last_seq,
+                        }));
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "a catalog task chunk failed; retrying in a second");
+                self.journal_unreliable();
+                self.task_retry_at = Some(Instant::now() + Duration::from_secs(1));
+            }
+        }
+    }
+
+    /// How long the queue may be waited on before a task chunk is due; `None` when no
+    /// task waits.
+    fn until_task_due(&self) -> Option<Duration> {
+        if !self.tasks_pending {
+            return None;
+        }
+        Some(self.task_retry_at.map_or(Duration::ZERO, |at| {
+            at.saturating_duration_since(Instant::now())
+        }))
     }
 
     /// How long the queue may be waited on before a compaction is due; `None` when
@@ -432,6 +518,17 @@ impl Writer {
         }
     }
 
+    /// A transaction failed, possibly after noting its changes in the journal: the
+    /// running compaction can no longer trust it (see [`super::tracked`]) and starts
+    /// over later.
+    fn journal_unreliable(&mut self) {
+        if self.compaction.is_some() {
+            self.compaction_failed(StoreError::Corrupt(
+                "a write failed during the compaction".into(),
+            ));
+        }
+    }
+
     /// Gives up the running compaction; the erases stay pending and a new attempt
     /// starts after a pause.
     fn compaction_failed(&mut self, error: StoreError) {
@@ -485,7 +582,7 @@ fn commit_batch(
     options: &StoreOptions,
     tracking: bool,
     journal: &mut Journal,
-) -> Result<(Vec<Outcome>, u64, bool, bool), StoreError> {
+) -> Result<Committed, StoreError> {
     let txn = db.begin_write()?;
     let mut outcomes = Vec::with_capacity(batch.len());
     let (last_seq, erased, defs_changed) = {
@@ -498,14 +595,52 @@ fn commit_batch(
             {
                 return Err(outcome.expect_err("checked above"));
             }
-            outcomes.push(outcome);
+            outcomes.push((outcome, tables.queued_task.take()));
         }
         let defs_changed = tables.defs_changed;
         let (last_seq, erased) = tables.finish(journal)?;
         (last_seq, erased, defs_changed)
     };
     txn.commit()?;
-    Ok((outcomes, last_seq, erased, defs_changed))
+    Ok(Committed {
+        outcomes,
+        last_seq,
+        erased,
+        defs_changed,
+    })
+}
+
+/// What a group commit did.
+struct Committed {
+    /// Each command's outcome, and the catalog task it queued, if any.
+    outcomes: Vec<(Outcome, Option<u64>)>,
+    last_seq: u64,
+    /// A contact was erased (its bytes wait for a scrub).
+    erased: bool,
+    /// A custom field definition changed.
+    defs_changed: bool,
+}
+
+/// One chunk of the oldest catalog task in its own transaction: what it did and the
+/// sequence after it.
+fn commit_task_chunk(
+    db: &Database,
+    options: &StoreOptions,
+    tracking: bool,
+    journal: &mut Journal,
+) -> Result<(Option<TaskStep>, u64), StoreError> {
+    let txn = db.begin_write()?;
+    let (step, last_seq) = {
+        let mut tables = TxnTables::open(&txn, &options.rules, options.clock.now(), tracking)?;
+        let step = tables.run_task_chunk()?;
+        if step.is_none() {
+            return Ok((None, tables.last_seq()));
+        }
+        let (last_seq, _) = tables.finish(journal)?;
+        (step, last_seq)
+    };
+    txn.commit()?;
+    Ok((step, last_seq))
 }
 
 fn apply(tables: &mut TxnTables<'_>, command: Command) -> Outcome {
@@ -572,17 +707,17 @@ fn apply(tables: &mut TxnTables<'_>, command: Command) -> Outcome {
                 seq: seq_now(tables),
             }
         }
-        Command::UpdateField { key, patch, force } => {
-            let (def, cleared) = tables.update_field(&key, &patch, force)?;
+        Command::UpdateField { key, patch } => {
+            let (def, _) = tables.update_field(&key, &patch)?;
             WriteAck {
-                written: Written::Field(def, cleared),
+                written: Written::Field(def, 0),
                 seq: seq_now(tables),
             }
         }
-        Command::DeleteField { key, force } => {
-            let cleared = tables.delete_field(&key, force)?;
+        Command::DeleteField { key } => {
+            tables.delete_field(&key)?;
             WriteAck {
-                written: Written::FieldDeleted(cleared),
+                written: Written::FieldDeleted(0),
                 seq: seq_now(tables),
             }
         }
@@ -602,9 +737,9 @@ fn apply(tables: &mut TxnTables<'_>, command: Command) -> Outcome {
             }
         }
         Command::DeleteCompany { id } => {
-            let unlinked = tables.delete_company(&id)?;
+            tables.delete_company(&id)?;
             WriteAck {
-                written: Written::CompanyDeleted(unlinked),
+                written: Written::CompanyDeleted(0),
                 seq: seq_now(tables),
             }
         }

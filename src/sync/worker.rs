@@ -203,12 +203,14 @@ impl SyncWorker {
         Ok(())
     }
 
-    /// When caught up, merges the index into one segment in the background after a
-    /// bulk load (dozens of segments, and every search pays per segment) or when an
-    /// erase is due to leave the index files (a merge drops deleted documents and the
-    /// terms only they had). A thread waits for the merge, then reloads the reader and
-    /// warms the new segment, while searches and indexing go on.
-    fn merge_when_idle(&mut self) {
+    /// Merges in the background: when caught up (`idle`), the whole index into one
+    /// segment after a bulk load (dozens of segments, and every search pays per
+    /// segment); idle or not, the segments with deletions when an erase is due to
+    /// leave the index files (a merge drops deleted documents and the terms only they
+    /// had; a steady stream of writes must not hold a scrub past its bound). A thread
+    /// waits for the merge, then reloads the reader and warms the new segment, while
+    /// searches and indexing go on.
+    fn start_merges(&mut self, idle: bool) {
         if self.merging.as_ref().is_some_and(|(t, _)| t.is_finished()) {
             let (thread, started_at) = self.merging.take().expect("checked above");
             let merged = thread.join().unwrap_or(false);
@@ -223,7 +225,7 @@ impl SyncWorker {
             return;
         }
         let scrub = self.index_scrub_due();
-        if self.applied_since_merge < MERGE_AFTER_CONTACTS && !scrub {
+        if !scrub && (!idle || self.applied_since_merge < MERGE_AFTER_CONTACTS) {
             return;
         }
         self.applied_since_merge = 0;
@@ -321,12 +323,15 @@ impl SyncWorker {
         let mut failures = 0u32;
         loop {
             match self.tick() {
-                Ok(Tick::Applied { .. }) => failures = 0,
+                Ok(Tick::Applied { .. }) => {
+                    failures = 0;
+                    self.start_merges(false);
+                }
                 Ok(Tick::Idle) => {
                     if stop.load(Ordering::SeqCst) {
                         break;
                     }
-                    self.merge_when_idle();
+                    self.start_merges(true);
                     let seen = self.indexed.get();
                     let now = self
                         .store

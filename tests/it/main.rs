@@ -3,6 +3,7 @@
 
 mod common;
 
+mod catalog_tasks;
 mod cli;
 mod compaction;
 mod companies;

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::api::extract::{ApiJson, ApiQuery};
 use crate::api::{ApiError, AppState};
 use crate::model::CustomFieldInput;
-use crate::store::{Command, Written};
+use crate::store::{Command, StoreError, Written};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -62,11 +62,10 @@ pub async fn patch(
     ApiQuery(params): ApiQuery<ForceParams>,
     ApiJson(patch): ApiJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
-    let command = Command::UpdateField {
-        key,
-        patch,
-        force: params.force,
-    };
+    if !params.force {
+        refuse_losses(&state, &key, Some(patch.clone())).await?;
+    }
+    let command = Command::UpdateField { key, patch };
     match state.store.write(command).await?.written {
         Written::Field(def, cleared) => {
             let mut body = json!(def);
@@ -84,10 +83,10 @@ pub async fn delete(
     Path(key): Path<String>,
     ApiQuery(params): ApiQuery<ForceParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let command = Command::DeleteField {
-        key: key.clone(),
-        force: params.force,
-    };
+    if !params.force {
+        refuse_losses(&state, &key, None).await?;
+    }
+    let command = Command::DeleteField { key: key.clone() };
     match state.store.write(command).await?.written {
         Written::FieldDeleted(cleared) => {
             Ok(Json(json!({"deleted": key, "cleared_values": cleared})))
@@ -96,4 +95,20 @@ pub async fn delete(
             "expected a deletion, got {other:?}"
         ))),
     }
+}
+
+/// 409 when a change of `key`'s definition (a merge patch, or its deletion) would
+/// clear stored values. Counted on a read snapshot: writes go on meanwhile.
+async fn refuse_losses(state: &AppState, key: &str, patch: Option<Value>) -> Result<(), ApiError> {
+    let field = key.to_string();
+    let lost = state
+        .blocking(move |state| Ok(state.store.values_lost_by(&field, patch.as_ref())?))
+        .await?;
+    if lost > 0 {
+        return Err(StoreError::Conflict(format!(
+            "{lost} contact(s) hold values of '{key}' that would be cleared; repeat with ?force=true to clear them"
+        ))
+        .into());
+    }
+    Ok(())
 }

@@ -39,6 +39,16 @@ pub async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
             let store_seq = state.store.committed().get();
             let index_seq = state.indexed.get();
             let scrubs = state.store.scrub_status()?;
+            let tasks: Vec<Value> = state
+                .store
+                .catalog_tasks()?
+                .into_iter()
+                .map(|(id, task)| {
+                    let mut entry = json!(task);
+                    entry["id"] = json!(id);
+                    entry
+                })
+                .collect();
             let due_by = scrubs.oldest_erased_at.and_then(|at| {
                 chrono::Duration::from_std(state.store.scrub_within())
                     .ok()
@@ -53,7 +63,7 @@ pub async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
                 "index_segments": state.index.num_segments(),
                 "index_merging": state.index.merging(),
                 "index_bytes": dir_size(state.index.dir()),
-                "store_bytes": std::fs::metadata(state.store.path()).map(|m| m.len()).unwrap_or(0),
+                "store_bytes": std::fs::metadata(state.store.path()).map(|m| disk_bytes(&m)).unwrap_or(0),
                 "rss_bytes": resident_set_bytes(),
                 "scrubs": {
                     "pending": scrubs.pending_store.max(scrubs.pending_index),
@@ -63,6 +73,7 @@ pub async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
                     "due_by": due_by,
                     "compaction": state.store.compaction_status(),
                 },
+                "tasks": tasks,
             })))
         })
         .await
@@ -83,8 +94,14 @@ fn dir_size(dir: &std::path::Path) -> u64 {
                 .filter_map(Result::ok)
                 .filter_map(|e| e.metadata().ok())
                 .filter(|m| m.is_file())
-                .map(|m| m.len())
+                .map(|m| disk_bytes(&m))
                 .sum()
         })
         .unwrap_or(0)
+}
+
+/// Bytes a file occupies on disk (the store file is sparse: its length overstates it).
+fn disk_bytes(metadata: &std::fs::Metadata) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    metadata.blocks() * 512
 }

@@ -1,15 +1,19 @@
 //! Custom field definitions and companies.
 //!
-//! Changing a definition re-validates the stored values: values the new definition
-//! rejects make the change a 409 unless forced, in which case they are cleared through
-//! the change log (so the index follows); values it accepts are re-normalized.
+//! Changing a definition's type or options re-validates the stored values: values it
+//! accepts are re-normalized, the others cleared, through the change log (so the index
+//! follows). Whether values would be lost (409 unless forced) is checked on a read
+//! snapshot before the change ([`crate::store::Store::values_lost_by`]). The stored
+//! values, and the contacts of a renamed or deleted company, are handled by a
+//! [`CatalogTask`] in chunks after the change commits.
 
 use serde_json::Value;
 
 use redb::ReadableTable;
 
 use super::TxnTables;
-use crate::model::{Company, CompanyInput, Contact, CustomFieldDef, CustomFieldInput, Inbox};
+use super::tasks::{CatalogTask, changes_values};
+use crate::model::{Company, CompanyInput, CustomFieldDef, CustomFieldInput, Inbox};
 use crate::store::StoreError;
 use crate::store::tables;
 
@@ -25,44 +29,44 @@ impl TxnTables<'_> {
         self.store_def(def)
     }
 
+    /// Applies a merge patch to a definition; values it changes the meaning of are
+    /// conformed by a task.
     pub fn update_field(
         &mut self,
         key: &str,
         patch: &Value,
-        force: bool,
-    ) -> Result<(CustomFieldDef, usize), StoreError> {
+    ) -> Result<(CustomFieldDef, Option<u64>), StoreError> {
         let current = self
             .defs
             .get(key)
             .cloned()
             .ok_or_else(|| StoreError::NotFound(format!("custom field {key}")))?;
-        if patch.get("key").is_some_and(|k| k != key) {
-            return Err(StoreError::BadRequest(
-                "a custom field's key cannot change".into(),
-            ));
-        }
-        let mut document = serde_json::to_value(&current).expect("a definition serializes");
-        json_patch::merge(&mut document, patch);
-        if let Value::Object(map) = &mut document {
-            map.remove("created_at");
-            map.remove("updated_at");
-        }
-        let input: CustomFieldInput = serde_json::from_value(document)
-            .map_err(|e| StoreError::BadRequest(format!("invalid custom field: {e}")))?;
-        let def = input.validate(self.now, Some(current.created_at))?;
-        let cleared = self.conform_values(key, Some(&def), force)?;
-        Ok((self.store_def(def)?, cleared))
+        let def = patched_def(&current, patch, self.now)?;
+        let task = if changes_values(&current, &def) {
+            Some(self.queue_task(&CatalogTask::ConformField {
+                key: key.to_string(),
+                after: None,
+                cleared: 0,
+            })?)
+        } else {
+            None
+        };
+        Ok((self.store_def(def)?, task))
     }
 
-    pub fn delete_field(&mut self, key: &str, force: bool) -> Result<usize, StoreError> {
+    /// Deletes a definition; a task clears its values.
+    pub fn delete_field(&mut self, key: &str) -> Result<u64, StoreError> {
         if !self.defs.contains_key(key) {
             return Err(StoreError::NotFound(format!("custom field {key}")));
         }
-        let cleared = self.conform_values(key, None, force)?;
         self.custom_fields.remove(key)?;
         self.defs.remove(key);
         self.defs_changed = true;
-        Ok(cleared)
+        self.queue_task(&CatalogTask::ConformField {
+            key: key.to_string(),
+            after: None,
+            cleared: 0,
+        })
     }
 
     fn store_def(&mut self, def: CustomFieldDef) -> Result<CustomFieldDef, StoreError> {
@@ -71,49 +75,6 @@ impl TxnTables<'_> {
         self.defs.insert(def.key.clone(), def.clone());
         self.defs_changed = true;
         Ok(def)
-    }
-
-    /// Brings every stored value of `key` in line with `def` (`None`: the field goes
-    /// away). Refuses (409) when values would be lost unless `force`; returns how many
-    /// contacts lost their value. Contacts keeping a value are re-indexed, since the
-    /// type decides how a value is searched.
-    fn conform_values(
-        &mut self,
-        key: &str,
-        def: Option<&CustomFieldDef>,
-        force: bool,
-    ) -> Result<usize, StoreError> {
-        let mut users: Vec<(Contact, Option<Value>)> = Vec::new();
-        for entry in self.contacts.iter()? {
-            let (_, bytes) = entry?;
-            let contact: Contact = tables::decode(bytes.value())?;
-            if let Some(value) = contact.custom_fields.get(key) {
-                let conformed =
-                    def.and_then(|d| d.normalize(value, self.rules.default_country).ok());
-                users.push((contact, conformed));
-            }
-        }
-        let lost = users.iter().filter(|(_, v)| v.is_none()).count();
-        if lost > 0 && !force {
-            return Err(StoreError::Conflict(format!(
-                "{lost} contact(s) hold values of '{key}' that would be cleared; repeat with ?force=true to clear them"
-            )));
-        }
-        for (before, conformed) in users {
-            let mut after = before.clone();
-            match conformed {
-                Some(value) if Some(&value) == before.custom_fields.get(key) => {
-                    self.append_change(&before.id)?;
-                    continue;
-                }
-                Some(value) => after.custom_fields.insert(key.to_string(), value),
-                None => after.custom_fields.remove(key),
-            };
-            after.version += 1;
-            after.updated_at = self.now;
-            self.save(Some(&before), after, None)?;
-        }
-        Ok(lost)
     }
 
     /// Stores a validated inbox; `expected_version` guards an update.
@@ -198,28 +159,43 @@ impl TxnTables<'_> {
         self.companies
             .insert(id, tables::encode(&after).as_slice())?;
         if after.name != before.name {
-            for contact_id in self.company_members(id)? {
-                self.append_change(&contact_id)?;
-            }
+            self.queue_task(&CatalogTask::ReindexCompany {
+                company_id: id.to_string(),
+                after: None,
+            })?;
         }
         Ok(after)
     }
 
-    /// Deletes a company and unlinks its contacts (through the change log).
-    pub fn delete_company(&mut self, id: &str) -> Result<usize, StoreError> {
+    /// Deletes a company; a task unlinks its contacts (through the change log).
+    pub fn delete_company(&mut self, id: &str) -> Result<u64, StoreError> {
         self.load_company(id)?;
-        let members = self.company_members(id)?;
-        for contact_id in &members {
-            if let Some(before) = self.load(contact_id)? {
-                let mut after = before.clone();
-                after.company_id = None;
-                after.favorite = false;
-                after.version += 1;
-                after.updated_at = self.now;
-                self.save(Some(&before), after, None)?;
-            }
-        }
         self.companies.remove(id)?;
-        Ok(members.len())
+        self.queue_task(&CatalogTask::UnlinkCompany {
+            company_id: id.to_string(),
+            unlinked: 0,
+        })
     }
+}
+
+/// `current` with a merge patch applied, validated; the key cannot change.
+pub fn patched_def(
+    current: &CustomFieldDef,
+    patch: &Value,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<CustomFieldDef, StoreError> {
+    if patch.get("key").is_some_and(|k| k != current.key.as_str()) {
+        return Err(StoreError::BadRequest(
+            "a custom field's key cannot change".into(),
+        ));
+    }
+    let mut document = serde_json::to_value(current).expect("a definition serializes");
+    json_patch::merge(&mut document, patch);
+    if let Value::Object(map) = &mut document {
+        map.remove("created_at");
+        map.remove("updated_at");
+    }
+    let input: CustomFieldInput = serde_json::from_value(document)
+        .map_err(|e| StoreError::BadRequest(format!("invalid custom field: {e}")))?;
+    Ok(input.validate(now, Some(current.created_at))?)
 }

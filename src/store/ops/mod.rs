@@ -13,10 +13,14 @@ mod contacts;
 mod identify;
 mod import;
 mod merge;
+mod tasks;
 
+pub use catalog::patched_def;
 pub use identify::Identified;
 pub use import::{ImportMode, ImportedRow, MatchBy};
 pub use merge::Merged;
+pub use tasks::{CatalogTask, TaskStep, changes_values};
+pub(crate) use tasks::{conformed_value, holder_of, key_needle};
 
 use chrono::{DateTime, Utc};
 use redb::{
@@ -50,6 +54,9 @@ pub(super) struct TxnTables<'t> {
     changes: Tab<'t, u64, &'static str>,
     meta: Tab<'t, &'static str, u64>,
     scrubs: Tab<'t, u64, u64>,
+    tasks: Tab<'t, u64, &'static [u8]>,
+    /// Fields whose values a running task is conforming (see [`tasks`]).
+    conforming: std::collections::BTreeSet<String>,
     rules: Rules,
     defs: CustomFieldDefs,
     now: DateTime<Utc>,
@@ -60,6 +67,9 @@ pub(super) struct TxnTables<'t> {
     pub erased: bool,
     /// Set when a custom field definition changed (cached definitions are stale).
     pub defs_changed: bool,
+    /// The task the last command queued, if any: its caller is answered when the
+    /// task is done.
+    pub queued_task: Option<u64>,
 }
 
 impl<'t> TxnTables<'t> {
@@ -96,6 +106,13 @@ impl<'t> TxnTables<'t> {
                 tracking,
             ))
         }
+        let tasks = tab(txn, TASKS, tracking)?;
+        let mut conforming = std::collections::BTreeSet::new();
+        for entry in tasks.iter()? {
+            if let CatalogTask::ConformField { key, .. } = tables::decode(entry?.1.value())? {
+                conforming.insert(key);
+            }
+        }
         Ok(TxnTables {
             contacts: tab(txn, CONTACTS, tracking)?,
             identities: multi(txn, IDENTITIES, tracking)?,
@@ -111,6 +128,8 @@ impl<'t> TxnTables<'t> {
             changes: tab(txn, CHANGES, tracking)?,
             meta: Tracked::new(meta, META.name(), tracking),
             scrubs: tab(txn, SCRUBS, tracking)?,
+            tasks,
+            conforming,
             rules: rules.clone(),
             defs,
             now,
@@ -118,6 +137,7 @@ impl<'t> TxnTables<'t> {
             count_delta: [0; 3],
             erased: false,
             defs_changed: false,
+            queued_task: None,
         })
     }
 
@@ -147,6 +167,7 @@ impl<'t> TxnTables<'t> {
         self.changes.drain_into(journal);
         self.meta.drain_into(journal);
         self.scrubs.drain_into(journal);
+        self.tasks.drain_into(journal);
         Ok((self.last_seq, self.erased))
     }
 
@@ -154,11 +175,16 @@ impl<'t> TxnTables<'t> {
         self.last_seq
     }
 
+    /// A stored contact, its values of fields being conformed already conformed.
     pub fn load(&self, id: &str) -> Result<Option<Contact>, StoreError> {
-        self.contacts
-            .get(id)?
-            .map(|bytes| tables::decode(bytes.value()))
-            .transpose()
+        let Some(bytes) = self.contacts.get(id)? else {
+            return Ok(None);
+        };
+        let mut contact: Contact = tables::decode(bytes.value())?;
+        if !self.conforming.is_empty() {
+            self.conform_loaded(&mut contact);
+        }
+        Ok(Some(contact))
     }
 
     /// The contact, checked against `If-Match`; `NotFound` when absent.
@@ -462,15 +488,6 @@ impl<'t> TxnTables<'t> {
             .position(|s| *s == status)
             .expect("ALL lists every status");
         self.count_delta[slot] += delta;
-    }
-
-    /// Ids of the contacts linked to a company.
-    fn company_members(&self, company_id: &str) -> Result<Vec<String>, StoreError> {
-        let mut ids = Vec::new();
-        for id in self.company_contacts.get(company_id)? {
-            ids.push(id?.value().to_string());
-        }
-        Ok(ids)
     }
 }
 
