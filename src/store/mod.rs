@@ -10,6 +10,7 @@ mod compact;
 mod error;
 mod ops;
 mod read;
+mod record;
 mod tables;
 mod tracked;
 mod writer;

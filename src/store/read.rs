@@ -5,6 +5,7 @@ use std::collections::HashSet;
 
 use redb::{ReadTransaction, ReadableDatabase, ReadableTable};
 
+use super::record;
 use super::tables::{self, *};
 use super::{Store, StoreError};
 use crate::model::{
@@ -29,7 +30,7 @@ fn get_contact(txn: &ReadTransaction, id: &str) -> Result<Option<Contact>, Store
     let contacts = txn.open_table(CONTACTS)?;
     contacts
         .get(id)?
-        .map(|bytes| tables::decode(bytes.value()))
+        .map(|bytes| record::decode_contact(bytes.value()))
         .transpose()
 }
 
@@ -82,30 +83,23 @@ impl Store {
         let mut found = Vec::with_capacity(ids.len());
         for id in ids {
             if let Some(bytes) = contacts.get(id.as_str())? {
-                found.push(tables::decode(bytes.value())?);
+                found.push(record::decode_contact(bytes.value())?);
             }
         }
         Ok(found)
     }
 
-    /// The stored records of `ids` as they are (JSON, the API's full contact shape),
-    /// with each one's status; missing ids are skipped. Listing pages pass them on
-    /// without decoding every field.
-    pub fn get_many_raw(&self, ids: &[String]) -> Result<Vec<(Status, String)>, StoreError> {
-        #[derive(serde::Deserialize)]
-        struct StatusOnly {
-            status: Status,
-        }
+    /// The contacts of `ids` as JSON (the API's full contact shape), with each one's
+    /// status; missing ids are skipped.
+    pub fn get_many_json(&self, ids: &[String]) -> Result<Vec<(Status, String)>, StoreError> {
         let txn = self.db().begin_read()?;
         let contacts = txn.open_table(CONTACTS)?;
         let mut found = Vec::with_capacity(ids.len());
         for id in ids {
             if let Some(bytes) = contacts.get(id.as_str())? {
-                let bytes = bytes.value();
-                let StatusOnly { status } = tables::decode(bytes)?;
-                let text =
-                    std::str::from_utf8(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                found.push((status, text.to_string()));
+                let contact = record::decode_contact(bytes.value())?;
+                let text = serde_json::to_string(&contact).expect("contacts serialize");
+                found.push((contact.status, text));
             }
         }
         Ok(found)
@@ -294,7 +288,7 @@ impl Store {
         let contacts = txn.open_table(CONTACTS).map_err(StoreError::from)?;
         for entry in contacts.iter().map_err(StoreError::from)? {
             let (_, bytes) = entry.map_err(StoreError::from)?;
-            visit(tables::decode(bytes.value())?, &context)?;
+            visit(record::decode_contact(bytes.value())?, &context)?;
         }
         Ok(seq)
     }

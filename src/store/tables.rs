@@ -2,7 +2,7 @@
 //!
 //! | table              | key                            | value                                  |
 //! |--------------------|--------------------------------|----------------------------------------|
-//! | `contacts`         | contact id (ULID text)         | the [`Contact`] as JSON                |
+//! | `contacts`         | contact id (ULID text)         | the contact, binary ([`super::record`]) |
 //! | `identities` (mm)  | `channel` U+001F value         | ids of the active contacts holding it  |
 //! | `held_identities` (mm) | contact id                 | the identity keys it holds             |
 //! | `names` (mm)       | folded name                    | ids of active contacts with that name  |

@@ -283,11 +283,11 @@ pub async fn run_search(
             let page = state.index.search(&request)?;
             // The store is the source of truth for what is shown; a contact that left
             // the result since the index saw it (erased, deleted) is dropped. Whole
-            // contacts go out as stored (the record is the API's contact shape).
+            // contacts are written as JSON once and passed on as raw values.
             let hits: Vec<Box<RawValue>> = match fields.as_deref() {
                 None => state
                     .store
-                    .get_many_raw(&page.ids)?
+                    .get_many_json(&page.ids)?
                     .into_iter()
                     .filter(|(status, _)| names_status || *status == Status::Active)
                     .map(|(_, record)| RawValue::from_string(record))

@@ -180,7 +180,7 @@ impl<'t> TxnTables<'t> {
         let Some(bytes) = self.contacts.get(id)? else {
             return Ok(None);
         };
-        let mut contact: Contact = tables::decode(bytes.value())?;
+        let mut contact = super::record::decode_contact(bytes.value())?;
         if !self.conforming.is_empty() {
             self.conform_loaded(&mut contact);
         }
@@ -393,7 +393,7 @@ impl<'t> TxnTables<'t> {
         }
         self.count(after.status, 1);
         self.contacts
-            .insert(id, tables::encode(&after).as_slice())?;
+            .insert(id, super::record::encode_contact(&after).as_slice())?;
         let seq = self.append_change(id)?;
         Ok((after, seq))
     }

@@ -272,23 +272,24 @@ enum Progress {
     More(CatalogTask),
 }
 
-/// What a stored record holding custom field `key` contains: `"key":`.
-pub(crate) fn key_needle(key: &str) -> String {
-    serde_json::to_string(key).expect("a key serializes") + ":"
+/// What a stored record holding custom field `key` contains: `"key":` (see
+/// [`crate::store::record::may_hold_field`]).
+pub(crate) fn key_needle(key: &str) -> memchr::memmem::Finder<'static> {
+    let needle = serde_json::to_string(key).expect("a key serializes") + ":";
+    memchr::memmem::Finder::new(needle.as_bytes()).into_owned()
 }
 
-/// The contact stored as `raw`, if it holds custom field `key`. Values are escaped in
-/// JSON, so only records containing `needle` ([`key_needle`]) can hold it (a false
-/// positive is another field of that name): only those are decoded.
+/// The contact stored as `raw`, if it holds custom field `key`; only records that
+/// may hold it ([`key_needle`]) are decoded.
 pub(crate) fn holder_of(
     raw: &[u8],
     key: &str,
-    needle: &str,
+    needle: &memchr::memmem::Finder<'_>,
 ) -> Result<Option<Contact>, StoreError> {
-    if !std::str::from_utf8(raw).is_ok_and(|text| text.contains(needle)) {
+    if !crate::store::record::may_hold_field(raw, needle) {
         return Ok(None);
     }
-    let contact: Contact = tables::decode(raw)?;
+    let contact = crate::store::record::decode_contact(raw)?;
     Ok(contact.custom_fields.contains_key(key).then_some(contact))
 }
 
