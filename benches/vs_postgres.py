@@ -190,6 +190,14 @@ def report(contactd_path, pg_dir):
               f"{ratio(imported['searchable_seconds'], pg['load_seconds'])} faster (≥ 2×) |")
     print(f"| data on disk | {ours_bytes / mib:,.0f} MiB | {pg['database_bytes'] / mib:,.0f} MiB | "
           f"{ratio(ours_bytes, pg['database_bytes'])} smaller (≥ 1×) |")
+    exported = contactd.get("export")
+    if exported and "export_seconds" in pg:
+        pg_rows_per_second = exported["rows"] / pg["export_seconds"]
+        print(f"| export of every contact | {exported['seconds']:.1f} s, "
+              f"{exported['rows_per_second']:,.0f} rows/s (NDJSON over HTTP) | "
+              f"{pg['export_seconds']:.1f} s, {pg_rows_per_second:,.0f} rows/s "
+              f"(COPY TO of row_to_json) | {ratio(exported['seconds'], pg['export_seconds'])} "
+              f"faster (≥ 100,000 rows/s) |")
     print("\nPer query kind, 1 client (ms):\n")
     print("| kind | contactd p50 | p99 | PostgreSQL p50 | p99 | p50 ratio | p99 ratio |")
     print("|---|---|---|---|---|---|---|")

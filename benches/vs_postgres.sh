@@ -14,7 +14,9 @@
 #    writes the mix it ran;
 # 3. starts a private PostgreSQL cluster in a temporary directory, loads the same rows
 #    (COPY, folded searchable text, pg_trgm GIN + btree/GIN indexes on the filter and
-#    sort columns), and runs the same mix with pgbench at 1 and 8 clients;
+#    sort columns), exports every row as JSON lines (COPY TO of row_to_json, beside
+#    contactd's NDJSON export over HTTP), and runs the same mix with pgbench at 1 and 8
+#    clients;
 # 4. prints both sides with the ratios (Markdown, also saved in DIR/report.md) and stops
 #    the cluster.
 # Both servers never run a load at the same time. Needs initdb, pg_ctl, psql and pgbench
@@ -174,6 +176,12 @@ load_seconds=$(python3 -c "import sys; print((int(sys.argv[1]) - int(sys.argv[2]
 database_bytes=$(psql_run -c "SELECT pg_total_relation_size('contacts')")
 echo "loaded in ${load_seconds} s, contacts table with indexes: $database_bytes bytes"
 
+echo "== PostgreSQL: export of every row as JSON lines (COPY TO of row_to_json)"
+export_started=$(date +%s%N)
+psql_run -c "\\copy (SELECT row_to_json(c) FROM contacts c) TO '/dev/null'"
+export_seconds=$(python3 -c "import sys; print((int(sys.argv[1]) - int(sys.argv[2])) / 1e9)" "$(date +%s%N)" "$export_started")
+echo "exported in ${export_seconds} s"
+
 echo "== pgbench: the same mix at 1 and 8 clients"
 python3 "$here/vs_postgres.py" scripts "$out/mix.ndjson" "$out/pg/scripts"
 columns=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['param_columns'])" \
@@ -198,7 +206,7 @@ for clients in 1 8; do
     echo "$clients client(s): ${rate[$clients]} transactions/s"
 done
 cat > "$out/pg/results.json" <<JSON
-{"load_seconds": $load_seconds, "database_bytes": $database_bytes,
+{"load_seconds": $load_seconds, "database_bytes": $database_bytes, "export_seconds": $export_seconds,
  "throughput": {"1": ${rate[1]}, "8": ${rate[8]}}}
 JSON
 

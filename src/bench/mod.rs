@@ -161,6 +161,7 @@ async fn measure_all(
     let duration = Duration::from_secs_f64(args.seconds);
     if !args.skip_import {
         report.import = Some(import(args, client, own_dir).await?);
+        report.export = Some(export(client).await?);
     }
     let stats: Value = client.get("/v1/stats").await?;
     report.contacts = stats["contacts"]["active"].as_u64().unwrap_or(0);
@@ -244,6 +245,32 @@ fn write_mix(path: &std::path::Path, mix: &[mix::MixQuery]) -> anyhow::Result<()
 /// A generated contact for row `n` (its own generator, so any row can be asked alone).
 fn generated_contact(n: u64) -> Value {
     serde_json::to_value(Generator::new(n).contact(n)).expect("contacts serialize")
+}
+
+/// Streams `GET /v1/contacts/export` (NDJSON) to the end, counting rows and bytes.
+async fn export(client: &Client) -> anyhow::Result<report::ExportResult> {
+    use futures_util::StreamExt;
+    let started = Instant::now();
+    let response = client
+        .http()
+        .get(client.url("/v1/contacts/export?format=ndjson"))
+        .send()
+        .await?;
+    let response = crate::client::check("/v1/contacts/export", response).await?;
+    let (mut rows, mut bytes) = (0u64, 0u64);
+    let mut body = response.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk?;
+        bytes += chunk.len() as u64;
+        rows += memchr::memchr_iter(b'\n', &chunk).count() as u64;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(report::ExportResult {
+        rows,
+        bytes,
+        seconds,
+        rows_per_second: rows as f64 / seconds,
+    })
 }
 
 async fn import(

@@ -9,6 +9,14 @@ use super::BenchArgs;
 use super::measure::{LoadResult, Summary};
 
 #[derive(Debug, Serialize)]
+pub struct ExportResult {
+    pub rows: u64,
+    pub bytes: u64,
+    pub seconds: f64,
+    pub rows_per_second: f64,
+}
+
+#[derive(Debug, Serialize)]
 pub struct ImportResult {
     pub rows: u64,
     pub created: u64,
@@ -91,6 +99,8 @@ pub struct Report {
     pub contacts: u64,
     pub seconds_per_scenario: f64,
     pub import: Option<ImportResult>,
+    /// `GET /v1/contacts/export` of every contact, right after the import.
+    pub export: Option<ExportResult>,
     pub mix_queries: usize,
     /// Kinds of the mix none of whose queries found anything (should be empty).
     pub kinds_without_hits: Vec<String>,
@@ -132,6 +142,7 @@ impl Report {
             restart_ready_seconds: None,
             reindex: None,
             maintenance: Vec::new(),
+            export: None,
         }
     }
 
@@ -166,6 +177,18 @@ impl Report {
                         .unwrap_or_default()
                 ),
                 "≤ 40 s for 1M",
+            ));
+        }
+        if let Some(export) = &self.export {
+            rows.push((
+                "export of every contact (NDJSON)".into(),
+                format!(
+                    "{:.1} s, {:.0} rows/s, {:.0} MiB",
+                    export.seconds,
+                    export.rows_per_second,
+                    mib(export.bytes)
+                ),
+                "≥ 100,000 rows/s",
             ));
         }
         if let Some(latency) = &self.latency {

@@ -135,7 +135,7 @@ enum Form {
     Trigrams,
 }
 
-/// Splits space-joined folded words into one [`Form`]'s tokens.
+/// Splits space-joined folded words into the tokens of one form.
 #[derive(Debug, Clone)]
 pub struct FormTokenizer {
     form: Form,
