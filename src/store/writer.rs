@@ -154,6 +154,9 @@ pub struct WriteAck {
     pub seq: u64,
 }
 
+/// A group commit taking this long is logged (with whether a compaction was running).
+const SLOW_COMMIT: Duration = Duration::from_millis(100);
+
 /// What the writer thread receives.
 pub(super) enum Job {
     Write {
@@ -318,7 +321,18 @@ impl Writer {
             Some(compaction) => &mut compaction.journal,
             None => &mut scratch,
         };
-        let outcomes = match commit_batch(&current, &mut batch, &self.options, tracking, journal) {
+        let started = Instant::now();
+        let committed = commit_batch(&current, &mut batch, &self.options, tracking, journal);
+        let took = started.elapsed();
+        if took >= SLOW_COMMIT {
+            tracing::info!(
+                ms = took.as_secs_f64() * 1e3,
+                commands = batch.len(),
+                compacting = tracking,
+                "slow group commit"
+            );
+        }
+        let outcomes = match committed {
             Ok(Committed {
                 outcomes,
                 last_seq,
