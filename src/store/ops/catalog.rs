@@ -25,6 +25,14 @@ impl TxnTables<'_> {
                 input.key
             )));
         }
+        if self.conforming.contains(&input.key) {
+            // Its deletion is still clearing values: a new field of the same key must
+            // not inherit the old values the task has not reached yet.
+            return Err(StoreError::Conflict(format!(
+                "custom field '{}' was deleted and its values are still being cleared; retry shortly",
+                input.key
+            )));
+        }
         let def = input.validate(self.now, None)?;
         self.store_def(def)
     }

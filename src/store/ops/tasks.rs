@@ -224,22 +224,18 @@ impl TxnTables<'_> {
             }
         }
         for member in &chunk {
-            match self.load(member)? {
-                Some(before) => {
-                    let mut after = before.clone();
-                    after.company_id = None;
-                    after.favorite = false;
-                    after.version += 1;
-                    after.updated_at = self.now;
-                    self.save(Some(&before), after, None)?;
-                    unlinked += 1;
-                }
-                // A link without a record cannot stay behind.
-                None => {
-                    self.company_contacts
-                        .remove(company_id.as_str(), member.as_str())?;
-                }
+            if let Some(before) = self.load(member)? {
+                let mut after = before.clone();
+                after.company_id = None;
+                after.favorite = false;
+                after.version += 1;
+                after.updated_at = self.now;
+                self.save(Some(&before), after, None)?;
+                unlinked += 1;
             }
+            // Whatever the record says, the link goes, so every chunk makes progress.
+            self.company_contacts
+                .remove(company_id.as_str(), member.as_str())?;
         }
         if chunk.len() < MEMBER_CHUNK {
             return Ok(Progress::Done(unlinked));
