@@ -17,6 +17,8 @@ mod normalize;
 mod time;
 
 pub use company::{Company, CompanyInput};
+#[cfg(test)]
+pub(crate) use contact::sample_contacts;
 pub use contact::{Contact, Identity, Status, WRITABLE_FIELDS};
 pub use custom_field::{CustomFieldDef, CustomFieldDefs, CustomFieldInput, FieldType};
 pub use event::{Event, EventInput, EventKind};

@@ -198,44 +198,9 @@ fn corrupt(error: postcard::Error) -> StoreError {
 mod tests {
     use super::*;
 
-    fn contact(json: serde_json::Value) -> Contact {
-        serde_json::from_value(json).expect("a contact")
-    }
-
     #[test]
     fn records_round_trip_exactly_and_old_json_records_still_read() {
-        let full = contact(serde_json::json!({
-            "id": "01J0000000000000000000000A", "external_id": "crm-1", "name": "Hélène",
-            "display_name": "Hélène", "email": "h@example.fr", "phone": "06 12 34 56 78",
-            "phone_e164": "+33612345678",
-            "identities": [{"channel": "whatsapp", "value": "+33612345678", "account": "wa"},
-                           {"channel": "instagram", "value": "@helene"}],
-            "company_id": "co-1", "favorite": true, "country": "FR", "language": "fr",
-            "tags": ["vip"], "custom_fields": {"plan": "pro", "seats": 3, "ratio": 0.5,
-                                               "skills": ["a", "b"], "ok": true},
-            "assignee": "agent-1", "notes": "note\n\"quoted\"", "avatar_url": "https://a.example/x.png",
-            "last_interaction_at": "2026-01-02T03:04:05.678901234Z",
-            "last_interacted_channel": "whatsapp",
-            "last_incoming_message_at": "1969-07-20T20:17:40Z",
-            "conversation_opened_at": "2026-01-01T00:00:00Z",
-            "conversation_closed_at": "2026-01-01T01:00:00Z",
-            "pending_actions": ["call"], "status": "merged", "merged_into": "01J000000000000000000000ZZ",
-            "deleted_at": "2026-02-01T00:00:00Z",
-            "created_at": "2025-05-06T07:08:09.123456Z", "updated_at": "2026-01-02T03:04:05Z",
-            "version": 4
-        }));
-        let sparse = contact(serde_json::json!({
-            "id": "01J0000000000000000000000B", "external_id": null, "name": null,
-            "display_name": null, "email": null, "phone": null, "phone_e164": null,
-            "identities": [], "company_id": null, "favorite": false, "country": null,
-            "language": null, "tags": [], "custom_fields": {}, "assignee": null,
-            "notes": null, "avatar_url": null, "last_interaction_at": null,
-            "last_interacted_channel": null, "last_incoming_message_at": null,
-            "conversation_opened_at": null, "pending_actions": [], "status": "active",
-            "created_at": "2025-05-06T07:08:09Z", "updated_at": "2025-05-06T07:08:09Z",
-            "version": 1
-        }));
-        for contact in [full, sparse] {
+        for contact in crate::model::sample_contacts() {
             let bytes = encode_contact(&contact);
             assert_eq!(decode_contact(&bytes).unwrap(), contact);
             let json = serde_json::to_vec(&contact).unwrap();

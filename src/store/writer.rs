@@ -154,7 +154,8 @@ pub struct WriteAck {
     pub seq: u64,
 }
 
-/// A group commit taking this long is logged (with whether a compaction was running).
+/// A group commit taking this long is logged at debug level, with whether a compaction
+/// was running (an import batch of 2,048 rows takes longer: that is expected).
 const SLOW_COMMIT: Duration = Duration::from_millis(100);
 
 /// What the writer thread receives.
@@ -312,20 +313,31 @@ impl Writer {
         tracing::debug!("store writer stopped");
     }
 
-    /// Commits a batch and answers its callers.
-    fn write(&mut self, mut batch: Vec<(Command, Option<oneshot::Sender<Outcome>>)>) {
+    /// Runs `commit` on the open database with the journal of the running compaction
+    /// (a scratch one when none runs: nothing needs the changed keys then).
+    fn with_journal<T>(
+        &mut self,
+        commit: impl FnOnce(&Database, &StoreOptions, &mut Journal) -> T,
+    ) -> T {
         let current = self.db();
         let mut scratch = Journal::default();
-        let tracking = self.compaction.is_some();
         let journal = match self.compaction.as_mut() {
             Some(compaction) => &mut compaction.journal,
             None => &mut scratch,
         };
+        commit(&current, &self.options, journal)
+    }
+
+    /// Commits a batch and answers its callers.
+    fn write(&mut self, mut batch: Vec<(Command, Option<oneshot::Sender<Outcome>>)>) {
+        let tracking = self.compaction.is_some();
         let started = Instant::now();
-        let committed = commit_batch(&current, &mut batch, &self.options, tracking, journal);
+        let committed = self.with_journal(|db, options, journal| {
+            commit_batch(db, &mut batch, options, tracking, journal)
+        });
         let took = started.elapsed();
         if took >= SLOW_COMMIT {
-            tracing::info!(
+            tracing::debug!(
                 ms = took.as_secs_f64() * 1e3,
                 commands = batch.len(),
                 compacting = tracking,
@@ -379,14 +391,10 @@ impl Writer {
     /// Runs one chunk of the oldest catalog task in its own transaction, and answers
     /// the command that queued the task once it is done.
     fn run_task_chunk(&mut self) {
-        let current = self.db();
-        let mut scratch = Journal::default();
         let tracking = self.compaction.is_some();
-        let journal = match self.compaction.as_mut() {
-            Some(compaction) => &mut compaction.journal,
-            None => &mut scratch,
-        };
-        match commit_task_chunk(&current, &self.options, tracking, journal) {
+        let chunk = self
+            .with_journal(|db, options, journal| commit_task_chunk(db, options, tracking, journal));
+        match chunk {
             Ok((None, _)) => self.tasks_pending = false,
             Ok((Some(step), last_seq)) => {
                 self.task_retry_at = None;

@@ -270,42 +270,9 @@ pub(super) fn check_header(header: &[String], defs: &CustomFieldDefs) -> Result<
 mod tests {
     use super::*;
 
-    fn contact(json: serde_json::Value) -> Contact {
-        serde_json::from_value(json).expect("a contact")
-    }
-
     #[test]
     fn export_rows_are_the_contacts_input() {
-        let full = contact(serde_json::json!({
-            "id": "01J0000000000000000000000A", "external_id": "crm-1", "name": "Hélène",
-            "display_name": "Hélène", "email": "h@example.fr", "phone": "06 12 34 56 78",
-            "phone_e164": "+33612345678",
-            "identities": [{"channel": "whatsapp", "value": "+33612345678", "account": "wa"},
-                           {"channel": "instagram", "value": "@helene"}],
-            "company_id": "co-1", "favorite": true, "country": "FR", "language": "fr",
-            "tags": ["vip"], "custom_fields": {"plan": "pro", "seats": 3},
-            "assignee": "agent-1", "notes": "note", "avatar_url": "https://a.example/x.png",
-            "last_interaction_at": "2026-01-02T03:04:05.678Z",
-            "last_interacted_channel": "whatsapp",
-            "last_incoming_message_at": "2026-01-02T03:04:05Z",
-            "conversation_opened_at": "2026-01-01T00:00:00Z",
-            "pending_actions": [], "status": "active",
-            "created_at": "2025-05-06T07:08:09.123456Z", "updated_at": "2026-01-02T03:04:05Z",
-            "version": 4
-        }));
-        let sparse = contact(serde_json::json!({
-            "id": "01J0000000000000000000000B", "external_id": null, "name": null,
-            "display_name": "x@example.com", "email": "x@example.com", "phone": null,
-            "phone_e164": null, "identities": [], "company_id": null, "favorite": false,
-            "country": null, "language": null, "tags": [], "custom_fields": {},
-            "assignee": null, "notes": null, "avatar_url": null,
-            "last_interaction_at": null, "last_interacted_channel": null,
-            "last_incoming_message_at": null, "conversation_opened_at": null,
-            "pending_actions": [], "status": "active",
-            "created_at": "2025-05-06T07:08:09Z", "updated_at": "2025-05-06T07:08:09Z",
-            "version": 1
-        }));
-        for contact in [full, sparse] {
+        for contact in crate::model::sample_contacts() {
             let expected = serde_json::to_value(contact.to_input()).expect("serializes");
             assert_eq!(Value::Object(export_row(&contact, None)), expected);
             let fields = ["name".to_string(), "tags".to_string()];

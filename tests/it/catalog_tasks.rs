@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::{Reply, ServerProcess, TestApp};
+use crate::common::{ServerProcess, TestApp, remote};
 
 /// Members of the big company: more than two chunks of a company task, and more
 /// contacts than one chunk of a field task reads.
@@ -30,49 +30,16 @@ fn member_rows(company_id: &str, count: usize, plan: bool) -> String {
         .join("\n")
 }
 
-/// Uploads rows and waits for the import job to finish.
+/// Uploads rows and waits for the import job to finish without a refused row.
 async fn import(client: &reqwest::Client, base: &str, rows: String) {
-    let response = client
-        .post(format!("{base}/v1/contacts/import"))
-        .header("content-type", "application/x-ndjson")
-        .body(rows)
-        .send()
-        .await
-        .unwrap();
-    let reply = Reply::from(response).await;
-    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
-    let id = reply.body["id"].as_str().unwrap().to_string();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while Instant::now() < deadline {
-        let job: Value = client
-            .get(format!("{base}/v1/jobs/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if job["state"] == "done" {
-            assert_eq!(job["failed"], 0, "first errors: {}", job["errors"][0]);
-            return;
-        }
-        assert_ne!(job["state"], "failed", "{}", job["errors"][0]);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("import job {id} did not finish");
+    let id = remote::start_import(client, base, rows).await;
+    let job = remote::wait_job(client, base, &id, Duration::from_secs(120)).await;
+    assert_eq!(job["failed"], 0, "first errors: {}", job["errors"][0]);
 }
 
 /// How many contacts match a filter (search total).
 async fn count(client: &reqwest::Client, base: &str, filter: &str) -> u64 {
-    let body: Value = client
-        .post(format!("{base}/v1/contacts/search"))
-        .json(&json!({"filter": filter, "limit": 1}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = remote::search(client, base, &json!({"filter": filter, "limit": 1})).await;
     body["total"].as_u64().unwrap_or_else(|| panic!("{body}"))
 }
 
@@ -224,14 +191,7 @@ async fn a_company_delete_killed_midway_finishes_after_restart() {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut seen_midway = false;
     while Instant::now() < deadline && !delete.is_finished() {
-        let stats: Value = client
-            .get(format!("{base}/v1/stats"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let stats = remote::get_json(&client, &format!("{base}/v1/stats")).await;
         if stats["tasks"][0]["unlinked"]
             .as_u64()
             .is_some_and(|n| n > 0)
@@ -248,15 +208,8 @@ async fn a_company_delete_killed_midway_finishes_after_restart() {
     let base = server.base.clone();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let stats: Value = client
-            .get(format!("{base}/v1/stats"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if stats["tasks"] == json!([]) && stats["lag"] == 0 {
+        let stats = remote::wait_caught_up(&client, &base).await;
+        if stats["tasks"] == json!([]) {
             assert_eq!(stats["contacts"]["active"], members, "{stats}");
             break;
         }

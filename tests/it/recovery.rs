@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::common::{Reply, ServerProcess, TestApp};
+use crate::common::{Reply, ServerProcess, TestApp, remote};
 
 #[tokio::test]
 async fn a_deleted_index_directory_is_rebuilt_from_the_store() {
@@ -190,17 +190,6 @@ fn bulk_rows(count: usize) -> String {
         .join("\n")
 }
 
-async fn stats_of(client: &reqwest::Client, base: &str) -> serde_json::Value {
-    client
-        .get(format!("{base}/v1/stats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_in_the_middle_of_a_bulk_load_keeps_whole_rows_and_a_rerun_completes_it() {
     const ROWS: usize = 30_000;
@@ -209,34 +198,12 @@ async fn kill_9_in_the_middle_of_a_bulk_load_keeps_whole_rows_and_a_rerun_comple
     let client = reqwest::Client::new();
     let server = ServerProcess::start(&data);
     let base = server.base.clone();
-    let upload = |base: String| {
-        let client = client.clone();
-        async move {
-            let response = client
-                .post(format!("{base}/v1/contacts/import"))
-                .header("content-type", "application/x-ndjson")
-                .body(bulk_rows(ROWS))
-                .send()
-                .await
-                .unwrap();
-            let reply = Reply::from(response).await;
-            assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
-            reply.body["id"].as_str().unwrap().to_string()
-        }
-    };
-    let job = upload(base.clone()).await;
+    let job = remote::start_import(&client, &base, bulk_rows(ROWS)).await;
 
     // Kill once some rows are stored (the job reports them), well before the end.
     let deadline = Instant::now() + Duration::from_secs(120);
     let acknowledged = loop {
-        let status: serde_json::Value = client
-            .get(format!("{base}/v1/jobs/{job}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let status = remote::get_json(&client, &format!("{base}/v1/jobs/{job}")).await;
         let created = status["created"].as_u64().unwrap_or(0);
         if created >= 2_000 || status["state"] == "done" {
             break created;
@@ -253,13 +220,8 @@ async fn kill_9_in_the_middle_of_a_bulk_load_keeps_whole_rows_and_a_rerun_comple
     // once), nothing the job counted is lost, and the index catches up exactly.
     let server = ServerProcess::start(&data);
     let base = server.base.clone();
-    let stored = loop {
-        let stats = stats_of(&client, &base).await;
-        if stats["lag"] == 0 {
-            break stats["contacts"]["active"].as_u64().unwrap();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let stats = remote::wait_caught_up(&client, &base).await;
+    let stored = stats["contacts"]["active"].as_u64().unwrap();
     assert!(
         stored >= acknowledged,
         "{stored} stored < {acknowledged} acknowledged"
@@ -268,60 +230,22 @@ async fn kill_9_in_the_middle_of_a_bulk_load_keeps_whole_rows_and_a_rerun_comple
         stored < ROWS as u64,
         "the kill came after the end ({stored} rows)"
     );
-    let search = |q: String| {
-        let (client, base) = (client.clone(), base.clone());
-        async move {
-            let body: serde_json::Value = client
-                .post(format!("{base}/v1/contacts/search"))
-                .json(&json!({"q": q, "limit": 5}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            body
-        }
-    };
-    let everyone = search(String::new()).await;
+    let everyone = remote::search(&client, &base, &json!({"q": "", "limit": 1})).await;
     assert_eq!(
         everyone["total"], stored,
         "the index holds what the store holds"
     );
-    let first = search("bulk0@load.example".into()).await;
+    let first = remote::search(&client, &base, &json!({"q": "bulk0@load.example"})).await;
     assert_eq!(first["hits"][0]["external_id"], "bulk-0");
 
     // Running the same file again upserts by external id: every row exactly once.
-    let job = upload(base.clone()).await;
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let status: serde_json::Value = client
-            .get(format!("{base}/v1/jobs/{job}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if status["state"] == "done" {
-            assert_eq!(status["failed"], 0, "{}", status["errors"][0]);
-            assert_eq!(status["updated"], stored);
-            assert_eq!(status["created"], ROWS as u64 - stored);
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the rerun did not finish: {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let stats = loop {
-        let stats = stats_of(&client, &base).await;
-        if stats["lag"] == 0 {
-            break stats;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let job = remote::start_import(&client, &base, bulk_rows(ROWS)).await;
+    let status = remote::wait_job(&client, &base, &job, Duration::from_secs(300)).await;
+    assert_eq!(status["failed"], 0, "{}", status["errors"][0]);
+    assert_eq!(status["updated"], stored);
+    assert_eq!(status["created"], ROWS as u64 - stored);
+    let stats = remote::wait_caught_up(&client, &base).await;
     assert_eq!(stats["contacts"]["active"], ROWS as u64);
-    assert_eq!(search(String::new()).await["total"], ROWS as u64);
+    let everyone = remote::search(&client, &base, &json!({"q": "", "limit": 1})).await;
+    assert_eq!(everyone["total"], ROWS as u64);
 }

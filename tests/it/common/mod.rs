@@ -317,3 +317,74 @@ impl Drop for ServerProcess {
         let _ = self.child.wait();
     }
 }
+
+/// Helpers for tests that talk to any server by URL (in-process or a [`ServerProcess`]).
+pub mod remote {
+    use std::time::{Duration, Instant};
+
+    use reqwest::{Client, StatusCode};
+    use serde_json::Value;
+
+    use super::Reply;
+
+    pub async fn get_json(client: &Client, url: &str) -> Value {
+        client.get(url).send().await.unwrap().json().await.unwrap()
+    }
+
+    /// Uploads NDJSON rows to `POST /v1/contacts/import`; returns the job id.
+    pub async fn start_import(client: &Client, base: &str, rows: String) -> String {
+        let response = client
+            .post(format!("{base}/v1/contacts/import"))
+            .header("content-type", "application/x-ndjson")
+            .body(rows)
+            .send()
+            .await
+            .unwrap();
+        let reply = Reply::from(response).await;
+        assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
+        reply.body["id"].as_str().unwrap().to_string()
+    }
+
+    /// The job's status once it is done (panics if it fails or takes over `limit`).
+    pub async fn wait_job(client: &Client, base: &str, id: &str, limit: Duration) -> Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            let job = get_json(client, &format!("{base}/v1/jobs/{id}")).await;
+            if job["state"] == "done" {
+                return job;
+            }
+            assert_ne!(job["state"], "failed", "{}", job["errors"][0]);
+            assert!(Instant::now() < deadline, "job {id} did not finish: {job}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// `/v1/stats` once the index has applied every change (at most a minute).
+    pub async fn wait_caught_up(client: &Client, base: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let stats = get_json(client, &format!("{base}/v1/stats")).await;
+            if stats["lag"] == 0 {
+                return stats;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the index did not catch up: {stats}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// `POST /v1/contacts/search` with `body`.
+    pub async fn search(client: &Client, base: &str, body: &Value) -> Value {
+        client
+            .post(format!("{base}/v1/contacts/search"))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
