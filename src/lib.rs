@@ -8,7 +8,7 @@
 //!   mirrors each change into tantivy, storing the last applied sequence in the index
 //!   commit so a restart resumes exactly; it rebuilds the index from the store whenever
 //!   the index is missing, unreadable or of another schema version.
-//! - [`index`] owns tantivy: the schema, the accent/case folding, the pre-tokenized
+//! - [`index`] owns tantivy: the schema, the accent/case folding, the tokenizers of the
 //!   exact/prefix/substring forms of every searchable word, and query execution.
 //! - [`api`] is axum only: routes, extractors, the error shape of the HTTP contract.
 //!

@@ -3,7 +3,8 @@
 //! redb is copy-on-write and does not zero freed pages, so an erased record's bytes
 //! survive in free space until the file is rewritten. A compaction:
 //! 1. on the writer thread, between two batches: takes a read snapshot and starts
-//!    noting every key the writer changes from then on (a [`Journal`]);
+//!    noting every key (and multimap pair) the writer changes from then on (a
+//!    [`Journal`]);
 //! 2. on its own thread: copies every table of the snapshot into `<store>.compact`
 //!    in chunks, while the writer keeps committing to the old file;
 //! 3. catches up: asks the writer for the keys changed so far plus a fresh snapshot
