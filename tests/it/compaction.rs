@@ -9,7 +9,7 @@ use rand::{Rng, SeedableRng};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::{Reply, ServerProcess, TestApp, scrub_now_config};
+use crate::common::{Reply, ServerProcess, TestApp, remote, scrub_now_config};
 
 /// What a writer last saw acknowledged for each of its contacts (`None`: erased).
 type Model = HashMap<String, Option<Value>>;
@@ -151,35 +151,8 @@ async fn kill_9_during_a_compaction_loses_nothing_and_the_scrub_completes() {
     let rows: String = (0..20_000)
         .map(|n| format!("{{\"name\":\"Bulk Person{n}\",\"email\":\"bulk{n}@compact.example\"}}\n"))
         .collect();
-    let import = client
-        .post(format!("{}/v1/contacts/import", server.base))
-        .header("content-type", "application/x-ndjson")
-        .body(rows)
-        .send()
-        .await
-        .unwrap();
-    let job = Reply::from(import).await;
-    assert_eq!(job.status, StatusCode::ACCEPTED, "{}", job.body);
-    let job_url = format!(
-        "{}/v1/jobs/{}",
-        server.base,
-        job.body["id"].as_str().unwrap()
-    );
-    loop {
-        let state: Value = client
-            .get(&job_url)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if state["state"] == "done" {
-            break;
-        }
-        assert_ne!(state["state"], "failed", "{state}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let job = remote::start_import(&client, &server.base, rows).await;
+    remote::wait_job(&client, &server.base, &job, Duration::from_secs(120)).await;
     let model: Arc<Mutex<Model>> = Arc::default();
     let until = Instant::now() + Duration::from_secs(60);
     let writers: Vec<_> = (0..4)
