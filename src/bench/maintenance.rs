@@ -30,6 +30,8 @@ const WRITERS: usize = 8;
 const BATCH_ERASE: usize = 1_000;
 /// Contacts of the company renamed and deleted.
 const COMPANY_MEMBERS: u64 = 100_000;
+/// Slowest writes listed per action.
+const SLOWEST_SHOWN: usize = 5;
 
 #[derive(Debug, Serialize)]
 pub struct MaintenanceResult {
@@ -43,6 +45,15 @@ pub struct MaintenanceResult {
     pub during: Summary,
     pub baseline: Summary,
     pub write_errors: u64,
+    /// The slowest writes during the action: when each was sent (UTC) and how long it
+    /// took, to line them up with the server's log.
+    pub slowest: Vec<SlowWrite>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SlowWrite {
+    pub sent: chrono::DateTime<chrono::Utc>,
+    pub ms: f64,
 }
 
 /// Writes issued by the writers: when each started and how long it took.
@@ -225,11 +236,22 @@ where
     }
     outcome?;
     let samples = samples.lock().expect("samples").clone();
-    let mut during: Vec<Duration> = samples
+    let mut in_flight: Vec<(Instant, Duration)> = samples
         .iter()
         .filter(|(sent, took)| *sent + *took >= started && *sent <= ended)
-        .map(|(_, took)| *took)
+        .copied()
         .collect();
+    in_flight.sort_by_key(|(_, took)| std::cmp::Reverse(*took));
+    let (now, wall_now) = (Instant::now(), chrono::Utc::now());
+    let slowest = in_flight
+        .iter()
+        .take(SLOWEST_SHOWN)
+        .map(|(sent, took)| SlowWrite {
+            sent: wall_now - (now - *sent),
+            ms: took.as_secs_f64() * 1e3,
+        })
+        .collect();
+    let mut during: Vec<Duration> = in_flight.iter().map(|(_, took)| *took).collect();
     let mut baseline: Vec<Duration> = samples
         .iter()
         .filter(|(sent, took)| *sent + *took < started)
@@ -245,6 +267,7 @@ where
         during: Summary::of(&mut during),
         baseline: Summary::of(&mut baseline),
         write_errors: errors.load(Ordering::Relaxed),
+        slowest,
     })
 }
 

@@ -2,29 +2,31 @@
 //!
 //! redb is copy-on-write and does not zero freed pages, so an erased record's bytes
 //! survive in free space until the file is rewritten. A compaction:
-//! 1. on the writer thread, between two batches: takes a read snapshot and starts
-//!    noting every key (and multimap pair) the writer changes from then on (a
-//!    [`Journal`]);
-//! 2. on its own thread: copies every table of the snapshot into `<store>.compact`
-//!    in chunks, while the writer keeps committing to the old file;
+//! 1. on the writer thread, between two batches: notes the sequence of the last
+//!    commit and starts noting every key (and multimap pair) the writer changes from
+//!    then on (a [`Journal`]);
+//! 2. on its own thread: copies every table into `<store>.compact` in chunks, each
+//!    from a fresh read snapshot, while the writer keeps committing to the old file;
 //! 3. catches up: asks the writer for the keys changed so far plus a fresh snapshot
 //!    and copies those keys again (value or absence), until a round is small;
 //! 4. on the writer thread: copies the last few changed keys, records which erases
 //!    the new file is free of, commits durably, renames the copy over the store file
 //!    and swaps the open database. Only this step makes writes wait.
 //!
-//! The copy never held the bytes of a contact erased before the snapshot, so every
-//! erase up to the snapshot's sequence is scrubbed from the store file; erases after
-//! it wait for the next compaction. A crash at any point leaves either the old file
+//! No snapshot read holds the bytes of a contact erased before step 1, so every erase
+//! up to that sequence is scrubbed from the store file; later erases wait for the
+//! next compaction. A crash at any point leaves either the old file
 //! (and a stray `.compact` file, removed at open) or the complete new one.
 
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::mpsc::{Sender, channel};
 use std::time::Instant;
 
 use redb::{
     Database, Key, MultimapTableDefinition, MultimapTableHandle, ReadTransaction, ReadableDatabase,
-    ReadableMultimapTable, ReadableTable, TableDefinition, TableHandle, Value, WriteTransaction,
+    ReadableMultimapTable, ReadableTable, TableDefinition, TableHandle, Value,
 };
 
 use super::StoreError;
@@ -34,7 +36,7 @@ use super::tracked::Journal;
 /// Entries copied per transaction of the first pass. Each commits durably: redb
 /// reuses the pages a transaction frees only after a durable commit, so a chain of
 /// non-durable ones grows the file (a 1M-contact copy reached twice the store's size).
-const COPY_CHUNK: usize = 50_000;
+const COPY_CHUNK: usize = 5_000;
 /// A catch-up round this small is the last one off the writer thread; the writer
 /// copies what changed after it.
 const FINAL_ROUND_KEYS: usize = 2_000;
@@ -72,7 +74,7 @@ fn remove_if_present(path: &Path) -> Result<(), StoreError> {
 /// Runs steps 2 and 3 on a new thread; every outcome arrives as a [`Request`]
 /// through `ask` (the writer's queue).
 pub(super) fn start(
-    snapshot: ReadTransaction,
+    live: Arc<Database>,
     store_path: &Path,
     cache_bytes: usize,
     ask: impl Fn(Request) -> bool + Send + 'static,
@@ -82,7 +84,7 @@ pub(super) fn start(
         .name("store-compactor".into())
         .spawn(move || {
             let started = Instant::now();
-            match build_copy(snapshot, &target, cache_bytes, &ask) {
+            match build_copy(&live, &target, cache_bytes, &ask) {
                 Ok(Some(copy)) => {
                     tracing::info!(
                         seconds = started.elapsed().as_secs_f64(),
@@ -102,17 +104,21 @@ pub(super) fn start(
 }
 
 fn build_copy(
-    snapshot: ReadTransaction,
+    live: &Database,
     target: &Path,
     cache_bytes: usize,
     ask: &impl Fn(Request) -> bool,
 ) -> Result<Option<Database>, StoreError> {
+    let started = Instant::now();
     remove_if_present(target)?;
     let copy = Database::builder()
         .set_cache_size(cache_bytes)
         .create(target)?;
-    copy_all(&snapshot, &copy)?;
-    drop(snapshot);
+    copy_all(live, &copy, COPY_CHUNK)?;
+    tracing::debug!(
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        "snapshot copied"
+    );
     for _ in 0..MAX_ROUNDS {
         let (reply, answer) = channel();
         if !ask(Request::CatchUp(reply)) {
@@ -122,9 +128,13 @@ fn build_copy(
             return Ok(None);
         };
         let keys = journal.len();
-        let txn = copy.begin_write()?;
-        apply_journal(&snapshot, &txn, &journal)?;
-        txn.commit()?;
+        let round_started = Instant::now();
+        apply_journal(&snapshot, &copy, &journal)?;
+        tracing::debug!(
+            keys,
+            ms = round_started.elapsed().as_secs_f64() * 1e3,
+            "catch-up round copied"
+        );
         if keys <= FINAL_ROUND_KEYS {
             break;
         }
@@ -145,8 +155,8 @@ pub(super) fn finish(
     let started = Instant::now();
     {
         let latest = source.begin_read()?;
+        apply_journal(&latest, &copy, journal)?;
         let txn = copy.begin_write()?;
-        apply_journal(&latest, &txn, journal)?;
         tracing::debug!(
             keys = journal.len(),
             ms = started.elapsed().as_secs_f64() * 1e3,
@@ -196,17 +206,21 @@ macro_rules! each_table {
     }};
 }
 
-fn copy_all(source: &ReadTransaction, target: &Database) -> Result<(), StoreError> {
+/// Copies every table of `live` into `target`, `chunk` entries per transaction.
+fn copy_all(live: &Database, target: &Database, chunk: usize) -> Result<(), StoreError> {
     ensure_created(target)?;
-    each_table!(|def| copy_table(source, target, def), |def| copy_multimap(
-        source, target, def
-    ));
+    each_table!(|def| copy_table(live, target, def, chunk), |def| {
+        copy_multimap(live, target, def, chunk)
+    });
     Ok(())
 }
 
+/// Copies the keys changed since the last hand-over, each in its state in `source`,
+/// in durable chunks (one large commit of a catch-up round made the live writer's
+/// fsyncs wait a quarter of a second behind it).
 fn apply_journal(
     source: &ReadTransaction,
-    target: &WriteTransaction,
+    target: &Database,
     journal: &Journal,
 ) -> Result<(), StoreError> {
     each_table!(|def| catch_up_table(source, target, def, journal), |def| {
@@ -216,58 +230,97 @@ fn apply_journal(
     Ok(())
 }
 
+/// Copies a table chunk by chunk, each chunk from a fresh snapshot of `live`, resuming
+/// after the last key copied. Fresh snapshots are as good as the first one: every key
+/// changed since the compaction began is in the journal and is copied again from a
+/// later snapshot, and a key not in it holds the same value in every snapshot since.
+/// They let redb reuse the pages the writer frees meanwhile, where one long snapshot
+/// made the first commit after the copy free 40 s worth of pages at once.
 fn copy_table<K: Key + 'static, V: Value + 'static>(
-    source: &ReadTransaction,
+    live: &Database,
     target: &Database,
     def: TableDefinition<K, V>,
+    chunk: usize,
 ) -> Result<(), StoreError> {
-    let from = source.open_table(def)?;
-    let mut entries = from.iter()?.peekable();
-    while entries.peek().is_some() {
+    let mut resume_after: Option<Vec<u8>> = None;
+    loop {
+        let snapshot = live.begin_read()?;
+        let from = snapshot.open_table(def)?;
+        let entries = match &resume_after {
+            None => from.iter()?,
+            Some(last) => from.range::<K::SelfType<'_>>((
+                Bound::Excluded(K::from_bytes(last)),
+                Bound::Unbounded,
+            ))?,
+        };
         let txn = target.begin_write()?;
+        let mut copied = 0;
         {
             let mut to = txn.open_table(def)?;
-            for entry in entries.by_ref().take(COPY_CHUNK) {
+            let mut last = None;
+            for entry in entries.take(chunk) {
                 let (key, value) = entry?;
                 to.insert(key.value(), value.value())?;
+                last = Some(key);
+                copied += 1;
+            }
+            if let Some(key) = last {
+                resume_after = Some(K::as_bytes(&key.value()).as_ref().to_vec());
             }
         }
         txn.commit()?;
+        if copied < chunk {
+            return Ok(());
+        }
     }
-    Ok(())
 }
 
+/// Copies a multimap table like [`copy_table`], a chunk ending after a whole key.
 fn copy_multimap<K: Key + 'static, V: Key + 'static>(
-    source: &ReadTransaction,
+    live: &Database,
     target: &Database,
     def: MultimapTableDefinition<K, V>,
+    chunk: usize,
 ) -> Result<(), StoreError> {
-    let from = source.open_multimap_table(def)?;
-    let mut entries = from.iter()?.peekable();
-    while entries.peek().is_some() {
+    let mut resume_after: Option<Vec<u8>> = None;
+    loop {
+        let snapshot = live.begin_read()?;
+        let from = snapshot.open_multimap_table(def)?;
+        let entries = match &resume_after {
+            None => from.iter()?,
+            Some(last) => from.range::<K::SelfType<'_>>((
+                Bound::Excluded(K::from_bytes(last)),
+                Bound::Unbounded,
+            ))?,
+        };
         let txn = target.begin_write()?;
+        let mut copied = 0;
+        let mut exhausted = true;
         {
             let mut to = txn.open_multimap_table(def)?;
-            let mut copied = 0;
-            for entry in entries.by_ref() {
+            for entry in entries {
                 let (key, values) = entry?;
                 for value in values {
                     to.insert(key.value(), value?.value())?;
                     copied += 1;
                 }
-                if copied >= COPY_CHUNK {
+                if copied >= chunk {
+                    resume_after = Some(K::as_bytes(&key.value()).as_ref().to_vec());
+                    exhausted = false;
                     break;
                 }
             }
         }
         txn.commit()?;
+        if exhausted {
+            return Ok(());
+        }
     }
-    Ok(())
 }
 
 fn catch_up_table<K: Key + 'static, V: Value + 'static>(
     source: &ReadTransaction,
-    target: &WriteTransaction,
+    target: &Database,
     def: TableDefinition<K, V>,
     journal: &Journal,
 ) -> Result<(), StoreError> {
@@ -275,19 +328,26 @@ fn catch_up_table<K: Key + 'static, V: Value + 'static>(
         return Ok(());
     };
     let from = source.open_table(def)?;
-    let mut to = target.open_table(def)?;
-    for bytes in keys {
-        match from.get(K::from_bytes(bytes))? {
-            Some(value) => to.insert(K::from_bytes(bytes), value.value())?,
-            None => to.remove(K::from_bytes(bytes))?,
-        };
+    let keys: Vec<&Vec<u8>> = keys.iter().collect();
+    for chunk in keys.chunks(COPY_CHUNK) {
+        let txn = target.begin_write()?;
+        {
+            let mut to = txn.open_table(def)?;
+            for bytes in chunk {
+                match from.get(K::from_bytes(bytes))? {
+                    Some(value) => to.insert(K::from_bytes(bytes), value.value())?,
+                    None => to.remove(K::from_bytes(bytes))?,
+                };
+            }
+        }
+        txn.commit()?;
     }
     Ok(())
 }
 
 fn catch_up_multimap<K: Key + 'static, V: Key + 'static>(
     source: &ReadTransaction,
-    target: &WriteTransaction,
+    target: &Database,
     def: MultimapTableDefinition<K, V>,
     journal: &Journal,
 ) -> Result<(), StoreError> {
@@ -295,12 +355,19 @@ fn catch_up_multimap<K: Key + 'static, V: Key + 'static>(
         return Ok(());
     };
     let from = source.open_multimap_table(def)?;
-    let mut to = target.open_multimap_table(def)?;
-    for bytes in keys {
-        to.remove_all(K::from_bytes(bytes))?;
-        for value in from.get(K::from_bytes(bytes))? {
-            to.insert(K::from_bytes(bytes), value?.value())?;
+    let keys: Vec<&Vec<u8>> = keys.iter().collect();
+    for chunk in keys.chunks(COPY_CHUNK) {
+        let txn = target.begin_write()?;
+        {
+            let mut to = txn.open_multimap_table(def)?;
+            for bytes in chunk {
+                to.remove_all(K::from_bytes(bytes))?;
+                for value in from.get(K::from_bytes(bytes))? {
+                    to.insert(K::from_bytes(bytes), value?.value())?;
+                }
+            }
         }
+        txn.commit()?;
     }
     Ok(())
 }
@@ -308,7 +375,7 @@ fn catch_up_multimap<K: Key + 'static, V: Key + 'static>(
 /// Applies the multimap pairs noted since the last round, each in its last state;
 /// keys copied whole (above) already hold their snapshot state.
 fn catch_up_pairs<K: Key + 'static, V: Key + 'static>(
-    target: &WriteTransaction,
+    target: &Database,
     def: MultimapTableDefinition<K, V>,
     journal: &Journal,
 ) -> Result<(), StoreError> {
@@ -316,16 +383,79 @@ fn catch_up_pairs<K: Key + 'static, V: Key + 'static>(
         return Ok(());
     };
     let whole = journal.keys(def.name());
-    let mut to = target.open_multimap_table(def)?;
-    for ((key, value), present) in pairs {
-        if whole.is_some_and(|whole| whole.contains(key)) {
-            continue;
+    let pairs: Vec<_> = pairs
+        .iter()
+        .filter(|((key, _), _)| !whole.is_some_and(|whole| whole.contains(key)))
+        .collect();
+    for chunk in pairs.chunks(COPY_CHUNK) {
+        let txn = target.begin_write()?;
+        {
+            let mut to = txn.open_multimap_table(def)?;
+            for ((key, value), present) in chunk {
+                if **present {
+                    to.insert(K::from_bytes(key), V::from_bytes(value))?;
+                } else {
+                    to.remove(K::from_bytes(key), V::from_bytes(value))?;
+                }
+            }
         }
-        if *present {
-            to.insert(K::from_bytes(key), V::from_bytes(value))?;
-        } else {
-            to.remove(K::from_bytes(key), V::from_bytes(value))?;
-        }
+        txn.commit()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The contacts and names tables, entry by entry, for comparing two files.
+    fn dump(db: &Database) -> Vec<(String, String)> {
+        let txn = db.begin_read().unwrap();
+        let mut entries = Vec::new();
+        for entry in txn.open_table(CONTACTS).unwrap().iter().unwrap() {
+            let (id, record) = entry.unwrap();
+            let record = String::from_utf8(record.value().to_vec()).unwrap();
+            entries.push((id.value().to_string(), record));
+        }
+        for entry in txn.open_multimap_table(NAMES).unwrap().iter().unwrap() {
+            let (name, ids) = entry.unwrap();
+            for id in ids {
+                entries.push((name.value().to_string(), id.unwrap().value().to_string()));
+            }
+        }
+        entries
+    }
+
+    /// The copy resumes after the last key of each chunk, in plain and multimap tables
+    /// (a multimap chunk ends after a whole key, even one holding many values).
+    #[test]
+    fn a_chunked_copy_holds_every_entry_once() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let live = Database::create(dir.path().join("live.redb")).unwrap();
+        ensure_created(&live).unwrap();
+        let txn = live.begin_write().unwrap();
+        {
+            let mut contacts = txn.open_table(CONTACTS).unwrap();
+            let mut names = txn.open_multimap_table(NAMES).unwrap();
+            for n in 0..1_000 {
+                let id = format!("c{n:04}");
+                contacts
+                    .insert(id.as_str(), format!("record {n}").as_bytes())
+                    .unwrap();
+                // One name held by a third of the contacts, the others by a few each.
+                let name = if n % 3 == 0 {
+                    "common".to_string()
+                } else {
+                    format!("n{}", n % 50)
+                };
+                names.insert(name.as_str(), id.as_str()).unwrap();
+            }
+        }
+        txn.commit().unwrap();
+        let copy = Database::create(dir.path().join("copy.redb")).unwrap();
+        copy_all(&live, &copy, 7).unwrap();
+        let copied = dump(&copy);
+        assert_eq!(copied.len(), 2_000);
+        assert_eq!(copied, dump(&live));
+    }
 }
