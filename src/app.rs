@@ -60,6 +60,7 @@ impl App {
         let index = Arc::new(index);
         let indexed = Arc::new(SeqSignal::new(applied));
         let worker = SyncWorker::new(store.clone(), index.clone(), indexed.clone(), sync_options)?;
+        let sync_health = worker.health();
         let sync = SyncHandle::spawn(worker)?;
         tracing::info!(
             data_dir = %config.data_dir.display(),
@@ -68,6 +69,7 @@ impl App {
             "store and index open"
         );
         let rules = Arc::new(config.rules());
+        let keys = Arc::new(crate::auth::Keys::new(&config.auth.keys));
         Ok(App {
             state: AppState {
                 store,
@@ -77,6 +79,8 @@ impl App {
                 rules,
                 clock,
                 jobs: Arc::default(),
+                sync_health,
+                keys,
             },
             sync,
         })

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::auth::KeyConfig;
 use crate::model::{RequireRule, Rules};
 use crate::store::StoreOptions;
 use crate::sync::SyncOptions;
@@ -41,10 +42,20 @@ pub struct Config {
     pub wait_timeout_ms: u64,
     /// `/readyz` answers 200 while the index lags the store by at most this many changes.
     pub ready_max_lag: u64,
+    pub auth: AuthConfig,
     pub rules: RulesConfig,
     pub store: StoreConfig,
     pub sync: SyncConfig,
     pub search: SearchConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// `/metrics` answers without a key.
+    pub public_metrics: bool,
+    /// API keys (hashes only), as `contactd keys create` writes them.
+    pub keys: Vec<KeyConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -108,6 +119,7 @@ impl Default for Config {
             max_body_bytes: 10 * 1024 * 1024,
             wait_timeout_ms: 5_000,
             ready_max_lag: 1_000,
+            auth: AuthConfig::default(),
             rules: RulesConfig::default(),
             store: StoreConfig::default(),
             sync: SyncConfig::default(),
@@ -206,13 +218,23 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: &str| Err(ConfigError::Invalid(m.to_string()));
-        if !self.listen.ip().is_loopback() {
-            // No API keys can be configured yet, so every request would be anonymous.
+        if !self.listen.ip().is_loopback() && self.auth.keys.is_empty() {
+            // Without a key every request is anonymous and may do anything.
             return Err(ConfigError::Invalid(format!(
                 "refusing to listen on {} without API keys: only loopback addresses \
-                 (127.0.0.1, [::1]) are allowed",
+                 (127.0.0.1, [::1]) are allowed until `contactd keys create` adds one",
                 self.listen
             )));
+        }
+        let mut names = std::collections::HashSet::new();
+        for key in &self.auth.keys {
+            key.validate().map_err(ConfigError::Invalid)?;
+            if !names.insert(key.name.as_str()) {
+                return Err(ConfigError::Invalid(format!(
+                    "auth.keys: the name '{}' is used twice",
+                    key.name
+                )));
+            }
         }
         if self
             .rules

@@ -17,7 +17,9 @@
 
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod bench;
+mod boundary;
 pub mod cli;
 pub mod client;
 pub mod clock;

@@ -1,4 +1,9 @@
-//! The one error shape of the HTTP contract, and the table from layer errors to it.
+//! The one error shape of the HTTP contract, the table of its codes, and the mapping
+//! from layer errors to it.
+//!
+//! Every code a response can carry is a [`Code`]: its string, HTTP status and meaning
+//! come from [`Code::ALL`]'s one table, which the docs and tests read too. No handler
+//! picks a code string or a status of its own.
 //!
 //! A 500 never reveals internals: the cause is logged and the client gets a generic
 //! message; [`super::request_id`] adds the request id to that message.
@@ -12,36 +17,187 @@ use crate::index::IndexError;
 use crate::model::ValidationError;
 use crate::store::StoreError;
 
+/// Every error code of the API, with its HTTP status and meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    BadRequest,
+    InvalidFilter,
+    LimitExceeded,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    IdentityTaken,
+    NameTaken,
+    Conflict,
+    VersionMismatch,
+    PayloadTooLarge,
+    ValidationFailed,
+    IndexLagging,
+    Internal,
+}
+
+impl Code {
+    pub const ALL: [Code; 15] = [
+        Code::BadRequest,
+        Code::InvalidFilter,
+        Code::LimitExceeded,
+        Code::Unauthorized,
+        Code::Forbidden,
+        Code::NotFound,
+        Code::MethodNotAllowed,
+        Code::IdentityTaken,
+        Code::NameTaken,
+        Code::Conflict,
+        Code::VersionMismatch,
+        Code::PayloadTooLarge,
+        Code::ValidationFailed,
+        Code::IndexLagging,
+        Code::Internal,
+    ];
+
+    /// The code's string, HTTP status and meaning: the one table.
+    pub const fn spec(self) -> (&'static str, StatusCode, &'static str) {
+        use StatusCode as S;
+        match self {
+            Code::BadRequest => (
+                "bad_request",
+                S::BAD_REQUEST,
+                "malformed JSON, wrong types, unknown query parameter or value",
+            ),
+            Code::InvalidFilter => (
+                "invalid_filter",
+                S::BAD_REQUEST,
+                "the filter does not parse or names an unknown field; details[0].position is the byte offset",
+            ),
+            Code::LimitExceeded => (
+                "limit_exceeded",
+                S::BAD_REQUEST,
+                "the input is over a configured limit ([limits] in config.toml); details name the limit",
+            ),
+            Code::Unauthorized => (
+                "unauthorized",
+                S::UNAUTHORIZED,
+                "missing or unknown API key",
+            ),
+            Code::Forbidden => ("forbidden", S::FORBIDDEN, "the key's role may not do this"),
+            Code::NotFound => (
+                "not_found",
+                S::NOT_FOUND,
+                "no such route, contact, company, inbox, custom field or job",
+            ),
+            Code::MethodNotAllowed => (
+                "method_not_allowed",
+                S::METHOD_NOT_ALLOWED,
+                "the route exists but not with this method",
+            ),
+            Code::IdentityTaken => (
+                "identity_taken",
+                S::CONFLICT,
+                "an identity (email, phone, channel handle) already belongs to another active contact; details name it",
+            ),
+            Code::NameTaken => (
+                "name_taken",
+                S::CONFLICT,
+                "unique_name is on and an active contact has this name",
+            ),
+            Code::Conflict => (
+                "conflict",
+                S::CONFLICT,
+                "any other state conflict (restore after the window, merge of a merged contact, values a field change would clear, ...)",
+            ),
+            Code::VersionMismatch => (
+                "version_mismatch",
+                S::PRECONDITION_FAILED,
+                "If-Match did not match the current version",
+            ),
+            Code::PayloadTooLarge => (
+                "payload_too_large",
+                S::PAYLOAD_TOO_LARGE,
+                "the body is over the configured limit",
+            ),
+            Code::ValidationFailed => (
+                "validation_failed",
+                S::UNPROCESSABLE_ENTITY,
+                "well-formed input that breaks a rule; details list every broken field",
+            ),
+            Code::IndexLagging => (
+                "index_lagging",
+                S::SERVICE_UNAVAILABLE,
+                "a wait or min_seq request timed out before the index caught up",
+            ),
+            Code::Internal => (
+                "internal",
+                S::INTERNAL_SERVER_ERROR,
+                "a bug; the message carries the request id that is in the server log",
+            ),
+        }
+    }
+
+    pub const fn as_str(self) -> &'static str {
+        self.spec().0
+    }
+
+    pub const fn status(self) -> StatusCode {
+        self.spec().1
+    }
+
+    pub const fn meaning(self) -> &'static str {
+        self.spec().2
+    }
+}
+
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for Code {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
 #[derive(Debug)]
 pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
+    pub code: Code,
     pub message: String,
     pub details: Vec<Value>,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
         ApiError {
-            status,
             code,
             message: message.into(),
             details: Vec::new(),
         }
     }
 
+    pub fn status(&self) -> StatusCode {
+        self.code.status()
+    }
+
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+        Self::new(Code::BadRequest, message)
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+        Self::new(Code::NotFound, message)
+    }
+
+    /// An input over the configured limit `key` (a `[limits]` key of config.toml).
+    pub fn limit_exceeded(key: &str, limit: usize, message: impl Into<String>) -> Self {
+        let message = message.into();
+        Self::new(Code::LimitExceeded, message.clone()).with_details(vec![
+            json!({"limit": key, "max": limit, "message": message}),
+        ])
     }
 
     pub fn index_lagging(seq: u64) -> Self {
         Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "index_lagging",
+            Code::IndexLagging,
             format!("the index did not reach seq {seq} in time; the write itself is stored"),
         )
     }
@@ -49,11 +205,7 @@ impl ApiError {
     /// Logs `cause` and answers a generic 500.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(%cause, "internal error");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal error",
-        )
+        Self::new(Code::Internal, "internal error")
     }
 
     pub fn with_details(mut self, details: Vec<Value>) -> Self {
@@ -64,11 +216,12 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut error = json!({"code": self.code, "message": self.message});
+        let status = self.status();
+        let mut error = json!({"code": self.code.as_str(), "message": self.message});
         if !self.details.is_empty() {
             error["details"] = Value::Array(self.details);
         }
-        (self.status, Json(json!({ "error": error }))).into_response()
+        (status, Json(json!({ "error": error }))).into_response()
     }
 }
 
@@ -81,8 +234,7 @@ impl From<ValidationError> for ApiError {
             .collect();
         let fields: Vec<&str> = error.details.iter().map(|d| d.field.as_str()).collect();
         ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
+            Code::ValidationFailed,
             format!("invalid value for: {}", fields.join(", ")),
         )
         .with_details(details)
@@ -103,34 +255,28 @@ impl From<StoreError> for ApiError {
                     })
                     .collect();
                 ApiError::new(
-                    StatusCode::CONFLICT,
-                    "identity_taken",
+                    Code::IdentityTaken,
                     format!("identity already belongs to contact {}", taken[0].1),
                 )
                 .with_details(details)
             }
             StoreError::NameTaken(holder) => ApiError::new(
-                StatusCode::CONFLICT,
-                "name_taken",
+                Code::NameTaken,
                 format!("an active contact with this name exists: {holder}"),
             )
             .with_details(vec![json!({"field": "name", "contact_id": holder,
                                       "message": "name already in use (unique_name is on)"})]),
             StoreError::ExternalIdTaken(holder) => ApiError::new(
-                StatusCode::CONFLICT,
-                "conflict",
+                Code::Conflict,
                 format!("external_id already belongs to contact {holder}"),
             )
             .with_details(vec![json!({"field": "external_id", "contact_id": holder,
                                       "message": "already in use"})]),
             StoreError::VersionMismatch { current } => ApiError::new(
-                StatusCode::PRECONDITION_FAILED,
-                "version_mismatch",
+                Code::VersionMismatch,
                 format!("If-Match did not match; the current version is {current}"),
             ),
-            StoreError::Conflict(message) => {
-                ApiError::new(StatusCode::CONFLICT, "conflict", message)
-            }
+            StoreError::Conflict(message) => ApiError::new(Code::Conflict, message),
             StoreError::BadRequest(message) => ApiError::bad_request(message),
             other => ApiError::internal(other),
         }

@@ -33,8 +33,7 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
             ApiError::bad_request("expected a body with Content-Type: application/json")
         }
         other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
+            super::Code::PayloadTooLarge,
             "the request body is over the configured limit (max_body_bytes)",
         ),
         other => ApiError::bad_request(other.body_text()),

@@ -1,23 +1,24 @@
 //! The HTTP API: axum only.
 //!
 //! Owns routing, extraction, the error shape and the middleware stack (request ids,
-//! tracing, body limit, panics → 500). Handlers never touch redb or tantivy on the
+//! tracing, API keys, body limit, panics → 500). Handlers never touch redb or tantivy on the
 //! async runtime: store and index calls run on `spawn_blocking`, writes await the
 //! store's writer thread.
 
+mod auth;
 mod error;
 mod extract;
 mod request_id;
 mod routes;
 mod state;
 
-pub use error::ApiError;
+pub use error::{ApiError, Code};
 pub use routes::{ExportParams, prepare_export};
 pub use state::AppState;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, Request, StatusCode};
+use axum::http::{HeaderName, Request};
 use axum::response::IntoResponse;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -48,13 +49,13 @@ pub fn router(state: AppState) -> Router {
         }))
         .layer(DefaultBodyLimit::max(max_body));
     routes::routes()
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::check_key,
+        ))
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "bad_request",
-                "method not allowed on this route",
-            )
+            ApiError::new(Code::MethodNotAllowed, "method not allowed on this route")
         })
         .with_state(state)
         .layer(middleware)

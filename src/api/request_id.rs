@@ -34,8 +34,7 @@ pub async fn name_internal_errors(request: Request, next: Next) -> Response {
         return response;
     }
     ApiError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal",
+        super::error::Code::Internal,
         format!("internal error (request id {id}); the cause is in the server log"),
     )
     .into_response()

@@ -20,6 +20,9 @@ pub struct AppState {
     pub rules: Arc<Rules>,
     pub clock: crate::clock::Clock,
     pub jobs: Arc<crate::transfer::Jobs>,
+    pub sync_health: Arc<crate::sync::SyncHealth>,
+    /// The configured API keys (none: requests need no key, on loopback only).
+    pub keys: Arc<crate::auth::Keys>,
 }
 
 impl AppState {

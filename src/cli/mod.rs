@@ -1,5 +1,7 @@
-//! The command line: `serve`, `reindex`, `import`, `export`, `generate` and `bench`.
+//! The command line: `serve`, `reindex`, `import`, `export`, `generate`, `bench` and
+//! `keys`.
 
+mod keys;
 pub(crate) mod progress;
 pub(crate) mod transfer;
 
@@ -68,6 +70,8 @@ pub enum Command {
     /// Measure a server: import, search latency and throughput, writes, write to
     /// searchable, memory and disk; prints a table (and --json FILE).
     Bench(crate::bench::BenchArgs),
+    /// Create, list and revoke API keys in the config file.
+    Keys(keys::KeysArgs),
 }
 
 #[derive(Debug, Args)]
@@ -137,6 +141,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             init_tracing(quiet);
             crate::bench::run(&args)?;
         }
+        Command::Keys(args) => keys::run(&args)?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -20,7 +20,7 @@ pub enum StoreError {
     VersionMismatch { current: u64 },
     #[error("{0}")]
     Conflict(String),
-    /// A well-formed request whose body cannot be applied (400).
+    /// A body that cannot be applied as given (a patch of the wrong shape, ...).
     #[error("{0}")]
     BadRequest(String),
     #[error("the store is shut down")]
@@ -29,6 +29,9 @@ pub enum StoreError {
     Storage(#[from] redb::Error),
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    /// The batch the command was in panicked (a bug): nothing of it was committed.
+    #[error("the write batch panicked: {0}")]
+    Panicked(String),
 }
 
 impl StoreError {
@@ -36,7 +39,10 @@ impl StoreError {
     pub fn is_internal(&self) -> bool {
         matches!(
             self,
-            StoreError::Storage(_) | StoreError::Corrupt(_) | StoreError::Closed
+            StoreError::Storage(_)
+                | StoreError::Corrupt(_)
+                | StoreError::Closed
+                | StoreError::Panicked(_)
         )
     }
 }

@@ -18,7 +18,7 @@ mod writer;
 pub use error::StoreError;
 pub use ops::{CatalogTask, Identified, ImportMode, ImportedRow, MatchBy, Merged};
 pub use read::{ChangeBatch, ScrubStatus};
-pub use writer::{Command, CompactionStatus, WriteAck, Written};
+pub use writer::{Command, CompactionStatus, WriteAck, WriterHealth, Written};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -84,6 +84,7 @@ struct Inner {
     default_country: phonenumber::country::Id,
     /// Bulk loads (imports) running; see [`Store::bulk_load`].
     bulk_loads: Arc<std::sync::atomic::AtomicUsize>,
+    health: Arc<writer::WriterHealth>,
 }
 
 /// Held while a bulk load runs (see [`Store::bulk_load`]).
@@ -108,6 +109,7 @@ impl Store {
         let committed = Arc::new(SeqSignal::new(last_seq));
         let defs = Arc::new(DefsCache::default());
         let compaction = writer::SharedStatus::default();
+        let health = Arc::new(writer::WriterHealth::default());
         let (jobs, queue) = std::sync::mpsc::channel();
         let jobs = Arc::new(jobs);
         let scrub_within = options.scrub_within;
@@ -120,6 +122,7 @@ impl Store {
                 defs: defs.clone(),
                 status: compaction.clone(),
                 queue: Arc::downgrade(&jobs),
+                health: health.clone(),
             },
             options,
             path.to_path_buf(),
@@ -138,6 +141,7 @@ impl Store {
                 committed,
                 bulk_loads: Arc::default(),
                 default_country,
+                health,
             }),
         })
     }
@@ -219,6 +223,11 @@ impl Store {
     }
 
     /// The last committed change-log sequence; waitable.
+    /// The writer thread's state, for readiness.
+    pub fn writer_health(&self) -> &writer::WriterHealth {
+        &self.inner.health
+    }
+
     pub fn committed(&self) -> &Arc<SeqSignal> {
         &self.inner.committed
     }

@@ -125,6 +125,9 @@ pub enum Command {
     },
     /// Finish the queued commands, then stop the writer.
     Shutdown,
+    /// Panics inside the batch's transaction: tests the writer's panic boundary.
+    #[cfg(test)]
+    PanicForTest,
 }
 
 /// What a command produced.
@@ -199,6 +202,53 @@ pub(super) struct Shared {
     /// The queue's sender, for the compactor thread (weak, so dropping the store
     /// still closes the queue).
     pub queue: std::sync::Weak<Sender<Job>>,
+    pub health: Arc<WriterHealth>,
+}
+
+/// What readiness reports about the writer thread.
+#[derive(Debug, Default)]
+pub struct WriterHealth {
+    running: std::sync::atomic::AtomicBool,
+    panics: std::sync::atomic::AtomicU64,
+}
+
+impl WriterHealth {
+    /// Whether the writer thread is taking commands.
+    pub fn running(&self) -> bool {
+        self.running.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Batches (or task chunks) that panicked and were failed since start.
+    pub fn panics(&self) -> u64 {
+        self.panics.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Marks the writer stopped when its thread ends, however it ends.
+struct RunningMark(Arc<WriterHealth>);
+
+impl Drop for RunningMark {
+    fn drop(&mut self) {
+        self.0
+            .running
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Runs `work` under a panic boundary: a panic becomes [`StoreError::Panicked`] (the
+/// transaction it was in is dropped, so nothing of it is committed) and is counted.
+fn unless_panicked<T>(
+    health: &WriterHealth,
+    work: impl FnOnce() -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or_else(|panic| {
+        health
+            .panics
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Err(StoreError::Panicked(crate::boundary::panic_message(
+            &*panic,
+        )))
+    })
 }
 
 pub(super) fn spawn(
@@ -207,9 +257,16 @@ pub(super) fn spawn(
     path: std::path::PathBuf,
     queue: Receiver<Job>,
 ) -> Result<JoinHandle<()>, StoreError> {
+    let health = shared.health.clone();
+    health
+        .running
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     std::thread::Builder::new()
         .name("store-writer".into())
-        .spawn(move || Writer::new(shared, options, path).run(&queue))
+        .spawn(move || {
+            let _mark = RunningMark(health);
+            Writer::new(shared, options, path).run(&queue)
+        })
         .map_err(|e| StoreError::Corrupt(format!("cannot start the writer thread: {e}")))
 }
 
@@ -332,8 +389,11 @@ impl Writer {
     fn write(&mut self, mut batch: Vec<(Command, Option<oneshot::Sender<Outcome>>)>) {
         let tracking = self.compaction.is_some();
         let started = Instant::now();
-        let committed = self.with_journal(|db, options, journal| {
-            commit_batch(db, &mut batch, options, tracking, journal)
+        let health = self.shared.health.clone();
+        let committed = unless_panicked(&health, || {
+            self.with_journal(|db, options, journal| {
+                commit_batch(db, &mut batch, options, tracking, journal)
+            })
         });
         let took = started.elapsed();
         if took >= SLOW_COMMIT {
@@ -363,10 +423,11 @@ impl Writer {
             Err(error) => {
                 tracing::error!(%error, commands = batch.len(), "group commit failed");
                 self.journal_unreliable();
-                batch
-                    .iter()
-                    .map(|_| (Err(StoreError::Corrupt(error.to_string())), None))
-                    .collect()
+                let failed = || match &error {
+                    StoreError::Panicked(message) => StoreError::Panicked(message.clone()),
+                    other => StoreError::Corrupt(other.to_string()),
+                };
+                batch.iter().map(|_| (Err(failed()), None)).collect()
             }
         };
         for ((_, reply), (outcome, task)) in batch.into_iter().zip(outcomes) {
@@ -392,8 +453,12 @@ impl Writer {
     /// the command that queued the task once it is done.
     fn run_task_chunk(&mut self) {
         let tracking = self.compaction.is_some();
-        let chunk = self
-            .with_journal(|db, options, journal| commit_task_chunk(db, options, tracking, journal));
+        let health = self.shared.health.clone();
+        let chunk = unless_panicked(&health, || {
+            self.with_journal(|db, options, journal| {
+                commit_task_chunk(db, options, tracking, journal)
+            })
+        });
         match chunk {
             Ok((None, _)) => self.tasks_pending = false,
             Ok((Some(step), last_seq)) => {
@@ -825,6 +890,8 @@ fn apply(tables: &mut TxnTables<'_>, command: Command) -> Outcome {
                 seq: seq_now(tables),
             }
         }
+        #[cfg(test)]
+        Command::PanicForTest => panic!("a command panicked (test)"),
         Command::Shutdown => WriteAck {
             written: Written::Nothing,
             seq: seq_now(tables),
@@ -843,5 +910,55 @@ fn retire(replaced: Arc<Database>) {
         .spawn(move || drop(replaced));
     if let Err(error) = spawned {
         tracing::warn!(%error, "no thread for closing the replaced store file: closed here");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::store::Store;
+
+    fn contact_input(email: &str) -> Box<crate::model::ContactInput> {
+        Box::new(
+            serde_json::from_value(serde_json::json!({"name": "Panic Test", "email": email}))
+                .unwrap(),
+        )
+    }
+
+    /// A batch that panics fails only its own callers; the writer keeps committing.
+    #[tokio::test]
+    async fn a_panicking_batch_fails_alone_and_the_writer_lives_on() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let store = Store::open(
+            &dir.path().join("c.redb"),
+            Config::default().store_options(),
+        )
+        .unwrap();
+        store
+            .write(Command::Create(contact_input("before@x.example")))
+            .await
+            .unwrap();
+        let seq_before = store.committed().get();
+
+        let failed = store.write(Command::PanicForTest).await.unwrap_err();
+        assert!(matches!(failed, StoreError::Panicked(_)), "{failed:?}");
+        assert!(failed.is_internal());
+        assert_eq!(store.writer_health().panics(), 1);
+        assert!(store.writer_health().running());
+        assert_eq!(
+            store.committed().get(),
+            seq_before,
+            "nothing of the batch was committed"
+        );
+
+        let after = store
+            .write(Command::Create(contact_input("after@x.example")))
+            .await
+            .unwrap();
+        assert!(after.seq > seq_before);
+        assert!(store.writer_health().running());
+        store.shutdown();
+        assert!(!store.writer_health().running());
     }
 }

@@ -12,7 +12,7 @@ mod rebuild;
 mod worker;
 
 pub use rebuild::{open_index, rebuild};
-pub use worker::{SyncWorker, Tick};
+pub use worker::{SyncHealth, SyncWorker, Tick};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,6 +31,8 @@ pub enum SyncError {
     Index(#[from] IndexError),
     #[error("index directory: {0}")]
     Io(#[from] std::io::Error),
+    #[error("the sync batch panicked: {0}")]
+    Panicked(String),
 }
 
 #[derive(Debug, Clone)]

@@ -41,7 +41,27 @@ struct Uncommitted {
     since: Instant,
 }
 
+/// What readiness reports about the sync worker.
+#[derive(Debug, Default)]
+pub struct SyncHealth {
+    /// Ticks failed in a row (0 while the worker keeps up).
+    failing: std::sync::atomic::AtomicU32,
+    /// Ticks that panicked since start (each was rolled back and retried).
+    panics: std::sync::atomic::AtomicU64,
+}
+
+impl SyncHealth {
+    pub fn failing(&self) -> u32 {
+        self.failing.load(Ordering::SeqCst)
+    }
+
+    pub fn panics(&self) -> u64 {
+        self.panics.load(Ordering::SeqCst)
+    }
+}
+
 pub struct SyncWorker {
+    health: Arc<SyncHealth>,
     store: Store,
     index: Arc<SearchIndex>,
     updater: IndexUpdater,
@@ -78,6 +98,7 @@ impl SyncWorker {
             0
         };
         Ok(SyncWorker {
+            health: Arc::default(),
             store,
             index,
             updater,
@@ -90,6 +111,11 @@ impl SyncWorker {
             uncommitted: None,
             merges_paused: false,
         })
+    }
+
+    /// The worker's health, shared with readiness.
+    pub fn health(&self) -> Arc<SyncHealth> {
+        self.health.clone()
     }
 
     /// One step: apply the next batch of changes, and commit (making it searchable)
@@ -322,7 +348,21 @@ impl SyncWorker {
     pub fn run(mut self, stop: &AtomicBool) {
         let mut failures = 0u32;
         loop {
-            match self.tick() {
+            let ticked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.tick()))
+                .unwrap_or_else(|panic| {
+                    self.health.panics.fetch_add(1, Ordering::SeqCst);
+                    // What the panicking batch added is dropped; the next tick reads
+                    // it again from the change log.
+                    if let Err(error) = self.forget_uncommitted() {
+                        tracing::error!(%error, "cannot roll back after a panic");
+                    }
+                    Err(SyncError::Panicked(crate::boundary::panic_message(&*panic)))
+                });
+            self.health.failing.store(
+                ticked.as_ref().map_or(failures + 1, |_| 0),
+                Ordering::SeqCst,
+            );
+            match ticked {
                 Ok(Tick::Applied { .. }) => {
                     failures = 0;
                     self.start_merges(false);

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod auth;
 mod catalog_tasks;
 mod cli;
 mod compaction;

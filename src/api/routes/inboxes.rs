@@ -75,8 +75,7 @@ fn inbox_of(written: Written) -> Result<Inbox, ApiError> {
 
 fn built_in() -> ApiError {
     ApiError::new(
-        StatusCode::CONFLICT,
-        "conflict",
+        crate::api::Code::Conflict,
         "the built-in inbox 'all' cannot be changed",
     )
 }

@@ -11,22 +11,39 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// 200 once the index is within `ready_max_lag` changes of the store, else 503.
+/// Consecutive failed sync ticks that make the server unready (one failure is retried
+/// within 200 ms and should not flap readiness).
+const SYNC_FAILING_TICKS: u32 = 3;
+
+/// 200 once the index is within `ready_max_lag` of the store, the store writer takes
+/// commands and the sync worker is not failing; else 503 naming what is wrong.
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let store_seq = state.store.committed().get();
     let index_seq = state.indexed.get();
     let lag = store_seq.saturating_sub(index_seq);
-    let ready = lag <= state.config.ready_max_lag;
-    let status = if ready {
+    let writer = state.store.writer_health();
+    let sync = &state.sync_health;
+    let status = if !writer.running() {
+        "writer_stopped"
+    } else if sync.failing() >= SYNC_FAILING_TICKS {
+        "sync_failing"
+    } else if lag > state.config.ready_max_lag {
+        "lagging"
+    } else {
+        "ready"
+    };
+    let code = if status == "ready" {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     let body = json!({
-        "status": if ready { "ready" } else { "lagging" },
+        "status": status,
         "lag": lag, "store_seq": store_seq, "index_seq": index_seq,
+        "writer": {"running": writer.running(), "panics": writer.panics()},
+        "sync": {"failing_ticks": sync.failing(), "panics": sync.panics()},
     });
-    (status, Json(body))
+    (code, Json(body))
 }
 
 pub async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {

@@ -104,12 +104,7 @@ pub async fn search_post(
 }
 
 pub fn invalid_filter(error: FilterError) -> ApiError {
-    ApiError::new(
-        axum::http::StatusCode::BAD_REQUEST,
-        "invalid_filter",
-        error.message.clone(),
-    )
-    .with_details(vec![
+    ApiError::new(crate::api::Code::InvalidFilter, error.message.clone()).with_details(vec![
         json!({"position": error.position, "message": error.message}),
     ])
 }
