@@ -36,6 +36,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Log filter (tracing `EnvFilter` syntax); `RUST_LOG` overrides it.
     pub log: String,
+    /// `text` (colours only on a terminal) or `json` (one object per line).
+    pub log_format: LogFormat,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
     /// How long `?wait=indexed` and `min_seq` wait before answering 503.
@@ -43,10 +45,18 @@ pub struct Config {
     /// `/readyz` answers 200 while the index lags the store by at most this many changes.
     pub ready_max_lag: u64,
     pub auth: AuthConfig,
+    pub limits: LimitsConfig,
     pub rules: RulesConfig,
     pub store: StoreConfig,
     pub sync: SyncConfig,
     pub search: SearchConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -56,6 +66,45 @@ pub struct AuthConfig {
     pub public_metrics: bool,
     /// API keys (hashes only), as `contactd keys create` writes them.
     pub keys: Vec<KeyConfig>,
+}
+
+/// Bounds on what one request may ask; each breach is a 4xx naming its key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub q_max_bytes: usize,
+    pub q_max_words: usize,
+    pub filter_max_bytes: usize,
+    /// Conditions (field comparisons) in one filter.
+    pub filter_max_conditions: usize,
+    /// Values in one `IN [...]` list.
+    pub filter_max_in_values: usize,
+    pub sort_max_keys: usize,
+    /// One import upload, in bytes (413 beyond).
+    pub import_max_bytes: u64,
+    /// One line of an import upload, in bytes (413 beyond).
+    pub import_max_line_bytes: usize,
+    /// Imports running at once (429 beyond).
+    pub imports_max_running: usize,
+    /// Writes waiting for the store writer (503 beyond, instead of a growing queue).
+    pub writer_queue_max: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            q_max_bytes: 1_024,
+            q_max_words: 32,
+            filter_max_bytes: 16_384,
+            filter_max_conditions: 200,
+            filter_max_in_values: 1_000,
+            sort_max_keys: 4,
+            import_max_bytes: 2 * 1024 * 1024 * 1024,
+            import_max_line_bytes: 1024 * 1024,
+            imports_max_running: 2,
+            writer_queue_max: 10_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -116,10 +165,12 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 7700)),
             data_dir: PathBuf::from("index"),
             log: "info".into(),
+            log_format: LogFormat::Text,
             max_body_bytes: 10 * 1024 * 1024,
             wait_timeout_ms: 5_000,
             ready_max_lag: 1_000,
             auth: AuthConfig::default(),
+            limits: LimitsConfig::default(),
             rules: RulesConfig::default(),
             store: StoreConfig::default(),
             sync: SyncConfig::default(),
@@ -253,6 +304,23 @@ impl Config {
         if self.store.group_commit_max == 0 || self.sync.batch_max == 0 {
             return invalid("store.group_commit_max and sync.batch_max must be at least 1");
         }
+        let limits = &self.limits;
+        if [
+            limits.q_max_bytes,
+            limits.q_max_words,
+            limits.filter_max_bytes,
+            limits.filter_max_conditions,
+            limits.filter_max_in_values,
+            limits.sort_max_keys,
+            limits.import_max_line_bytes,
+            limits.imports_max_running,
+            limits.writer_queue_max,
+        ]
+        .contains(&0)
+            || limits.import_max_bytes == 0
+        {
+            return invalid("every [limits] value must be at least 1");
+        }
         if self.sync.writer_memory_mb < 20 {
             return invalid("sync.writer_memory_mb must be at least 20");
         }
@@ -280,6 +348,7 @@ impl Config {
             rules: self.rules(),
             clock: crate::clock::Clock::default(),
             scrub_within: Duration::from_secs(self.store.scrub_within_secs),
+            queue_max: self.limits.writer_queue_max,
         }
     }
 
@@ -361,6 +430,17 @@ mod tests {
         assert!(Config::from_sources("lisen = \"x\"", [], &none).is_err());
         let err = Config::from_sources("listen = \"0.0.0.0:7700\"", [], &none).unwrap_err();
         assert!(err.to_string().contains("refusing"), "{err}");
+        // One key is enough to listen on any address.
+        let with_key = format!(
+            "listen = \"0.0.0.0:7700\"\n[[auth.keys]]\nname = \"ops\"\nrole = \"owner\"\nsha256 = \"{}\"\n",
+            crate::auth::hash_key("cdk_test")
+        );
+        let config = Config::from_sources(&with_key, [], &none).unwrap();
+        assert_eq!(config.auth.keys.len(), 1);
+        // A key in clear (not a hash) is refused.
+        let in_clear = "[[auth.keys]]\nname = \"ops\"\nrole = \"owner\"\nsha256 = \"cdk_test\"\n";
+        let err = Config::from_sources(in_clear, [], &none).unwrap_err();
+        assert!(err.to_string().contains("64 lowercase hex"), "{err}");
     }
 
     #[test]

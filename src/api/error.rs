@@ -33,12 +33,14 @@ pub enum Code {
     VersionMismatch,
     PayloadTooLarge,
     ValidationFailed,
+    TooManyRequests,
     IndexLagging,
+    Overloaded,
     Internal,
 }
 
 impl Code {
-    pub const ALL: [Code; 15] = [
+    pub const ALL: [Code; 17] = [
         Code::BadRequest,
         Code::InvalidFilter,
         Code::LimitExceeded,
@@ -52,7 +54,9 @@ impl Code {
         Code::VersionMismatch,
         Code::PayloadTooLarge,
         Code::ValidationFailed,
+        Code::TooManyRequests,
         Code::IndexLagging,
+        Code::Overloaded,
         Code::Internal,
     ];
 
@@ -120,6 +124,16 @@ impl Code {
                 "validation_failed",
                 S::UNPROCESSABLE_ENTITY,
                 "well-formed input that breaks a rule; details list every broken field",
+            ),
+            Code::TooManyRequests => (
+                "too_many_requests",
+                S::TOO_MANY_REQUESTS,
+                "as many imports as [limits] imports_max_running allow are running; retry later",
+            ),
+            Code::Overloaded => (
+                "overloaded",
+                S::SERVICE_UNAVAILABLE,
+                "the store's write queue is full ([limits] writer_queue_max); nothing was written, retry later",
             ),
             Code::IndexLagging => (
                 "index_lagging",
@@ -278,6 +292,10 @@ impl From<StoreError> for ApiError {
             ),
             StoreError::Conflict(message) => ApiError::new(Code::Conflict, message),
             StoreError::BadRequest(message) => ApiError::bad_request(message),
+            StoreError::Overloaded => ApiError::new(
+                Code::Overloaded,
+                "the write queue is full; nothing was written, retry shortly",
+            ),
             other => ApiError::internal(other),
         }
     }

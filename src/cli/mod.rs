@@ -13,7 +13,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use crate::app::{App, shutdown_signal};
-use crate::config::{Config, Overrides};
+use crate::config::{Config, LogFormat, Overrides};
 use crate::store::Store;
 
 /// contactd — instant contact search beside your CRM.
@@ -98,15 +98,19 @@ impl CommonArgs {
     }
 }
 
-pub fn init_tracing(filter: &str) {
+pub fn init_tracing(filter: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
         // Colour codes only on a terminal, never in a log file.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -115,12 +119,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { common, listen } => {
             let config = common.load(listen)?;
-            init_tracing(&config.log);
+            init_tracing(&config.log, config.log_format);
             serve(config)?;
         }
         Command::Reindex { common } => {
             let config = common.load(None)?;
-            init_tracing(&config.log);
+            init_tracing(&config.log, config.log_format);
             reindex(&config)?;
         }
         Command::Generate {
@@ -130,15 +134,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             definitions,
         } => generate(count, seed, out.as_deref(), definitions)?,
         Command::Import(args) => {
-            init_tracing(quiet);
+            init_tracing(quiet, LogFormat::Text);
             return transfer::import(&args);
         }
         Command::Export(args) => {
-            init_tracing(quiet);
+            init_tracing(quiet, LogFormat::Text);
             transfer::export(&args)?;
         }
         Command::Bench(args) => {
-            init_tracing(quiet);
+            init_tracing(quiet, LogFormat::Text);
             crate::bench::run(&args)?;
         }
         Command::Keys(args) => keys::run(&args)?,

@@ -38,3 +38,29 @@ pub enum Expr {
         condition: Condition,
     },
 }
+
+impl Expr {
+    /// The conditions (field comparisons) in the expression.
+    pub fn conditions(&self) -> usize {
+        match self {
+            Expr::And(items) | Expr::Or(items) => items.iter().map(Expr::conditions).sum(),
+            Expr::Not(inner) => inner.conditions(),
+            Expr::Condition { .. } => 1,
+        }
+    }
+
+    /// The longest `IN [...]` list in the expression (0 without one).
+    pub fn longest_in_list(&self) -> usize {
+        match self {
+            Expr::And(items) | Expr::Or(items) => {
+                items.iter().map(Expr::longest_in_list).max().unwrap_or(0)
+            }
+            Expr::Not(inner) => inner.longest_in_list(),
+            Expr::Condition {
+                condition: Condition::In(values),
+                ..
+            } => values.len(),
+            Expr::Condition { .. } => 0,
+        }
+    }
+}

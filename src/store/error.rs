@@ -25,6 +25,9 @@ pub enum StoreError {
     BadRequest(String),
     #[error("the store is shut down")]
     Closed,
+    /// The writer's queue is full: the command was not queued.
+    #[error("the write queue is full")]
+    Overloaded,
     #[error("storage error: {0}")]
     Storage(#[from] redb::Error),
     #[error("corrupt record: {0}")]

@@ -21,6 +21,7 @@ pub use read::{ChangeBatch, ScrubStatus};
 pub use writer::{Command, CompactionStatus, WriteAck, WriterHealth, Written};
 
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::TrySendError;
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
@@ -40,6 +41,9 @@ pub struct StoreOptions {
     pub clock: crate::clock::Clock,
     /// An erased contact's bytes leave the store and index files within this time.
     pub scrub_within: std::time::Duration,
+    /// Commands waiting for the writer; [`Store::write`] answers
+    /// [`StoreError::Overloaded`] beyond (a bounded queue instead of a growing one).
+    pub queue_max: usize,
 }
 
 /// Expired contacts erased per transaction by [`Store::purge_expired`].
@@ -76,7 +80,7 @@ struct Inner {
     clock: crate::clock::Clock,
     compaction: writer::SharedStatus,
     /// Shared (weakly) with the writer, which hands clones to a compactor thread.
-    jobs: Arc<std::sync::mpsc::Sender<writer::Job>>,
+    jobs: Arc<std::sync::mpsc::SyncSender<writer::Job>>,
     // A std Mutex: taken once at shutdown to join the writer thread.
     writer_thread: Mutex<Option<JoinHandle<()>>>,
     committed: Arc<SeqSignal>,
@@ -110,7 +114,7 @@ impl Store {
         let defs = Arc::new(DefsCache::default());
         let compaction = writer::SharedStatus::default();
         let health = Arc::new(writer::WriterHealth::default());
-        let (jobs, queue) = std::sync::mpsc::channel();
+        let (jobs, queue) = std::sync::mpsc::sync_channel(options.queue_max);
         let jobs = Arc::new(jobs);
         let scrub_within = options.scrub_within;
         let default_country = options.rules.default_country;
@@ -163,16 +167,40 @@ impl Store {
             > 0
     }
 
-    /// Queues a write and waits (asynchronously) for its durable commit.
+    /// Queues a write and waits (asynchronously) for its durable commit; a full queue
+    /// answers [`StoreError::Overloaded`] at once, with nothing queued.
     pub async fn write(&self, command: Command) -> Result<WriteAck, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.inner
-            .jobs
-            .send(writer::Job::Write {
-                command,
-                reply: Some(reply),
-            })
-            .map_err(|_| StoreError::Closed)?;
+        let job = writer::Job::Write {
+            command,
+            reply: Some(reply),
+        };
+        match self.inner.jobs.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(StoreError::Overloaded),
+            Err(TrySendError::Disconnected(_)) => return Err(StoreError::Closed),
+        }
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Like [`Store::write`], but waits for room in the queue: for background work
+    /// (imports, purges) that should slow down rather than fail.
+    pub async fn write_when_room(&self, command: Command) -> Result<WriteAck, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let mut job = writer::Job::Write {
+            command,
+            reply: Some(reply),
+        };
+        loop {
+            match self.inner.jobs.try_send(job) {
+                Ok(()) => break,
+                Err(TrySendError::Full(back)) => {
+                    job = back;
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+                Err(TrySendError::Disconnected(_)) => return Err(StoreError::Closed),
+            }
+        }
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -191,7 +219,7 @@ impl Store {
         let mut total = 0;
         loop {
             let ack = self
-                .write(Command::PurgeExpired { limit: PURGE_CHUNK })
+                .write_when_room(Command::PurgeExpired { limit: PURGE_CHUNK })
                 .await?;
             let Written::Purged(count) = ack.written else {
                 return Ok(total);

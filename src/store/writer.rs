@@ -13,7 +13,7 @@
 //! its final swap. A failed compaction is retried after a pause.
 
 use std::collections::BTreeMap;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -201,7 +201,7 @@ pub(super) struct Shared {
     pub status: SharedStatus,
     /// The queue's sender, for the compactor thread (weak, so dropping the store
     /// still closes the queue).
-    pub queue: std::sync::Weak<Sender<Job>>,
+    pub queue: std::sync::Weak<std::sync::mpsc::SyncSender<Job>>,
     pub health: Arc<WriterHealth>,
 }
 

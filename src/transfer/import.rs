@@ -186,7 +186,7 @@ impl<'a> Run<'a> {
         SentBatch {
             errors,
             lines,
-            outcome: Box::pin(store.write(Command::ImportBatch {
+            outcome: Box::pin(store.write_when_room(Command::ImportBatch {
                 rows,
                 mode: options.mode,
                 match_by: options.match_by,

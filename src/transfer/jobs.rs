@@ -44,6 +44,26 @@ pub struct Jobs {
 
 impl Jobs {
     pub fn create(&self, kind: &str, dry_run: bool) -> JobStatus {
+        self.create_within(kind, dry_run, usize::MAX)
+            .expect("no bound on unfinished jobs")
+    }
+
+    /// Creates a job unless `max_unfinished` jobs of `kind` are queued or running.
+    pub fn create_within(
+        &self,
+        kind: &str,
+        dry_run: bool,
+        max_unfinished: usize,
+    ) -> Option<JobStatus> {
+        let mut jobs = self.jobs.lock().expect("jobs mutex is never poisoned");
+        let unfinished = jobs
+            .values()
+            .filter(|job| job.kind == kind)
+            .filter(|job| matches!(job.state, JobState::Queued | JobState::Running))
+            .count();
+        if unfinished >= max_unfinished {
+            return None;
+        }
         let job = JobStatus {
             id: ulid::Ulid::generate().to_string(),
             kind: kind.into(),
@@ -58,11 +78,8 @@ impl Jobs {
             started_at: None,
             finished_at: None,
         };
-        self.jobs
-            .lock()
-            .expect("jobs mutex is never poisoned")
-            .insert(job.id.clone(), job.clone());
-        job
+        jobs.insert(job.id.clone(), job.clone());
+        Some(job)
     }
 
     pub fn get(&self, id: &str) -> Option<JobStatus> {
@@ -82,5 +99,23 @@ impl Jobs {
         {
             change(job);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unfinished_jobs_of_a_kind_are_bounded() {
+        let jobs = Jobs::default();
+        let first = jobs.create_within("import", false, 1).unwrap();
+        assert!(jobs.create_within("import", false, 1).is_none());
+        assert!(
+            jobs.create_within("bulk", false, 1).is_some(),
+            "other kinds apart"
+        );
+        jobs.update(&first.id, |job| job.state = JobState::Done);
+        assert!(jobs.create_within("import", false, 1).is_some());
     }
 }

@@ -13,6 +13,7 @@ mod custom_fields;
 mod events;
 mod filter_check;
 mod identity;
+mod limits;
 mod merge;
 mod model_check;
 mod ops;

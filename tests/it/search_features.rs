@@ -126,7 +126,7 @@ async fn broken_filters_are_400_with_the_position() {
     let many_words = "a ".repeat(20_000);
     app.post("/v1/contacts/search", json!({"q": many_words}))
         .await
-        .expect_error(StatusCode::BAD_REQUEST, "bad_request");
+        .expect_error(StatusCode::BAD_REQUEST, "limit_exceeded");
     assert_eq!(app.get("/healthz").await.status, StatusCode::OK);
     for bad in [
         json!({"sort": "shoe_size:asc"}),

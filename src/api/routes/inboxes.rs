@@ -34,7 +34,12 @@ fn validate(
     }
     let defs = defs(state)?;
     let filter = input.filter.unwrap_or_default();
-    resolve_filter(&filter, &defs, &time_context(state, None)?)?;
+    resolve_filter(
+        &filter,
+        &defs,
+        &time_context(state, None)?,
+        &state.config.limits,
+    )?;
     let sort = input.sort.filter(|s| !s.trim().is_empty());
     if let Some(sort) = &sort {
         parse_sort(sort, &defs).map_err(ApiError::bad_request)?;

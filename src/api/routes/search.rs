@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 
 use crate::api::extract::{ApiJson, ApiQuery};
 use crate::api::{ApiError, AppState};
+use crate::config::LimitsConfig;
 use crate::index::SearchRequest;
 use crate::index::facets::{FacetCounts, parse_facets};
 use crate::index::sort::{decode_cursor, encode_cursor, parse_sort};
@@ -19,10 +20,6 @@ use crate::query::{FilterError, Resolved, ResolvedExpr, TimeContext, parse, reso
 
 const DEFAULT_LIMIT: usize = 20;
 const MAX_LIMIT: usize = 1000;
-/// What a search box sends; far longer input is refused before any work (each word is
-/// a part every match must satisfy).
-const MAX_Q_BYTES: usize = 1024;
-const MAX_Q_WORDS: usize = 32;
 
 /// A comma-separated list, or (in JSON bodies) an array of names.
 #[derive(Debug, Clone, Deserialize)]
@@ -114,11 +111,39 @@ pub fn resolve_filter(
     text: &str,
     defs: &CustomFieldDefs,
     time: &TimeContext,
+    limits: &LimitsConfig,
 ) -> Result<Option<Resolved>, ApiError> {
-    match parse(text).map_err(invalid_filter)? {
-        Some(expr) => Ok(Some(resolve(&expr, defs, time).map_err(invalid_filter)?)),
-        None => Ok(None),
+    if text.len() > limits.filter_max_bytes {
+        return Err(ApiError::limit_exceeded(
+            "filter_max_bytes",
+            limits.filter_max_bytes,
+            format!("the filter is over {} bytes", limits.filter_max_bytes),
+        ));
     }
+    let Some(expr) = parse(text).map_err(invalid_filter)? else {
+        return Ok(None);
+    };
+    if expr.conditions() > limits.filter_max_conditions {
+        return Err(ApiError::limit_exceeded(
+            "filter_max_conditions",
+            limits.filter_max_conditions,
+            format!(
+                "the filter has more than {} conditions",
+                limits.filter_max_conditions
+            ),
+        ));
+    }
+    if expr.longest_in_list() > limits.filter_max_in_values {
+        return Err(ApiError::limit_exceeded(
+            "filter_max_in_values",
+            limits.filter_max_in_values,
+            format!(
+                "an IN list of the filter has more than {} values",
+                limits.filter_max_in_values
+            ),
+        ));
+    }
+    Ok(Some(resolve(&expr, defs, time).map_err(invalid_filter)?))
 }
 
 pub fn time_context(state: &AppState, tz: Option<&str>) -> Result<TimeContext, ApiError> {
@@ -144,6 +169,7 @@ pub fn build_request(
     scope: &Scope,
     defs: &CustomFieldDefs,
 ) -> Result<(SearchRequest, String), ApiError> {
+    let limits = &state.config.limits;
     let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::bad_request(format!(
@@ -154,13 +180,13 @@ pub fn build_request(
     let saved = scope
         .filter
         .as_deref()
-        .map(|f| resolve_filter(f, defs, &time))
+        .map(|f| resolve_filter(f, defs, &time, limits))
         .transpose()?
         .flatten();
     let asked = params
         .filter
         .as_deref()
-        .map(|f| resolve_filter(f, defs, &time))
+        .map(|f| resolve_filter(f, defs, &time, limits))
         .transpose()?
         .flatten();
     let filter = match (saved, asked) {
@@ -171,6 +197,16 @@ pub fn build_request(
         (a, b) => a.or(b),
     };
     let sort_text = params.sort.clone().or_else(|| scope.sort.clone());
+    let sort_keys = sort_text.as_deref().map_or(0, |text| {
+        text.split(',').filter(|key| !key.trim().is_empty()).count()
+    });
+    if sort_keys > limits.sort_max_keys {
+        return Err(ApiError::limit_exceeded(
+            "sort_max_keys",
+            limits.sort_max_keys,
+            format!("sort by at most {} keys", limits.sort_max_keys),
+        ));
+    }
     let sort = sort_text
         .as_deref()
         .map(|s| parse_sort(s, defs))
@@ -181,10 +217,19 @@ pub fn build_request(
         None => Vec::new(),
     };
     let q = params.q.clone().unwrap_or_default();
-    if q.len() > MAX_Q_BYTES || q.split_whitespace().count() > MAX_Q_WORDS {
-        return Err(ApiError::bad_request(format!(
-            "q is too long: at most {MAX_Q_WORDS} words and {MAX_Q_BYTES} bytes"
-        )));
+    if q.len() > limits.q_max_bytes {
+        return Err(ApiError::limit_exceeded(
+            "q_max_bytes",
+            limits.q_max_bytes,
+            format!("q is over {} bytes", limits.q_max_bytes),
+        ));
+    }
+    if q.split_whitespace().count() > limits.q_max_words {
+        return Err(ApiError::limit_exceeded(
+            "q_max_words",
+            limits.q_max_words,
+            format!("q has more than {} words", limits.q_max_words),
+        ));
     }
     // A cursor is only valid for the order and result set it came from.
     let order = format!(

@@ -7,13 +7,17 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use serde::Deserialize;
+use serde_json::json;
 use tokio::io::AsyncWriteExt;
 
 use super::search::{NameList, Scope, SearchParams, build_request, projection};
 use crate::api::extract::ApiQuery;
-use crate::api::{ApiError, AppState};
+use crate::api::{ApiError, AppState, Code};
+use crate::config::LimitsConfig;
 use crate::store::{ImportMode, MatchBy};
-use crate::transfer::{EXPORT_PAGE, Export, Format, ImportOptions, JobStatus, run_import};
+use crate::transfer::{
+    EXPORT_PAGE, Export, Format, ImportOptions, JobState, JobStatus, run_import,
+};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -59,22 +63,36 @@ pub async fn import(
             )));
         }
     };
-    let job = state.jobs.create("import", params.dry_run);
+    let limits = &state.config.limits;
+    let Some(job) = state
+        .jobs
+        .create_within("import", params.dry_run, limits.imports_max_running)
+    else {
+        return Err(ApiError::new(
+            Code::TooManyRequests,
+            format!(
+                "{} imports are running (imports_max_running); retry when one is done",
+                limits.imports_max_running
+            ),
+        ));
+    };
     let spool_dir = state.config.data_dir.join("imports");
-    tokio::fs::create_dir_all(&spool_dir)
-        .await
-        .map_err(ApiError::internal)?;
     let path = spool_dir.join(format!("{}.upload", job.id));
-    let mut file = tokio::fs::File::create(&path)
-        .await
-        .map_err(ApiError::internal)?;
-    let mut body = request.into_body().into_data_stream();
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("upload interrupted: {e}")))?;
-        file.write_all(&chunk).await.map_err(ApiError::internal)?;
+    let spooled = spool_upload(request, &spool_dir, &path, limits).await;
+    if let Err(error) = spooled {
+        // The job never ran: it must not count against imports_max_running.
+        state.jobs.update(&job.id, |job| {
+            job.state = JobState::Failed;
+            job.finished_at = Some(chrono::Utc::now());
+            job.errors.push(json!({"message": error.message}));
+        });
+        if let Err(cause) = tokio::fs::remove_file(&path).await
+            && cause.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(%cause, path = %path.display(), "could not remove a refused upload");
+        }
+        return Err(error);
     }
-    file.flush().await.map_err(ApiError::internal)?;
-    drop(file);
 
     let options = ImportOptions {
         mode: params.mode,
@@ -90,6 +108,55 @@ pub async fn import(
         }
     });
     Ok(job_response(StatusCode::ACCEPTED, &job))
+}
+
+/// Writes the body to `path`, refusing (413) a body over `import_max_bytes` or a line
+/// over `import_max_line_bytes` as soon as it arrives, so neither the disk nor the
+/// parser ever holds more.
+async fn spool_upload(
+    request: Request,
+    spool_dir: &std::path::Path,
+    path: &std::path::Path,
+    limits: &LimitsConfig,
+) -> Result<(), ApiError> {
+    tokio::fs::create_dir_all(spool_dir)
+        .await
+        .map_err(ApiError::internal)?;
+    let mut file = tokio::fs::File::create(path)
+        .await
+        .map_err(ApiError::internal)?;
+    let too_large = |message: String| ApiError::new(Code::PayloadTooLarge, message);
+    let (mut total, mut line) = (0u64, 0usize);
+    let mut body = request.into_body().into_data_stream();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("upload interrupted: {e}")))?;
+        total += chunk.len() as u64;
+        if total > limits.import_max_bytes {
+            return Err(too_large(format!(
+                "the upload is over {} bytes (import_max_bytes)",
+                limits.import_max_bytes
+            )));
+        }
+        // `line` carries the length of the line the previous chunk ended in.
+        let mut pieces = chunk.split(|b| *b == b'\n').peekable();
+        let mut continues_line = true;
+        while let Some(piece) = pieces.next() {
+            let length = piece.len() + if continues_line { line } else { 0 };
+            continues_line = false;
+            if length > limits.import_max_line_bytes {
+                return Err(too_large(format!(
+                    "a line of the upload is over {} bytes (import_max_line_bytes)",
+                    limits.import_max_line_bytes
+                )));
+            }
+            if pieces.peek().is_none() {
+                line = length;
+            }
+        }
+        file.write_all(&chunk).await.map_err(ApiError::internal)?;
+    }
+    file.flush().await.map_err(ApiError::internal)?;
+    Ok(())
 }
 
 pub async fn job(

@@ -21,7 +21,7 @@ static TRACING: Once = Once::new();
 fn init_test_logging() {
     TRACING.call_once(|| {
         if std::env::var_os("TEST_LOG").is_some() {
-            contactd::cli::init_tracing("info,contactd=debug");
+            contactd::cli::init_tracing("info,contactd=debug", contactd::config::LogFormat::Text);
         }
     });
 }
