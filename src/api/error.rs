@@ -202,7 +202,8 @@ impl ApiError {
     }
 
     /// An input over the configured limit `key` (a `[limits]` key of config.toml).
-    pub fn limit_exceeded(key: &str, limit: usize, message: impl Into<String>) -> Self {
+    pub fn limit_exceeded(key: &'static str, limit: usize, message: impl Into<String>) -> Self {
+        metrics::counter!("contactd_rejections_total", "limit" => key).increment(1);
         let message = message.into();
         Self::new(Code::LimitExceeded, message.clone()).with_details(vec![
             json!({"limit": key, "max": limit, "message": message}),

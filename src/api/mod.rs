@@ -8,6 +8,7 @@
 mod auth;
 mod error;
 mod extract;
+mod metrics;
 mod request_id;
 mod routes;
 mod state;
@@ -48,7 +49,10 @@ pub fn router(state: AppState) -> Router {
             ApiError::internal("handler panicked").into_response()
         }))
         .layer(DefaultBodyLimit::max(max_body));
+    metrics::handle();
     routes::routes()
+        .route("/metrics", axum::routing::get(metrics::render))
+        .route_layer(axum::middleware::from_fn(metrics::record_requests))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::check_key,

@@ -89,6 +89,8 @@ struct Inner {
     /// Bulk loads (imports) running; see [`Store::bulk_load`].
     bulk_loads: Arc<std::sync::atomic::AtomicUsize>,
     health: Arc<writer::WriterHealth>,
+    /// Jobs sent and not yet taken by the writer (for `/metrics`).
+    queued: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Held while a bulk load runs (see [`Store::bulk_load`]).
@@ -114,6 +116,7 @@ impl Store {
         let defs = Arc::new(DefsCache::default());
         let compaction = writer::SharedStatus::default();
         let health = Arc::new(writer::WriterHealth::default());
+        let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let (jobs, queue) = std::sync::mpsc::sync_channel(options.queue_max);
         let jobs = Arc::new(jobs);
         let scrub_within = options.scrub_within;
@@ -127,6 +130,7 @@ impl Store {
                 status: compaction.clone(),
                 queue: Arc::downgrade(&jobs),
                 health: health.clone(),
+                queued: queued.clone(),
             },
             options,
             path.to_path_buf(),
@@ -146,6 +150,7 @@ impl Store {
                 bulk_loads: Arc::default(),
                 default_country,
                 health,
+                queued,
             }),
         })
     }
@@ -175,9 +180,13 @@ impl Store {
             command,
             reply: Some(reply),
         };
-        match self.inner.jobs.try_send(job) {
+        match self.try_queue(job) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => return Err(StoreError::Overloaded),
+            Err(TrySendError::Full(_)) => {
+                metrics::counter!("contactd_rejections_total", "limit" => "writer_queue_max")
+                    .increment(1);
+                return Err(StoreError::Overloaded);
+            }
             Err(TrySendError::Disconnected(_)) => return Err(StoreError::Closed),
         }
         answer.await.map_err(|_| StoreError::Closed)?
@@ -192,7 +201,7 @@ impl Store {
             reply: Some(reply),
         };
         loop {
-            match self.inner.jobs.try_send(job) {
+            match self.try_queue(job) {
                 Ok(()) => break,
                 Err(TrySendError::Full(back)) => {
                     job = back;
@@ -207,7 +216,7 @@ impl Store {
     /// Queues a write without waiting for it (used for change-log trimming).
     pub fn write_detached(&self, command: Command) {
         // A closed writer means we are shutting down; the command can be dropped.
-        let _ = self.inner.jobs.send(writer::Job::Write {
+        self.queue_waiting(writer::Job::Write {
             command,
             reply: None,
         });
@@ -251,6 +260,39 @@ impl Store {
     }
 
     /// The last committed change-log sequence; waitable.
+    /// Jobs waiting for the writer.
+    pub fn queue_depth(&self) -> usize {
+        self.inner.queued.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Sends a job to the writer without waiting for room; counted in the depth.
+    fn try_queue(&self, job: writer::Job) -> Result<(), TrySendError<writer::Job>> {
+        self.inner
+            .queued
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let sent = self.inner.jobs.try_send(job);
+        if sent.is_err() {
+            self.inner
+                .queued
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        sent
+    }
+
+    /// Sends a job to the writer, waiting for room; false when the writer is gone.
+    fn queue_waiting(&self, job: writer::Job) -> bool {
+        self.inner
+            .queued
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let sent = self.inner.jobs.send(job).is_ok();
+        if !sent {
+            self.inner
+                .queued
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        sent
+    }
+
     /// The writer thread's state, for readiness.
     pub fn writer_health(&self) -> &writer::WriterHealth {
         &self.inner.health
@@ -266,7 +308,7 @@ impl Store {
 
     /// Stops the writer after the commands already queued and waits for it.
     pub fn shutdown(&self) {
-        let _ = self.inner.jobs.send(writer::Job::Write {
+        self.queue_waiting(writer::Job::Write {
             command: Command::Shutdown,
             reply: None,
         });

@@ -203,6 +203,8 @@ pub(super) struct Shared {
     /// still closes the queue).
     pub queue: std::sync::Weak<std::sync::mpsc::SyncSender<Job>>,
     pub health: Arc<WriterHealth>,
+    /// Write jobs sent and not yet taken (the store counts them in, the writer out).
+    pub queued: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// What readiness reports about the writer thread.
@@ -343,7 +345,12 @@ impl Writer {
             let mut next = first;
             while let Some(job) = next {
                 match job {
-                    Job::Write { command, reply } => writes.push((command, reply)),
+                    Job::Write { command, reply } => {
+                        self.shared
+                            .queued
+                            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                        writes.push((command, reply));
+                    }
                     Job::Compactor(request) => requests.push(request),
                 }
                 next = if writes.len() < self.options.group_commit_max {
@@ -396,6 +403,8 @@ impl Writer {
             })
         });
         let took = started.elapsed();
+        metrics::histogram!("contactd_store_commit_seconds").record(took.as_secs_f64());
+        metrics::counter!("contactd_store_commands_total").increment(batch.len() as u64);
         if took >= SLOW_COMMIT {
             tracing::debug!(
                 ms = took.as_secs_f64() * 1e3,

@@ -205,6 +205,9 @@ impl SyncWorker {
         self.uncommitted = None;
         self.index.reload()?;
         self.indexed.publish(pending.up_to);
+        metrics::histogram!("contactd_index_commit_seconds")
+            .record(started.elapsed().as_secs_f64());
+        metrics::counter!("contactd_index_documents_total").increment(pending.contacts as u64);
         self.applied_since_merge += pending.contacts;
         if self.applied_since_merge >= MERGE_AFTER_CONTACTS {
             self.index.set_merging(true);

@@ -220,6 +220,10 @@ impl<'a> Run<'a> {
                 Err(error) => errors.push((line, row_errors(error))),
             }
         }
+        metrics::counter!("contactd_import_rows_total", "outcome" => "created").increment(created);
+        metrics::counter!("contactd_import_rows_total", "outcome" => "updated").increment(updated);
+        metrics::counter!("contactd_import_rows_total", "outcome" => "failed")
+            .increment(errors.len() as u64);
         self.jobs.update(self.job_id, |job| {
             job.created += created;
             job.updated += updated;

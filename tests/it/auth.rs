@@ -40,6 +40,8 @@ fn every_route() -> Vec<Route> {
     vec![
         route(M::GET, "/healthz", None),
         route(M::GET, "/readyz", None),
+        // Any key (auth.public_metrics is off).
+        route(M::GET, "/metrics", Some(Agent)),
         route(M::GET, "/v1/stats", Some(Agent)),
         route(M::GET, "/v1/contacts", Some(Agent)),
         with_body(

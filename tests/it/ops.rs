@@ -26,6 +26,49 @@ async fn health_readiness_and_stats() {
     assert_eq!(stats["lag"], 0);
     assert!(stats["index_bytes"].as_u64().unwrap() > 0);
     assert!(stats["store_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(ready.body["writer"]["running"], true, "{}", ready.body);
+    assert_eq!(ready.body["sync"]["failing_ticks"], 0, "{}", ready.body);
+    app.stop().await;
+}
+
+/// Prometheus text with requests by route pattern, state gauges, commit histograms
+/// and refused inputs by limit.
+#[tokio::test]
+async fn metrics_in_prometheus_text() {
+    let app = TestApp::spawn().await;
+    let created = app.create(json!({"email": "metrics@example.com"})).await;
+    let id = created["id"].as_str().unwrap();
+    app.get(&format!("/v1/contacts/{id}")).await;
+    app.post(
+        "/v1/contacts/search",
+        json!({"q": vec!["ab"; 40].join(" ")}),
+    )
+    .await;
+    app.wait_caught_up().await;
+    let response = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = response.text().await.unwrap();
+    for expected in [
+        // By route pattern, never by concrete id.
+        r#"contactd_http_requests_total{route="/v1/contacts/{id}",method="GET",status="200"}"#,
+        r#"contactd_http_request_duration_seconds_bucket{route="/v1/contacts",method="POST""#,
+        r#"contactd_contacts{status="active"} 1"#,
+        "contactd_store_seq ",
+        "contactd_sync_lag 0",
+        "contactd_writer_queue_depth 0",
+        "contactd_store_commit_seconds_bucket",
+        "contactd_index_commit_seconds_bucket",
+        r#"contactd_rejections_total{limit="q_max_words"}"#,
+    ] {
+        assert!(text.contains(expected), "missing {expected} in\n{text}");
+    }
+    assert!(!text.contains(id), "no contact id in label values");
     app.stop().await;
 }
 

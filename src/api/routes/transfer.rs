@@ -68,6 +68,8 @@ pub async fn import(
         .jobs
         .create_within("import", params.dry_run, limits.imports_max_running)
     else {
+        metrics::counter!("contactd_rejections_total", "limit" => "imports_max_running")
+            .increment(1);
         return Err(ApiError::new(
             Code::TooManyRequests,
             format!(
@@ -132,6 +134,8 @@ async fn spool_upload(
         let chunk = chunk.map_err(|e| ApiError::bad_request(format!("upload interrupted: {e}")))?;
         total += chunk.len() as u64;
         if total > limits.import_max_bytes {
+            metrics::counter!("contactd_rejections_total", "limit" => "import_max_bytes")
+                .increment(1);
             return Err(too_large(format!(
                 "the upload is over {} bytes (import_max_bytes)",
                 limits.import_max_bytes
@@ -144,6 +148,8 @@ async fn spool_upload(
             let length = piece.len() + if continues_line { line } else { 0 };
             continues_line = false;
             if length > limits.import_max_line_bytes {
+                metrics::counter!("contactd_rejections_total", "limit" => "import_max_line_bytes")
+                    .increment(1);
                 return Err(too_large(format!(
                     "a line of the upload is over {} bytes (import_max_line_bytes)",
                     limits.import_max_line_bytes
