@@ -180,7 +180,7 @@ impl Store {
             command,
             reply: Some(reply),
         };
-        match self.try_queue(job) {
+        match self.try_queue(job).map_err(|refused| *refused) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 metrics::counter!("contactd_rejections_total", "limit" => "writer_queue_max")
@@ -201,7 +201,7 @@ impl Store {
             reply: Some(reply),
         };
         loop {
-            match self.try_queue(job) {
+            match self.try_queue(job).map_err(|refused| *refused) {
                 Ok(()) => break,
                 Err(TrySendError::Full(back)) => {
                     job = back;
@@ -265,18 +265,18 @@ impl Store {
         self.inner.queued.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Sends a job to the writer without waiting for room; counted in the depth.
-    fn try_queue(&self, job: writer::Job) -> Result<(), TrySendError<writer::Job>> {
+    /// Sends a job to the writer without waiting for room; counted in the depth. A
+    /// refusal hands the job back (boxed: refusals are rare, jobs large).
+    fn try_queue(&self, job: writer::Job) -> Result<(), Box<TrySendError<writer::Job>>> {
         self.inner
             .queued
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let sent = self.inner.jobs.try_send(job);
-        if sent.is_err() {
+        self.inner.jobs.try_send(job).map_err(|refused| {
             self.inner
                 .queued
                 .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        sent
+            Box::new(refused)
+        })
     }
 
     /// Sends a job to the writer, waiting for room; false when the writer is gone.
