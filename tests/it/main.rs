@@ -12,6 +12,7 @@ mod crud;
 mod custom_fields;
 mod events;
 mod filter_check;
+mod generated;
 mod identity;
 mod limits;
 mod merge;

@@ -309,6 +309,14 @@ pub async fn run_search(
     scope: Scope,
 ) -> Result<Json<SearchResponse>, ApiError> {
     if let Some(seq) = params.min_seq {
+        // Sequences come from acknowledged writes (X-Seq): one past the store's is
+        // not a lag to wait out but a wrong number.
+        let committed = state.store.committed().get();
+        if seq > committed {
+            return Err(ApiError::bad_request(format!(
+                "min_seq {seq} is ahead of the store (at {committed}): use the X-Seq of a write"
+            )));
+        }
         state.wait_indexed(seq).await?;
     }
     let response = state
