@@ -68,22 +68,34 @@ impl App {
             index_seq = applied,
             "store and index open"
         );
-        let rules = Arc::new(config.rules());
-        let keys = Arc::new(crate::auth::Keys::new(&config.auth.keys));
         Ok(App {
             state: AppState {
                 store,
                 index,
                 indexed,
-                config: Arc::new(config),
-                rules,
+                live: Arc::new(crate::live::Live::new(config)),
                 clock,
                 jobs: Arc::default(),
                 sync_health,
-                keys,
             },
             sync,
         })
+    }
+
+    /// Reloads the configuration from `path` whenever the file changes (see
+    /// [`crate::live`]), until the returned watcher is dropped.
+    pub fn watch_config(
+        &self,
+        path: std::path::PathBuf,
+        overrides: crate::config::Overrides,
+    ) -> notify::Result<notify::RecommendedWatcher> {
+        crate::live::watch(
+            self.state.live.clone(),
+            self.state.store.clone(),
+            self.state.index.clone(),
+            path,
+            overrides,
+        )
     }
 
     pub fn state(&self) -> &AppState {
@@ -141,7 +153,7 @@ impl App {
 /// Erases contacts whose restore window has passed, at start and then every
 /// `rules.purge_interval_secs`, until `stop` turns true.
 async fn purge_trash(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let every = std::time::Duration::from_secs(state.config.rules.purge_interval_secs);
+    let every = std::time::Duration::from_secs(state.config().rules.purge_interval_secs);
     let mut ticks = tokio::time::interval(every);
     loop {
         tokio::select! {

@@ -26,6 +26,7 @@ pub mod clock;
 pub mod config;
 pub mod generate;
 pub mod index;
+pub mod live;
 pub mod model;
 pub mod query;
 pub mod signal;

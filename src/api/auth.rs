@@ -24,10 +24,11 @@ pub async fn check_key(
     let access = required_role(request.method().as_str(), &route, permanent);
     let open = match access {
         Access::Public => true,
-        Access::Metrics => state.config.auth.public_metrics,
+        Access::Metrics => state.config().auth.public_metrics,
         Access::Role(_) => false,
     };
-    if open || state.keys.is_empty() {
+    let keys = state.live.keys();
+    if open || keys.is_empty() {
         return next.run(request).await;
     }
     let presented = request
@@ -36,7 +37,7 @@ pub async fn check_key(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    let Some(caller) = presented.and_then(|key| state.keys.authenticate(key)) else {
+    let Some(caller) = presented.and_then(|key| keys.authenticate(key)) else {
         let message = match presented {
             None => "this route needs an API key: send Authorization: Bearer <key>",
             Some(_) => "unknown API key",

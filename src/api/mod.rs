@@ -30,7 +30,7 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The full application router with its middleware.
 pub fn router(state: AppState) -> Router {
-    let max_body = state.config.max_body_bytes;
+    let max_body = state.config().max_body_bytes;
     let middleware = ServiceBuilder::new()
         .layer(SetRequestIdLayer::new(REQUEST_ID, request_id::MakeUlidRequestId))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))

@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::index::SearchIndex;
-use crate::model::Rules;
 use crate::signal::SeqSignal;
 use crate::store::Store;
 
@@ -16,19 +15,26 @@ pub struct AppState {
     pub index: Arc<SearchIndex>,
     /// The last change-log sequence the index has applied and made searchable.
     pub indexed: Arc<SeqSignal>,
-    pub config: Arc<Config>,
-    pub rules: Arc<Rules>,
+    /// The running configuration (keys, limits, rules change on a reload).
+    pub live: Arc<crate::live::Live>,
     pub clock: crate::clock::Clock,
     pub jobs: Arc<crate::transfer::Jobs>,
     pub sync_health: Arc<crate::sync::SyncHealth>,
-    /// The configured API keys (none: requests need no key, on loopback only).
-    pub keys: Arc<crate::auth::Keys>,
 }
 
 impl AppState {
+    /// The configuration as of now (a reload may replace it between two calls).
+    pub fn config(&self) -> Arc<Config> {
+        self.live.config()
+    }
+
     /// Waits until the index has applied `seq`, or answers 503 `index_lagging`.
     pub async fn wait_indexed(&self, seq: u64) -> Result<(), ApiError> {
-        if self.indexed.wait_for(seq, self.config.wait_timeout()).await {
+        if self
+            .indexed
+            .wait_for(seq, self.config().wait_timeout())
+            .await
+        {
             Ok(())
         } else {
             Err(ApiError::index_lagging(seq))

@@ -1,5 +1,5 @@
 //! `contactd keys create|list|revoke`: API keys in config.toml, edited in place (its
-//! comments and layout are kept). Only the SHA-256 of a key is written; the key
+//! comments and layout are kept); a server running on the file reloads it. Only the SHA-256 of a key is written; the key
 //! itself is printed once by `create` and is not recoverable.
 
 use std::path::{Path, PathBuf};
@@ -89,7 +89,7 @@ pub fn run(args: &KeysArgs) -> anyhow::Result<()> {
             println!("{key}");
             eprintln!(
                 "created the {} key '{name}' in {} (only its hash is kept: store the key \
-                 now; restart a running server to use it)",
+                 now; a server running on this file accepts it within a second)",
                 role.as_str(),
                 args.config.display()
             );
@@ -102,7 +102,9 @@ pub fn run(args: &KeysArgs) -> anyhow::Result<()> {
                 bail!("no key named '{name}' in {}", args.config.display());
             }
             write(&args.config, &document)?;
-            eprintln!("revoked '{name}' (restart a running server to apply)");
+            eprintln!(
+                "revoked '{name}' (a server running on this file refuses it within a second)"
+            );
         }
     }
     Ok(())

@@ -86,30 +86,74 @@ pub struct CommonArgs {
 
 impl CommonArgs {
     fn load(&self, listen: Option<SocketAddr>) -> anyhow::Result<Config> {
+        let (path, required, overrides) = self.source(listen);
+        Ok(Config::load(&path, required, &overrides)?)
+    }
+
+    /// The config file, whether it must exist, and the flags that override it.
+    fn source(&self, listen: Option<SocketAddr>) -> (PathBuf, bool, Overrides) {
         let overrides = Overrides {
             listen,
             data_dir: self.data_dir.clone(),
         };
-        let (path, required) = match &self.config {
-            Some(path) => (path.clone(), true),
-            None => (PathBuf::from("config.toml"), false),
-        };
-        Ok(Config::load(&path, required, &overrides)?)
+        match &self.config {
+            Some(path) => (path.clone(), true, overrides),
+            None => (PathBuf::from("config.toml"), false, overrides),
+        }
     }
 }
 
+/// Changes the log filter of the running process (a config reload); a `RUST_LOG` set
+/// at start keeps precedence.
+pub fn set_log_filter(filter: &str) {
+    if std::env::var_os("RUST_LOG").is_some() {
+        return;
+    }
+    let Some(handle) = LOG_FILTER.get() else {
+        return;
+    };
+    match tracing_subscriber::EnvFilter::try_new(filter) {
+        Ok(filter) => {
+            if let Err(error) = handle.reload(filter) {
+                tracing::warn!(%error, "cannot change the log filter");
+            }
+        }
+        Err(error) => tracing::warn!(%error, "invalid log filter; the running one stays"),
+    }
+}
+
+type FilterHandle =
+    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
+
+/// The live log filter, set once by [`init_tracing`].
+static LOG_FILTER: std::sync::OnceLock<FilterHandle> = std::sync::OnceLock::new();
+
 pub fn init_tracing(filter: &str, format: LogFormat) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().init(),
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let registry = tracing_subscriber::registry().with(filter);
+    let installed = match format {
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr),
+            )
+            .try_init(),
         // Colour codes only on a terminal, never in a log file.
-        LogFormat::Text => builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init(),
+        LogFormat::Text => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+            )
+            .try_init(),
+    };
+    if installed.is_ok() {
+        let _ = LOG_FILTER.set(handle);
     }
 }
 
@@ -120,7 +164,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve { common, listen } => {
             let config = common.load(listen)?;
             init_tracing(&config.log, config.log_format);
-            serve(config)?;
+            let (path, _, overrides) = common.source(listen);
+            serve(config, path.exists().then_some((path, overrides)))?;
         }
         Command::Reindex { common } => {
             let config = common.load(None)?;
@@ -178,7 +223,8 @@ fn generate(
     Ok(writer.flush()?)
 }
 
-fn serve(config: Config) -> anyhow::Result<()> {
+/// Serves until SIGINT/SIGTERM; `watch` is the config file to reload live, if any.
+fn serve(config: Config, watch: Option<(PathBuf, Overrides)>) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -186,6 +232,14 @@ fn serve(config: Config) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let listen = config.listen;
         let app = tokio::task::spawn_blocking(move || App::open(config)).await??;
+        // Dropped when serving ends, which stops the watch.
+        let _watcher = match watch {
+            Some((path, overrides)) => Some(
+                app.watch_config(path.clone(), overrides)
+                    .with_context(|| format!("cannot watch {} for changes", path.display()))?,
+            ),
+            None => None,
+        };
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;

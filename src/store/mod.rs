@@ -91,6 +91,8 @@ struct Inner {
     health: Arc<writer::WriterHealth>,
     /// Jobs sent and not yet taken by the writer (for `/metrics`).
     queued: Arc<std::sync::atomic::AtomicUsize>,
+    /// Rules changed by a config reload, for the writer to take before its next batch.
+    pending_rules: Arc<Mutex<Option<Rules>>>,
 }
 
 /// Held while a bulk load runs (see [`Store::bulk_load`]).
@@ -117,6 +119,7 @@ impl Store {
         let compaction = writer::SharedStatus::default();
         let health = Arc::new(writer::WriterHealth::default());
         let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let pending_rules = Arc::new(Mutex::new(None));
         let (jobs, queue) = std::sync::mpsc::sync_channel(options.queue_max);
         let jobs = Arc::new(jobs);
         let scrub_within = options.scrub_within;
@@ -131,6 +134,7 @@ impl Store {
                 queue: Arc::downgrade(&jobs),
                 health: health.clone(),
                 queued: queued.clone(),
+                pending_rules: pending_rules.clone(),
             },
             options,
             path.to_path_buf(),
@@ -151,6 +155,7 @@ impl Store {
                 default_country,
                 health,
                 queued,
+                pending_rules,
             }),
         })
     }
@@ -260,6 +265,11 @@ impl Store {
     }
 
     /// The last committed change-log sequence; waitable.
+    /// New validation rules (a config reload); writes from the next batch on use them.
+    pub fn set_rules(&self, rules: Rules) {
+        *self.inner.pending_rules.lock().expect("never poisoned") = Some(rules);
+    }
+
     /// Jobs waiting for the writer.
     pub fn queue_depth(&self) -> usize {
         self.inner.queued.load(std::sync::atomic::Ordering::Relaxed)

@@ -205,6 +205,8 @@ pub(super) struct Shared {
     pub health: Arc<WriterHealth>,
     /// Write jobs sent and not yet taken (the store counts them in, the writer out).
     pub queued: Arc<std::sync::atomic::AtomicUsize>,
+    /// Rules from a config reload, taken before the next batch.
+    pub pending_rules: Arc<std::sync::Mutex<Option<crate::model::Rules>>>,
 }
 
 /// What readiness reports about the writer thread.
@@ -340,6 +342,15 @@ impl Writer {
                     Err(_) => break,
                 },
             };
+            if let Some(rules) = self
+                .shared
+                .pending_rules
+                .lock()
+                .expect("never poisoned")
+                .take()
+            {
+                self.options.rules = rules;
+            }
             let mut writes = Vec::new();
             let mut requests = Vec::new();
             let mut next = first;

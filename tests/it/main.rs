@@ -15,6 +15,7 @@ mod filter_check;
 mod generated;
 mod identity;
 mod limits;
+mod live_config;
 mod merge;
 mod model_check;
 mod ops;

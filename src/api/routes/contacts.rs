@@ -139,7 +139,7 @@ pub async fn lookup(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<LookupParams>,
 ) -> Result<Response, ApiError> {
-    let country = state.rules.default_country;
+    let country = state.live.rules().default_country;
     let bad = |m: String| ApiError::bad_request(m);
     let keys: Vec<IdentityKey> = match (params.email, params.phone, params.channel, params.value) {
         (Some(email), None, None, None) => vec![IdentityKey::new(

@@ -38,7 +38,7 @@ fn validate(
         &filter,
         &defs,
         &time_context(state, None)?,
-        &state.config.limits,
+        &state.config().limits,
     )?;
     let sort = input.sort.filter(|s| !s.trim().is_empty());
     if let Some(sort) = &sort {

@@ -27,7 +27,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
         "writer_stopped"
     } else if sync.failing() >= SYNC_FAILING_TICKS {
         "sync_failing"
-    } else if lag > state.config.ready_max_lag {
+    } else if lag > state.config().ready_max_lag {
         "lagging"
     } else {
         "ready"

@@ -158,7 +158,7 @@ pub fn time_context(state: &AppState, tz: Option<&str>) -> Result<TimeContext, A
     Ok(TimeContext {
         now: state.clock.now(),
         tz,
-        default_country: state.rules.default_country,
+        default_country: state.live.rules().default_country,
     })
 }
 
@@ -169,7 +169,8 @@ pub fn build_request(
     scope: &Scope,
     defs: &CustomFieldDefs,
 ) -> Result<(SearchRequest, String), ApiError> {
-    let limits = &state.config.limits;
+    let config = state.config();
+    let limits = &config.limits;
     let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::bad_request(format!(

@@ -63,7 +63,8 @@ pub async fn import(
             )));
         }
     };
-    let limits = &state.config.limits;
+    let config = state.config();
+    let limits = &config.limits;
     let Some(job) = state
         .jobs
         .create_within("import", params.dry_run, limits.imports_max_running)
@@ -78,7 +79,7 @@ pub async fn import(
             ),
         ));
     };
-    let spool_dir = state.config.data_dir.join("imports");
+    let spool_dir = config.data_dir.join("imports");
     let path = spool_dir.join(format!("{}.upload", job.id));
     let spooled = spool_upload(request, &spool_dir, &path, limits).await;
     if let Err(error) = spooled {

@@ -50,6 +50,7 @@ pub struct TestApp {
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<Result<(), AppError>>>,
     _temp: Option<TempDir>,
+    _watcher: Option<notify::RecommendedWatcher>,
 }
 
 impl TestApp {
@@ -82,14 +83,38 @@ impl TestApp {
         Self::spawn_with_clock(config, Clock::default()).await
     }
 
+    /// A server configured by the file `path` (with `overrides`), reloading it live as
+    /// `contactd serve` does.
+    pub async fn spawn_watching(path: &Path, overrides: Overrides) -> TestApp {
+        init_test_logging();
+        let config = Config::load(path, true, &overrides).expect("config loads");
+        let (path, watch_overrides) = (path.to_path_buf(), overrides.clone());
+        Self::spawn_app(config, Clock::default(), move |app| {
+            Some(
+                app.watch_config(path, watch_overrides)
+                    .expect("config watch starts"),
+            )
+        })
+        .await
+    }
+
     /// A server whose clock the test can move forward.
     pub async fn spawn_with_clock(config: Config, clock: Clock) -> TestApp {
         init_test_logging();
+        Self::spawn_app(config, clock, |_| None).await
+    }
+
+    async fn spawn_app(
+        config: Config,
+        clock: Clock,
+        before_serving: impl FnOnce(&App) -> Option<notify::RecommendedWatcher>,
+    ) -> TestApp {
         let data_dir = config.data_dir.clone();
         let app = tokio::task::spawn_blocking(move || App::open_with_clock(config, clock))
             .await
             .unwrap()
             .expect("app opens");
+        let watcher = before_serving(&app);
         let store = app.state().store.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -105,6 +130,7 @@ impl TestApp {
             shutdown: Some(shutdown),
             server: Some(server),
             _temp: None,
+            _watcher: watcher,
         }
     }
 
