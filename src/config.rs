@@ -88,6 +88,8 @@ pub struct LimitsConfig {
     pub imports_max_running: usize,
     /// Writes waiting for the store writer (503 beyond, instead of a growing queue).
     pub writer_queue_max: usize,
+    /// A read (GET, search) answers 503 `timeout` past this, and its work stops.
+    pub request_timeout_ms: u64,
 }
 
 impl Default for LimitsConfig {
@@ -103,6 +105,7 @@ impl Default for LimitsConfig {
             import_max_line_bytes: 1024 * 1024,
             imports_max_running: 2,
             writer_queue_max: 10_000,
+            request_timeout_ms: 10_000,
         }
     }
 }
@@ -318,6 +321,7 @@ impl Config {
         ]
         .contains(&0)
             || limits.import_max_bytes == 0
+            || limits.request_timeout_ms == 0
         {
             return invalid("every [limits] value must be at least 1");
         }
@@ -366,6 +370,10 @@ impl Config {
             writer_memory_bytes: memory,
             writer_threads: threads,
         }
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.limits.request_timeout_ms)
     }
 
     pub fn wait_timeout(&self) -> Duration {

@@ -36,11 +36,12 @@ pub enum Code {
     TooManyRequests,
     IndexLagging,
     Overloaded,
+    Timeout,
     Internal,
 }
 
 impl Code {
-    pub const ALL: [Code; 17] = [
+    pub const ALL: [Code; 18] = [
         Code::BadRequest,
         Code::InvalidFilter,
         Code::LimitExceeded,
@@ -57,6 +58,7 @@ impl Code {
         Code::TooManyRequests,
         Code::IndexLagging,
         Code::Overloaded,
+        Code::Timeout,
         Code::Internal,
     ];
 
@@ -134,6 +136,11 @@ impl Code {
                 "overloaded",
                 S::SERVICE_UNAVAILABLE,
                 "the store's write queue is full ([limits] writer_queue_max); nothing was written, retry later",
+            ),
+            Code::Timeout => (
+                "timeout",
+                S::SERVICE_UNAVAILABLE,
+                "a read ran past [limits] request_timeout_ms; its work was stopped",
             ),
             Code::IndexLagging => (
                 "index_lagging",
@@ -214,6 +221,15 @@ impl ApiError {
         Self::new(
             Code::IndexLagging,
             format!("the index did not reach seq {seq} in time; the write itself is stored"),
+        )
+    }
+
+    /// The request ran past `limits.request_timeout_ms`; its work was stopped.
+    pub fn timed_out() -> Self {
+        metrics::counter!("contactd_timeouts_total").increment(1);
+        Self::new(
+            Code::Timeout,
+            "the request ran past the configured timeout (request_timeout_ms); its work was stopped",
         )
     }
 
@@ -304,7 +320,10 @@ impl From<StoreError> for ApiError {
 
 impl From<IndexError> for ApiError {
     fn from(error: IndexError) -> Self {
-        ApiError::internal(error)
+        match error {
+            IndexError::TimedOut => ApiError::timed_out(),
+            other => ApiError::internal(other),
+        }
     }
 }
 

@@ -28,6 +28,28 @@ use tower_http::trace::TraceLayer;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// Answers a read (a GET or a search) still running after `request_timeout_ms` with
+/// 503 `timeout`; the search itself stops at the same deadline (it checks
+/// [`crate::index::SearchRequest::deadline`]). Writes are bounded by the writer's
+/// queue instead: cutting one off would not undo it. A streamed export is past this
+/// point once its first bytes are out.
+async fn time_limit(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let is_read = request.method() == axum::http::Method::GET
+        || request.uri().path() == "/v1/contacts/search";
+    if !is_read {
+        return next.run(request).await;
+    }
+    let limit = state.config().request_timeout();
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::timed_out().into_response(),
+    }
+}
+
 /// The full application router with its middleware.
 pub fn router(state: AppState) -> Router {
     let max_body = state.config().max_body_bytes;
@@ -52,6 +74,10 @@ pub fn router(state: AppState) -> Router {
     metrics::handle();
     routes::routes()
         .route("/metrics", axum::routing::get(metrics::render))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            time_limit,
+        ))
         .route_layer(axum::middleware::from_fn(metrics::record_requests))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -157,6 +157,21 @@ pub struct Plan {
     pub active_only: bool,
     /// Whether the levels of each part are kept (only a relevance sort reads them).
     pub ranked: bool,
+    /// See [`super::SearchRequest::deadline`].
+    pub deadline: Option<std::time::Instant>,
+}
+
+impl Plan {
+    /// Fails once the request's deadline has passed, so a search cut off by the
+    /// request timeout stops working too (the blocking thread is not otherwise told).
+    pub fn check_deadline(&self) -> Result<(), super::IndexError> {
+        match self.deadline {
+            Some(deadline) if std::time::Instant::now() >= deadline => {
+                Err(super::IndexError::TimedOut)
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// A term probe whose posting list is at least this long has its bit set cached per
@@ -288,7 +303,7 @@ impl BoundPlan<'_> {
         &self,
         segment: &SegmentReader,
         cache: &SegmentCache,
-    ) -> tantivy::Result<SegmentMatches> {
+    ) -> Result<SegmentMatches, super::IndexError> {
         let max_doc = segment.max_doc();
         let mut allowed = DocBits::clone(&*cache.searchable(segment, self.plan.active_only)?);
         if let Some(filter) = &self.filter {
@@ -299,6 +314,7 @@ impl BoundPlan<'_> {
             let mut levels = PartMatches::default();
             let mut matched = DocBits::empty(max_doc);
             for probe in &part.probes {
+                self.plan.check_deadline()?;
                 let found = probe_bits(segment, probe, &allowed, &matched, cache)?;
                 add_level(&mut levels, &mut matched, probe.level(), found);
             }

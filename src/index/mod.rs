@@ -39,6 +39,9 @@ pub enum IndexError {
     Directory(#[from] tantivy::directory::error::OpenDirectoryError),
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// The request's deadline passed; the search stopped.
+    #[error("the search ran past the request timeout")]
+    TimedOut,
 }
 
 /// Stored in every commit: what the index was built with and up to where.

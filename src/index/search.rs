@@ -44,6 +44,9 @@ pub struct SearchRequest {
     pub limit: usize,
     /// Facet columns to count over the whole result.
     pub facets: Vec<String>,
+    /// Work stops with [`IndexError::TimedOut`] once this passes (the request's
+    /// timeout): checked between probes and segments.
+    pub deadline: Option<std::time::Instant>,
 }
 
 #[derive(Debug, Clone)]
@@ -87,6 +90,7 @@ impl SearchIndex {
         for (ord, (segment, matched)) in searcher.segment_readers().iter().zip(&matches).enumerate()
         {
             let ord = ord as u32;
+            plan.check_deadline()?;
             if !request.facets.is_empty() {
                 let mut counter = facets.for_segment(ord, segment)?;
                 for doc in matched.bits.iter() {
@@ -138,7 +142,7 @@ impl SearchIndex {
             searcher
                 .segment_readers()
                 .iter()
-                .map(|segment| Ok(bound.evaluate(segment, &self.segment_cache)?))
+                .map(|segment| bound.evaluate(segment, &self.segment_cache))
                 .collect()
         };
         let strict = run(false)?;
@@ -213,6 +217,7 @@ impl SearchIndex {
             filter,
             active_only: !request.filter.as_ref().is_some_and(|f| f.names_status),
             ranked,
+            deadline: request.deadline,
         }
     }
 
@@ -409,4 +414,37 @@ pub(super) fn word_tiers(group: TextGroup, word: &str, out: &mut Vec<Box<dyn Que
 
 pub(super) fn term_query(term: Term) -> TermQuery {
     TermQuery::new(term, IndexRecordOption::Basic)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ContactContext;
+
+    /// A search whose deadline has passed stops with `TimedOut` instead of running
+    /// on after its request was answered.
+    #[test]
+    fn a_search_past_its_deadline_stops() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let index = SearchIndex::create(dir.path()).unwrap();
+        let mut updater = index.updater(20 << 20, 1).unwrap();
+        for contact in crate::model::sample_contacts() {
+            updater.add(&contact, &ContactContext::default()).unwrap();
+        }
+        updater.commit(2).unwrap();
+        index.reload().unwrap();
+        let mut request = SearchRequest {
+            q: String::new(),
+            filter: None,
+            company_id: None,
+            sort: None,
+            after: None,
+            limit: 20,
+            facets: Vec::new(),
+            deadline: Some(Instant::now() + std::time::Duration::from_secs(60)),
+        };
+        assert_eq!(index.search(&request).unwrap().total, 1);
+        request.deadline = Some(Instant::now() - std::time::Duration::from_millis(1));
+        assert!(matches!(index.search(&request), Err(IndexError::TimedOut)));
+    }
 }

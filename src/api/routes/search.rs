@@ -255,6 +255,7 @@ pub fn build_request(
         after,
         limit,
         facets,
+        deadline: Some(Instant::now() + config.request_timeout()),
     };
     Ok((request, order))
 }

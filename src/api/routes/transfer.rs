@@ -212,7 +212,9 @@ pub fn prepare_export(state: &AppState, params: ExportParams) -> Result<Export, 
         ..SearchParams::default()
     };
     let defs = state.store.custom_field_defs()?;
-    let (request, _) = build_request(state, &search, &Scope::default(), &defs)?;
+    let (mut request, _) = build_request(state, &search, &Scope::default(), &defs)?;
+    // An export streams for as long as it takes; each page is a small search.
+    request.deadline = None;
     let fields = projection(search.fields.as_ref().map(NameList::names))?;
     Ok(Export {
         request: (!everything).then_some(request),
