@@ -10,6 +10,10 @@ use anyhow::{Context, bail};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+/// The environment variable the CLI's client reads its API key from (a flag would
+/// leave the key in shell history and process lists). The server's config ignores it.
+pub const API_KEY_VARIABLE: &str = "CONTACTD_API_KEY";
+
 #[derive(Clone)]
 pub struct Client {
     base: String,
@@ -23,7 +27,17 @@ impl Client {
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             bail!("the server address must start with http:// or https://, not '{base}'");
         }
+        // A server with API keys wants one on every request: CONTACTD_API_KEY.
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Ok(key) = std::env::var(API_KEY_VARIABLE) {
+            let mut value =
+                reqwest::header::HeaderValue::from_str(&format!("Bearer {}", key.trim()))
+                    .with_context(|| format!("{API_KEY_VARIABLE} is not a valid header value"))?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         let http = reqwest::Client::builder()
+            .default_headers(headers)
             .pool_max_idle_per_host(64)
             .tcp_nodelay(true)
             .timeout(Duration::from_secs(600))

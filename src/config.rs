@@ -237,7 +237,9 @@ impl Config {
                 });
             }
         };
-        let env = std::env::vars().filter(|(k, _)| k.starts_with("CONTACTD_"));
+        // CONTACTD_API_KEY is the CLI client's key, not a setting.
+        let env = std::env::vars()
+            .filter(|(k, _)| k.starts_with("CONTACTD_") && k != crate::client::API_KEY_VARIABLE);
         Self::from_sources(&text, env, overrides)
     }
 

@@ -332,3 +332,33 @@ impl From<tokio::task::JoinError> for ApiError {
         ApiError::internal(error)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The README's error table lists every code with its status, and nothing else.
+    #[test]
+    fn the_readme_lists_every_code_with_its_status() {
+        let readme = include_str!("../../README.md");
+        let listed: Vec<(u16, &str)> = readme
+            .lines()
+            .filter_map(|line| {
+                let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+                let status = cells.get(1)?.parse::<u16>().ok()?;
+                let code = cells.get(2)?.strip_prefix('`')?.strip_suffix('`')?;
+                Some((status, code))
+            })
+            .collect();
+        let table: Vec<(u16, &str)> = Code::ALL
+            .iter()
+            .map(|code| (code.status().as_u16(), code.as_str()))
+            .collect();
+        for entry in &table {
+            assert!(listed.contains(entry), "README misses {entry:?}");
+        }
+        for entry in &listed {
+            assert!(table.contains(entry), "README lists {entry:?}, not a code");
+        }
+    }
+}

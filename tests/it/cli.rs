@@ -279,3 +279,79 @@ fn bench_measures_every_scenario_on_a_tiny_dataset() {
     assert!(work.join("data/contacts.redb").exists());
     assert!(work.join("data/server.log").exists());
 }
+
+/// `keys create` on the file a server runs with: the server asks for a key within a
+/// second, and the CLI's client sends the one in CONTACTD_API_KEY.
+#[test]
+fn a_key_created_by_the_cli_guards_the_running_server_at_once() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let work = dir.path();
+    let data = work.join("data");
+    let server = ServerProcess::start(&data);
+    let config = data.with_extension("toml");
+    let export = |key: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_contactd"));
+        command
+            .args(["export", "--server", &server.base])
+            .current_dir(work)
+            .env_remove("CONTACTD_API_KEY");
+        if let Some(key) = key {
+            command.env("CONTACTD_API_KEY", key);
+        }
+        command.output().expect("the contactd binary runs")
+    };
+    ok(export(None));
+
+    let key = ok(contactd(
+        &[
+            "keys",
+            "create",
+            "--role",
+            "manager",
+            "--name",
+            "cli",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        work,
+    ));
+    let key = key.trim();
+    assert!(key.starts_with("cdk_"), "{key}");
+    assert!(
+        !std::fs::read_to_string(&config).unwrap().contains(key),
+        "only the hash is kept"
+    );
+    let listed = ok(contactd(
+        &["keys", "list", "--config", config.to_str().unwrap()],
+        work,
+    ));
+    assert!(
+        listed.contains("cli") && listed.contains("manager"),
+        "{listed}"
+    );
+
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let refused = export(None);
+        if !refused.status.success() {
+            assert!(String::from_utf8_lossy(&refused.stderr).contains("unauthorized"));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "the server never asked for the key"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    ok(export(Some(key)));
+    ok(contactd(
+        &[
+            "keys",
+            "revoke",
+            "cli",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        work,
+    ));
+}
