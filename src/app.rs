@@ -134,9 +134,29 @@ impl App {
         let router = api::router(self.state.clone());
         let (stop_purge, purge_stopped) = tokio::sync::watch::channel(false);
         let purge = tokio::spawn(purge_trash(self.state.clone(), purge_stopped));
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        // After the signal, open requests (a long export, a slow upload) get
+        // `shutdown_grace_ms` to finish; then their connections are dropped, so
+        // shutdown ends within a bound whatever is running.
+        let (signalled, mut on_signal) = tokio::sync::watch::channel(false);
+        let grace = self.state.config().shutdown_grace();
+        let serving = axum::serve(listener, router).with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = signalled.send(true);
+        });
+        let grace_over = async move {
+            let _ = on_signal.wait_for(|signalled| *signalled).await;
+            tokio::time::sleep(grace).await;
+        };
+        let served = tokio::select! {
+            served = serving => served,
+            () = grace_over => {
+                tracing::warn!(
+                    grace_ms = grace.as_millis() as u64,
+                    "requests still running after the shutdown grace; their connections are closed"
+                );
+                Ok(())
+            }
+        };
         let _ = stop_purge.send(true);
         if let Err(error) = purge.await {
             tracing::error!(%error, "trash purge task failed");

@@ -44,6 +44,8 @@ pub struct Config {
     pub wait_timeout_ms: u64,
     /// `/readyz` answers 200 while the index lags the store by at most this many changes.
     pub ready_max_lag: u64,
+    /// On SIGTERM, how long open requests may finish before their connections close.
+    pub shutdown_grace_ms: u64,
     pub auth: AuthConfig,
     pub limits: LimitsConfig,
     pub rules: RulesConfig,
@@ -172,6 +174,7 @@ impl Default for Config {
             max_body_bytes: 10 * 1024 * 1024,
             wait_timeout_ms: 5_000,
             ready_max_lag: 1_000,
+            shutdown_grace_ms: 10_000,
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
             rules: RulesConfig::default(),
@@ -372,6 +375,10 @@ impl Config {
             writer_memory_bytes: memory,
             writer_threads: threads,
         }
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
     }
 
     pub fn request_timeout(&self) -> Duration {

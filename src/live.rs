@@ -3,8 +3,8 @@
 //!
 //! Live: API keys, `[limits]` (but the writer queue's size), `[rules]`, `[auth]`,
 //! `wait_timeout_ms`, `ready_max_lag`, the log filter and `search.walk_min_matches`.
-//! Everything else (listen address, data dir, body limit, log format, store and sync
-//! tuning, `limits.writer_queue_max`) is read at start: a changed value is reported
+//! Everything else (listen address, data dir, body limit, shutdown grace, log format,
+//! store and sync tuning, `limits.writer_queue_max`) is read at start: a changed value is reported
 //! as needing a restart and the running one stays. A file that does not parse or
 //! validate is refused with one log line; the running config stays whole.
 //!
@@ -68,6 +68,7 @@ impl Live {
         keep!(listen, "listen");
         keep!(data_dir, "data_dir");
         keep!(max_body_bytes, "max_body_bytes");
+        keep!(shutdown_grace_ms, "shutdown_grace_ms");
         keep!(log_format, "log_format");
         keep!(store, "store");
         keep!(sync, "sync");

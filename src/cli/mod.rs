@@ -248,8 +248,12 @@ fn serve(config: Config, watch: Option<(PathBuf, Overrides)>) -> anyhow::Result<
         println!("contactd listening on http://{address}");
         tracing::info!(%address, "listening");
         app.serve(listener, shutdown_signal()).await?;
-        Ok(())
-    })
+        Ok::<(), anyhow::Error>(())
+    })?;
+    // Blocking work still running (an export's reader whose client is gone, an import
+    // whose writes now fail) must not hold the process: it ends with the process.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    Ok(())
 }
 
 fn reindex(config: &Config) -> anyhow::Result<()> {

@@ -145,3 +145,44 @@ fn help_names_every_command() {
         assert!(help.contains(word), "{help}");
     }
 }
+
+/// SIGTERM ends the process within the grace even while a request never finishes
+/// (here an upload whose body never ends).
+#[tokio::test]
+async fn shutdown_ends_within_the_grace_whatever_is_running() {
+    let temp = tempfile::TempDir::new().unwrap();
+    let mut server = crate::common::ServerProcess::start_with_config(
+        &temp.path().join("data"),
+        "shutdown_grace_ms = 300\n",
+    );
+    let first = futures_util::stream::once(async {
+        Ok::<_, std::io::Error>(b"{\"name\": \"Never Ending\"}\n".to_vec())
+    });
+    let endless = futures_util::StreamExt::chain(first, futures_util::stream::pending());
+    let client = reqwest::Client::new();
+    let upload = client
+        .post(format!("{}/v1/contacts/import", server.base))
+        .header("content-type", "application/x-ndjson")
+        .body(reqwest::Body::wrap_stream(endless))
+        .send();
+    let upload = tokio::spawn(upload);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let signalled = std::process::Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(signalled.success());
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            assert!(status.success(), "{status}");
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "still running 10 s after SIGTERM"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    upload.abort();
+}
