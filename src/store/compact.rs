@@ -129,7 +129,10 @@ fn build_copy(
         };
         let keys = journal.len();
         let round_started = Instant::now();
-        apply_journal(&snapshot, &copy, &journal)?;
+        // Any snapshot from the hand-over on holds these keys as of then or later;
+        // later changes are in the next journal.
+        drop(snapshot);
+        apply_journal(Source::Fresh(live), &copy, &journal, true)?;
         tracing::debug!(
             keys,
             ms = round_started.elapsed().as_secs_f64() * 1e3,
@@ -155,7 +158,8 @@ pub(super) fn finish(
     let started = Instant::now();
     {
         let latest = source.begin_read()?;
-        apply_journal(&latest, &copy, journal)?;
+        // Not paced: every write waits for this step.
+        apply_journal(Source::Fixed(&latest), &copy, journal, false)?;
         let txn = copy.begin_write()?;
         tracing::debug!(
             keys = journal.len(),
@@ -179,6 +183,12 @@ pub(super) fn finish(
             .map_err(io)?;
     }
     Ok(copy)
+}
+
+/// Leaves the disk to the live writer for as long as the copy's last durable commit
+/// held it: a copy committing back to back kept the writer's own fsyncs waiting.
+fn pace(committing: Instant) {
+    std::thread::sleep(committing.elapsed());
 }
 
 fn io(error: std::io::Error) -> StoreError {
@@ -215,18 +225,44 @@ fn copy_all(live: &Database, target: &Database, chunk: usize) -> Result<(), Stor
     Ok(())
 }
 
+/// Where a catch-up reads the changed keys from.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    /// A fresh snapshot of the live database per chunk (rounds off the writer thread:
+    /// a snapshot held through a whole round made the writer's next commit free the
+    /// pages of those seconds at once, a 0.2 s stall).
+    Fresh(&'a Database),
+    /// This snapshot (the final step: nothing commits meanwhile).
+    Fixed(&'a ReadTransaction),
+}
+
+/// Runs `read` on a snapshot of `source`.
+fn with_snapshot<T>(
+    source: Source<'_>,
+    read: impl FnOnce(&ReadTransaction) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    match source {
+        Source::Fixed(snapshot) => read(snapshot),
+        Source::Fresh(live) => read(&live.begin_read()?),
+    }
+}
+
 /// Copies the keys changed since the last hand-over, each in its state in `source`,
 /// in durable chunks (one large commit of a catch-up round made the live writer's
 /// fsyncs wait a quarter of a second behind it).
 fn apply_journal(
-    source: &ReadTransaction,
+    source: Source<'_>,
     target: &Database,
     journal: &Journal,
+    paced: bool,
 ) -> Result<(), StoreError> {
-    each_table!(|def| catch_up_table(source, target, def, journal), |def| {
-        catch_up_multimap(source, target, def, journal)?;
-        catch_up_pairs(target, def, journal)
-    });
+    each_table!(
+        |def| catch_up_table(source, target, def, journal, paced),
+        |def| {
+            catch_up_multimap(source, target, def, journal, paced)?;
+            catch_up_pairs(target, def, journal, paced)
+        }
+    );
     Ok(())
 }
 
@@ -268,7 +304,9 @@ fn copy_table<K: Key + 'static, V: Value + 'static>(
                 resume_after = Some(K::as_bytes(&key.value()).as_ref().to_vec());
             }
         }
+        let committing = Instant::now();
         txn.commit()?;
+        pace(committing);
         if copied < chunk {
             return Ok(());
         }
@@ -311,7 +349,9 @@ fn copy_multimap<K: Key + 'static, V: Key + 'static>(
                 }
             }
         }
+        let committing = Instant::now();
         txn.commit()?;
+        pace(committing);
         if exhausted {
             return Ok(());
         }
@@ -319,19 +359,20 @@ fn copy_multimap<K: Key + 'static, V: Key + 'static>(
 }
 
 fn catch_up_table<K: Key + 'static, V: Value + 'static>(
-    source: &ReadTransaction,
+    source: Source<'_>,
     target: &Database,
     def: TableDefinition<K, V>,
     journal: &Journal,
+    paced: bool,
 ) -> Result<(), StoreError> {
     let Some(keys) = journal.keys(def.name()) else {
         return Ok(());
     };
-    let from = source.open_table(def)?;
     let keys: Vec<&Vec<u8>> = keys.iter().collect();
     for chunk in keys.chunks(COPY_CHUNK) {
         let txn = target.begin_write()?;
-        {
+        with_snapshot(source, |snapshot| {
+            let from = snapshot.open_table(def)?;
             let mut to = txn.open_table(def)?;
             for bytes in chunk {
                 match from.get(K::from_bytes(bytes))? {
@@ -339,26 +380,32 @@ fn catch_up_table<K: Key + 'static, V: Value + 'static>(
                     None => to.remove(K::from_bytes(bytes))?,
                 };
             }
-        }
+            Ok(())
+        })?;
+        let committing = Instant::now();
         txn.commit()?;
+        if paced {
+            pace(committing);
+        }
     }
     Ok(())
 }
 
 fn catch_up_multimap<K: Key + 'static, V: Key + 'static>(
-    source: &ReadTransaction,
+    source: Source<'_>,
     target: &Database,
     def: MultimapTableDefinition<K, V>,
     journal: &Journal,
+    paced: bool,
 ) -> Result<(), StoreError> {
     let Some(keys) = journal.keys(def.name()) else {
         return Ok(());
     };
-    let from = source.open_multimap_table(def)?;
     let keys: Vec<&Vec<u8>> = keys.iter().collect();
     for chunk in keys.chunks(COPY_CHUNK) {
         let txn = target.begin_write()?;
-        {
+        with_snapshot(source, |snapshot| {
+            let from = snapshot.open_multimap_table(def)?;
             let mut to = txn.open_multimap_table(def)?;
             for bytes in chunk {
                 to.remove_all(K::from_bytes(bytes))?;
@@ -366,8 +413,13 @@ fn catch_up_multimap<K: Key + 'static, V: Key + 'static>(
                     to.insert(K::from_bytes(bytes), value?.value())?;
                 }
             }
-        }
+            Ok(())
+        })?;
+        let committing = Instant::now();
         txn.commit()?;
+        if paced {
+            pace(committing);
+        }
     }
     Ok(())
 }
@@ -378,6 +430,7 @@ fn catch_up_pairs<K: Key + 'static, V: Key + 'static>(
     target: &Database,
     def: MultimapTableDefinition<K, V>,
     journal: &Journal,
+    paced: bool,
 ) -> Result<(), StoreError> {
     let Some(pairs) = journal.pairs(def.name()) else {
         return Ok(());
@@ -399,7 +452,11 @@ fn catch_up_pairs<K: Key + 'static, V: Key + 'static>(
                 }
             }
         }
+        let committing = Instant::now();
         txn.commit()?;
+        if paced {
+            pace(committing);
+        }
     }
     Ok(())
 }
