@@ -103,7 +103,7 @@ impl Default for LimitsConfig {
             filter_max_conditions: 200,
             filter_max_in_values: 1_000,
             sort_max_keys: 4,
-            import_max_bytes: 2 * 1024 * 1024 * 1024,
+            import_max_bytes: 8 * 1024 * 1024 * 1024,
             import_max_line_bytes: 1024 * 1024,
             imports_max_running: 2,
             writer_queue_max: 10_000,

@@ -89,6 +89,14 @@ pub fn watch(
     path: PathBuf,
     overrides: Overrides,
 ) -> notify::Result<notify::RecommendedWatcher> {
+    if !path.is_file() {
+        // `--config /dev/null` and the like: nothing to reload, and a device sees
+        // endless events.
+        return Err(notify::Error::generic(&format!(
+            "{} is not a regular file",
+            path.display()
+        )));
+    }
     let directory = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -108,6 +116,7 @@ pub fn watch(
         }
     })?;
     watcher.watch(&directory, RecursiveMode::NonRecursive)?;
+    let mut loaded = std::fs::read(&path).ok();
     std::thread::Builder::new()
         .name("config-watch".into())
         .spawn(move || {
@@ -116,7 +125,13 @@ pub fn watch(
                 // A save is often several events (write, rename, chmod): settle first.
                 std::thread::sleep(Duration::from_millis(100));
                 while changes.try_recv().is_ok() {}
-                reload(&live, &store, &index, &path, &overrides);
+                // Events without a new text (a touch, a save of the same bytes) change
+                // nothing.
+                let text = std::fs::read(&path).ok();
+                if text.is_some() && text != loaded {
+                    reload(&live, &store, &index, &path, &overrides);
+                    loaded = text;
+                }
             }
         })
         .map_err(notify::Error::io)?;

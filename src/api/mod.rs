@@ -74,15 +74,17 @@ pub fn router(state: AppState) -> Router {
     metrics::handle();
     routes::routes()
         .route("/metrics", axum::routing::get(metrics::render))
+        // Route layers run last-added first: every matched request is counted
+        // (refused ones too), then its key is checked, then reads get their deadline.
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             time_limit,
         ))
-        .route_layer(axum::middleware::from_fn(metrics::record_requests))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::check_key,
         ))
+        .route_layer(axum::middleware::from_fn(metrics::record_requests))
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(Code::MethodNotAllowed, "method not allowed on this route")

@@ -165,7 +165,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = common.load(listen)?;
             init_tracing(&config.log, config.log_format);
             let (path, _, overrides) = common.source(listen);
-            serve(config, path.exists().then_some((path, overrides)))?;
+            serve(config, path.is_file().then_some((path, overrides)))?;
         }
         Command::Reindex { common } => {
             let config = common.load(None)?;
