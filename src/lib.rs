@@ -10,10 +10,13 @@
 //!   the index is missing, unreadable or of another schema version.
 //! - [`index`] owns tantivy: the schema, the accent/case folding, the tokenizers of the
 //!   exact/prefix/substring forms of every searchable word, and query execution.
-//! - [`api`] is axum only: routes, extractors, the error shape of the HTTP contract.
+//! - [`api`] is axum only: routes, extractors, the key check, the error-code table
+//!   and the error shape of the HTTP contract, `/metrics`.
 //!
-//! [`model`] holds the validated contact types every layer shares; [`config`], [`app`]
-//! and [`cli`] wire the process together.
+//! [`model`] holds the validated contact types every layer shares. [`auth`] holds keys,
+//! roles and the route → role table; [`live`] the configuration a running server
+//! reloads when config.toml is saved. [`config`], [`app`] and [`cli`] wire the process
+//! together.
 
 pub mod api;
 pub mod app;
