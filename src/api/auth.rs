@@ -66,9 +66,19 @@ pub async fn check_key(
     next.run(request).await
 }
 
-/// Whether a query string sets `permanent=true` (an erase, which needs an owner).
+/// Whether a query string may ask for an erase (which needs an owner): any
+/// `permanent` parameter whose decoded value is not `false`, so that an encoded
+/// `%74rue` or an undecodable query never slips through as a soft delete. Fails
+/// closed: the handler refuses what it cannot parse anyway.
 fn asks_permanent(query: &str) -> bool {
-    query
-        .split('&')
-        .any(|pair| pair.eq_ignore_ascii_case("permanent=true"))
+    let uri = format!("/?{query}");
+    let Ok(uri) = uri.parse::<axum::http::Uri>() else {
+        return true;
+    };
+    match axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&uri) {
+        Ok(axum::extract::Query(pairs)) => pairs
+            .iter()
+            .any(|(name, value)| name == "permanent" && value != "false"),
+        Err(_) => true,
+    }
 }

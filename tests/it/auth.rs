@@ -303,6 +303,21 @@ async fn a_key_does_the_work_of_its_role() {
         erase(&keys.manager).await.unwrap().status(),
         StatusCode::FORBIDDEN
     );
+    // Spelled another way, it is still an erase.
+    for disguised in [
+        "permanent=%74rue",
+        "permanent=false&permanent=true",
+        "%70ermanent=true",
+    ] {
+        let response = app
+            .client
+            .delete(app.url(&format!("/v1/contacts/{id}?{disguised}")))
+            .bearer_auth(&keys.manager)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{disguised}");
+    }
     assert_eq!(erase(&keys.owner).await.unwrap().status(), StatusCode::OK);
     let gone = app
         .client
