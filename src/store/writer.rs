@@ -245,13 +245,11 @@ fn unless_panicked<T>(
     health: &WriterHealth,
     work: impl FnOnce() -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or_else(|panic| {
+    crate::boundary::catch(work).unwrap_or_else(|message| {
         health
             .panics
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Err(StoreError::Panicked(crate::boundary::panic_message(
-            &*panic,
-        )))
+        Err(StoreError::Panicked(message))
     })
 }
 

@@ -349,27 +349,22 @@ impl SyncWorker {
 
     /// Ticks until `stop` is set and every committed change is applied.
     pub fn run(mut self, stop: &AtomicBool) {
+        // Ticks failed in a row: readiness reads it, and the retry backs off by it.
         let mut failures = 0u32;
         loop {
-            let ticked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.tick()))
-                .unwrap_or_else(|panic| {
-                    self.health.panics.fetch_add(1, Ordering::SeqCst);
-                    // What the panicking batch added is dropped; the next tick reads
-                    // it again from the change log.
-                    if let Err(error) = self.forget_uncommitted() {
-                        tracing::error!(%error, "cannot roll back after a panic");
-                    }
-                    Err(SyncError::Panicked(crate::boundary::panic_message(&*panic)))
-                });
-            self.health.failing.store(
-                ticked.as_ref().map_or(failures + 1, |_| 0),
-                Ordering::SeqCst,
-            );
-            match ticked {
-                Ok(Tick::Applied { .. }) => {
-                    failures = 0;
-                    self.start_merges(false);
+            let ticked = crate::boundary::catch(|| self.tick()).unwrap_or_else(|message| {
+                self.health.panics.fetch_add(1, Ordering::SeqCst);
+                // What the panicking batch added is dropped; the next tick reads it
+                // again from the change log.
+                if let Err(error) = self.forget_uncommitted() {
+                    tracing::error!(%error, "cannot roll back after a panic");
                 }
+                Err(SyncError::Panicked(message))
+            });
+            failures = if ticked.is_ok() { 0 } else { failures + 1 };
+            self.health.failing.store(failures, Ordering::SeqCst);
+            match ticked {
+                Ok(Tick::Applied { .. }) => self.start_merges(false),
                 Ok(Tick::Idle) => {
                     if stop.load(Ordering::SeqCst) {
                         break;
@@ -385,7 +380,6 @@ impl SyncWorker {
                     }
                 }
                 Err(error) => {
-                    failures += 1;
                     tracing::error!(%error, failures, "sync tick failed; retrying");
                     if stop.load(Ordering::SeqCst) && failures >= 3 {
                         break;
