@@ -26,7 +26,7 @@ use std::time::Instant;
 
 use redb::{
     Database, Key, MultimapTableDefinition, MultimapTableHandle, ReadTransaction, ReadableDatabase,
-    ReadableMultimapTable, ReadableTable, TableDefinition, TableHandle, Value,
+    ReadableMultimapTable, ReadableTable, TableDefinition, TableHandle, Value, WriteTransaction,
 };
 
 use super::StoreError;
@@ -185,10 +185,16 @@ pub(super) fn finish(
     Ok(copy)
 }
 
-/// Leaves the disk to the live writer for as long as the copy's last durable commit
-/// held it: a copy committing back to back kept the writer's own fsyncs waiting.
-fn pace(committing: Instant) {
-    std::thread::sleep(committing.elapsed());
+/// Commits a chunk of the copy durably; when `paced`, then leaves the disk to the live
+/// writer for as long as the commit held it (a copy committing back to back kept the
+/// writer's own fsyncs waiting).
+fn commit_chunk(txn: WriteTransaction, paced: bool) -> Result<(), StoreError> {
+    let committing = Instant::now();
+    txn.commit()?;
+    if paced {
+        std::thread::sleep(committing.elapsed());
+    }
+    Ok(())
 }
 
 fn io(error: std::io::Error) -> StoreError {
@@ -304,9 +310,7 @@ fn copy_table<K: Key + 'static, V: Value + 'static>(
                 resume_after = Some(K::as_bytes(&key.value()).as_ref().to_vec());
             }
         }
-        let committing = Instant::now();
-        txn.commit()?;
-        pace(committing);
+        commit_chunk(txn, true)?;
         if copied < chunk {
             return Ok(());
         }
@@ -349,9 +353,7 @@ fn copy_multimap<K: Key + 'static, V: Key + 'static>(
                 }
             }
         }
-        let committing = Instant::now();
-        txn.commit()?;
-        pace(committing);
+        commit_chunk(txn, true)?;
         if exhausted {
             return Ok(());
         }
@@ -382,11 +384,7 @@ fn catch_up_table<K: Key + 'static, V: Value + 'static>(
             }
             Ok(())
         })?;
-        let committing = Instant::now();
-        txn.commit()?;
-        if paced {
-            pace(committing);
-        }
+        commit_chunk(txn, paced)?;
     }
     Ok(())
 }
@@ -415,11 +413,7 @@ fn catch_up_multimap<K: Key + 'static, V: Key + 'static>(
             }
             Ok(())
         })?;
-        let committing = Instant::now();
-        txn.commit()?;
-        if paced {
-            pace(committing);
-        }
+        commit_chunk(txn, paced)?;
     }
     Ok(())
 }
@@ -452,11 +446,7 @@ fn catch_up_pairs<K: Key + 'static, V: Key + 'static>(
                 }
             }
         }
-        let committing = Instant::now();
-        txn.commit()?;
-        if paced {
-            pace(committing);
-        }
+        commit_chunk(txn, paced)?;
     }
     Ok(())
 }
