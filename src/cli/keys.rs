@@ -120,32 +120,16 @@ fn read(path: &Path) -> anyhow::Result<DocumentMut> {
         .with_context(|| format!("{} is not valid TOML", path.display()))
 }
 
-/// The keys as the server would read them.
+/// The keys as the server reads them (the whole file is loaded as the server would).
 fn configured(document: &DocumentMut) -> anyhow::Result<Vec<KeyConfig>> {
-    let Some(keys) = document.get("auth").and_then(|auth| auth.get("keys")) else {
-        return Ok(Vec::new());
-    };
-    let text = format!("keys = {}", keys_as_inline(keys));
-    #[derive(serde::Deserialize)]
-    struct Wrapper {
-        keys: Vec<KeyConfig>,
-    }
-    Ok(toml::from_str::<Wrapper>(&text)
-        .context("auth.keys is malformed")?
-        .keys)
+    Ok(load(document)?.auth.keys)
 }
 
-fn keys_as_inline(keys: &Item) -> String {
-    match keys {
-        Item::ArrayOfTables(tables) => {
-            let entries: Vec<String> = tables
-                .iter()
-                .map(|t| t.clone().into_inline_table().to_string())
-                .collect();
-            format!("[{}]", entries.join(", "))
-        }
-        other => other.to_string(),
-    }
+/// The config the server would run with this text (without the environment).
+fn load(document: &DocumentMut) -> anyhow::Result<Config> {
+    let env: [(String, String); 0] = [];
+    Config::from_sources(&document.to_string(), env, &Overrides::default())
+        .context("the config file would not load")
 }
 
 /// `[[auth.keys]]`, created (or converted from an empty `keys = []`) when needed.
@@ -173,10 +157,8 @@ fn keys_table(document: &mut DocumentMut) -> anyhow::Result<&mut ArrayOfTables> 
 /// Writes the file whole (via a sibling and a rename), after checking that the
 /// server would still accept it.
 fn write(path: &Path, document: &DocumentMut) -> anyhow::Result<()> {
+    load(document).context("refusing to write the edited config")?;
     let text = document.to_string();
-    let env: [(String, String); 0] = [];
-    Config::from_sources(&text, env, &Overrides::default())
-        .context("the edited config would not load")?;
     let temporary = path.with_extension("toml.tmp");
     std::fs::write(&temporary, &text)
         .with_context(|| format!("cannot write {}", temporary.display()))?;
