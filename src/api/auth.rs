@@ -16,12 +16,11 @@ pub async fn check_key(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let route = matched.as_ref().map_or_else(
-        || request.uri().path().to_string(),
-        |m| m.as_str().to_string(),
-    );
+    let route = matched
+        .as_ref()
+        .map_or(request.uri().path(), MatchedPath::as_str);
     let permanent = request.uri().query().is_some_and(asks_permanent);
-    let access = required_role(request.method().as_str(), &route, permanent);
+    let access = required_role(request.method().as_str(), route, permanent);
     let open = match access {
         Access::Public => true,
         Access::Metrics => state.config().auth.public_metrics,

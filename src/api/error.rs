@@ -208,11 +208,17 @@ impl ApiError {
         Self::new(Code::NotFound, message)
     }
 
-    /// An input over the configured limit `key` (a `[limits]` key of config.toml).
-    pub fn limit_exceeded(key: &'static str, limit: usize, message: impl Into<String>) -> Self {
+    /// A request refused by the configured limit `key` (a `[limits]` key of
+    /// config.toml), counted in `/metrics` by that key.
+    pub fn refused(code: Code, key: &'static str, message: impl Into<String>) -> Self {
         metrics::counter!("contactd_rejections_total", "limit" => key).increment(1);
+        Self::new(code, message)
+    }
+
+    /// An input over the configured limit `key`; the details name it and its value.
+    pub fn limit_exceeded(key: &'static str, limit: usize, message: impl Into<String>) -> Self {
         let message = message.into();
-        Self::new(Code::LimitExceeded, message.clone()).with_details(vec![
+        Self::refused(Code::LimitExceeded, key, message.clone()).with_details(vec![
             json!({"limit": key, "max": limit, "message": message}),
         ])
     }
@@ -309,8 +315,9 @@ impl From<StoreError> for ApiError {
             ),
             StoreError::Conflict(message) => ApiError::new(Code::Conflict, message),
             StoreError::BadRequest(message) => ApiError::bad_request(message),
-            StoreError::Overloaded => ApiError::new(
+            StoreError::Overloaded => ApiError::refused(
                 Code::Overloaded,
+                "writer_queue_max",
                 "the write queue is full; nothing was written, retry shortly",
             ),
             other => ApiError::internal(other),

@@ -187,11 +187,7 @@ impl Store {
         };
         match self.try_queue(job).map_err(|refused| *refused) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                metrics::counter!("contactd_rejections_total", "limit" => "writer_queue_max")
-                    .increment(1);
-                return Err(StoreError::Overloaded);
-            }
+            Err(TrySendError::Full(_)) => return Err(StoreError::Overloaded),
             Err(TrySendError::Disconnected(_)) => return Err(StoreError::Closed),
         }
         answer.await.map_err(|_| StoreError::Closed)?

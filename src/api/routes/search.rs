@@ -107,42 +107,46 @@ pub fn invalid_filter(error: FilterError) -> ApiError {
 }
 
 /// Parses and types a filter string against the current definitions.
+/// `actual` within the `[limits]` value `max` of `key`, else 400 `limit_exceeded`.
+fn at_most(
+    actual: usize,
+    max: usize,
+    key: &'static str,
+    message: impl FnOnce(usize) -> String,
+) -> Result<(), ApiError> {
+    if actual > max {
+        return Err(ApiError::limit_exceeded(key, max, message(max)));
+    }
+    Ok(())
+}
+
 pub fn resolve_filter(
     text: &str,
     defs: &CustomFieldDefs,
     time: &TimeContext,
     limits: &LimitsConfig,
 ) -> Result<Option<Resolved>, ApiError> {
-    if text.len() > limits.filter_max_bytes {
-        return Err(ApiError::limit_exceeded(
-            "filter_max_bytes",
-            limits.filter_max_bytes,
-            format!("the filter is over {} bytes", limits.filter_max_bytes),
-        ));
-    }
+    at_most(
+        text.len(),
+        limits.filter_max_bytes,
+        "filter_max_bytes",
+        |max| format!("the filter is over {max} bytes"),
+    )?;
     let Some(expr) = parse(text).map_err(invalid_filter)? else {
         return Ok(None);
     };
-    if expr.conditions() > limits.filter_max_conditions {
-        return Err(ApiError::limit_exceeded(
-            "filter_max_conditions",
-            limits.filter_max_conditions,
-            format!(
-                "the filter has more than {} conditions",
-                limits.filter_max_conditions
-            ),
-        ));
-    }
-    if expr.longest_in_list() > limits.filter_max_in_values {
-        return Err(ApiError::limit_exceeded(
-            "filter_max_in_values",
-            limits.filter_max_in_values,
-            format!(
-                "an IN list of the filter has more than {} values",
-                limits.filter_max_in_values
-            ),
-        ));
-    }
+    at_most(
+        expr.conditions(),
+        limits.filter_max_conditions,
+        "filter_max_conditions",
+        |max| format!("the filter has more than {max} conditions"),
+    )?;
+    at_most(
+        expr.longest_in_list(),
+        limits.filter_max_in_values,
+        "filter_max_in_values",
+        |max| format!("an IN list of the filter has more than {max} values"),
+    )?;
     Ok(Some(resolve(&expr, defs, time).map_err(invalid_filter)?))
 }
 
@@ -201,13 +205,9 @@ pub fn build_request(
     let sort_keys = sort_text.as_deref().map_or(0, |text| {
         text.split(',').filter(|key| !key.trim().is_empty()).count()
     });
-    if sort_keys > limits.sort_max_keys {
-        return Err(ApiError::limit_exceeded(
-            "sort_max_keys",
-            limits.sort_max_keys,
-            format!("sort by at most {} keys", limits.sort_max_keys),
-        ));
-    }
+    at_most(sort_keys, limits.sort_max_keys, "sort_max_keys", |max| {
+        format!("sort by at most {max} keys")
+    })?;
     let sort = sort_text
         .as_deref()
         .map(|s| parse_sort(s, defs))
@@ -218,20 +218,15 @@ pub fn build_request(
         None => Vec::new(),
     };
     let q = params.q.clone().unwrap_or_default();
-    if q.len() > limits.q_max_bytes {
-        return Err(ApiError::limit_exceeded(
-            "q_max_bytes",
-            limits.q_max_bytes,
-            format!("q is over {} bytes", limits.q_max_bytes),
-        ));
-    }
-    if q.split_whitespace().count() > limits.q_max_words {
-        return Err(ApiError::limit_exceeded(
-            "q_max_words",
-            limits.q_max_words,
-            format!("q has more than {} words", limits.q_max_words),
-        ));
-    }
+    at_most(q.len(), limits.q_max_bytes, "q_max_bytes", |max| {
+        format!("q is over {max} bytes")
+    })?;
+    at_most(
+        q.split_whitespace().count(),
+        limits.q_max_words,
+        "q_max_words",
+        |max| format!("q has more than {max} words"),
+    )?;
     // A cursor is only valid for the order and result set it came from.
     let order = format!(
         "{}|{}|{}|{}|{}",

@@ -69,10 +69,9 @@ pub async fn import(
         .jobs
         .create_within("import", params.dry_run, limits.imports_max_running)
     else {
-        metrics::counter!("contactd_rejections_total", "limit" => "imports_max_running")
-            .increment(1);
-        return Err(ApiError::new(
+        return Err(ApiError::refused(
             Code::TooManyRequests,
+            "imports_max_running",
             format!(
                 "{} imports are running (imports_max_running); retry when one is done",
                 limits.imports_max_running
@@ -128,19 +127,20 @@ async fn spool_upload(
     let mut file = tokio::fs::File::create(path)
         .await
         .map_err(ApiError::internal)?;
-    let too_large = |message: String| ApiError::new(Code::PayloadTooLarge, message);
+    let too_large = |key, message: String| ApiError::refused(Code::PayloadTooLarge, key, message);
     let (mut total, mut line) = (0u64, 0usize);
     let mut body = request.into_body().into_data_stream();
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| ApiError::bad_request(format!("upload interrupted: {e}")))?;
         total += chunk.len() as u64;
         if total > limits.import_max_bytes {
-            metrics::counter!("contactd_rejections_total", "limit" => "import_max_bytes")
-                .increment(1);
-            return Err(too_large(format!(
-                "the upload is over {} bytes (import_max_bytes)",
-                limits.import_max_bytes
-            )));
+            return Err(too_large(
+                "import_max_bytes",
+                format!(
+                    "the upload is over {} bytes (import_max_bytes)",
+                    limits.import_max_bytes
+                ),
+            ));
         }
         // `line` carries the length of the line the previous chunk ended in.
         let mut pieces = chunk.split(|b| *b == b'\n').peekable();
@@ -149,12 +149,13 @@ async fn spool_upload(
             let length = piece.len() + if continues_line { line } else { 0 };
             continues_line = false;
             if length > limits.import_max_line_bytes {
-                metrics::counter!("contactd_rejections_total", "limit" => "import_max_line_bytes")
-                    .increment(1);
-                return Err(too_large(format!(
-                    "a line of the upload is over {} bytes (import_max_line_bytes)",
-                    limits.import_max_line_bytes
-                )));
+                return Err(too_large(
+                    "import_max_line_bytes",
+                    format!(
+                        "a line of the upload is over {} bytes (import_max_line_bytes)",
+                        limits.import_max_line_bytes
+                    ),
+                ));
             }
             if pieces.peek().is_none() {
                 line = length;
