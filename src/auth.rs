@@ -10,6 +10,7 @@
 //! config, logs, errors nor `Debug` output.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -61,6 +62,12 @@ pub struct KeyConfig {
     /// When `keys create` made it (informational).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<String>,
+    /// A scoped key sees and changes only the contacts this filter selects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+    /// A scoped key reads (and writes) only these contact fields; `id` always.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<Vec<String>>,
 }
 
 impl std::fmt::Debug for KeyConfig {
@@ -70,6 +77,8 @@ impl std::fmt::Debug for KeyConfig {
             .field("name", &self.name)
             .field("role", &self.role)
             .field("sha256", &format_args!("{}…", self.hash_prefix()))
+            .field("filter", &self.filter)
+            .field("fields", &self.fields)
             .finish()
     }
 }
@@ -96,7 +105,64 @@ impl KeyConfig {
                 self.name
             ));
         }
+        if let Some(filter) = &self.filter {
+            let expr = crate::query::parse(filter)
+                .map_err(|e| {
+                    format!(
+                        "auth.keys '{}': the filter does not parse at byte {}: {}",
+                        self.name, e.position, e.message
+                    )
+                })?
+                .ok_or_else(|| format!("auth.keys '{}': the filter is empty", self.name))?;
+            // A scope selects among live contacts; the trash and merged records are
+            // never a scope's (and `status` would widen a search to them).
+            if expr.field_names().contains(&"status") {
+                return Err(format!(
+                    "auth.keys '{}': a key's filter may not name status",
+                    self.name
+                ));
+            }
+        }
+        if let Some(fields) = &self.fields {
+            let known = crate::model::contact_field_names();
+            if let Some(unknown) = fields.iter().find(|f| !known.contains(f)) {
+                return Err(format!(
+                    "auth.keys '{}': unknown field '{unknown}' in fields: use {}",
+                    self.name,
+                    known.join(", ")
+                ));
+            }
+        }
         Ok(())
+    }
+
+    fn scope(&self) -> Option<Arc<KeyScope>> {
+        (self.filter.is_some() || self.fields.is_some()).then(|| {
+            Arc::new(KeyScope {
+                filter: self.filter.clone(),
+                fields: self.fields.clone(),
+            })
+        })
+    }
+}
+
+/// What a scoped key is limited to (see [`KeyConfig::filter`] and
+/// [`KeyConfig::fields`]). The API ANDs the filter into every read and checks it
+/// before and after every write; the store checks it again inside the write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyScope {
+    pub filter: Option<String>,
+    pub fields: Option<Vec<String>>,
+}
+
+impl KeyScope {
+    /// Whether the key may read (and write) this contact field.
+    pub fn can_read(&self, field: &str) -> bool {
+        field == "id"
+            || self
+                .fields
+                .as_ref()
+                .is_none_or(|fields| fields.iter().any(|f| f == field))
     }
 }
 
@@ -121,6 +187,8 @@ fn hex(bytes: &[u8]) -> String {
 pub struct Caller {
     pub name: String,
     pub role: Role,
+    /// Set for a scoped key.
+    pub scope: Option<Arc<KeyScope>>,
 }
 
 /// The configured keys by hash.
@@ -138,6 +206,7 @@ impl Keys {
                     let caller = Caller {
                         name: k.name.clone(),
                         role: k.role,
+                        scope: k.scope(),
                     };
                     (k.sha256.clone(), caller)
                 })
@@ -201,6 +270,25 @@ pub fn required_role(method: &str, route: &str, permanent: bool) -> Access {
     Access::Role(role)
 }
 
+/// Whether a scoped key may call a route its role allows. Scoped keys work on single
+/// contacts and on searches, which the scope narrows; routes that change or report on
+/// the whole base (import, jobs, stats, catalog and company changes) are refused,
+/// since no filter can narrow them.
+pub fn scoped_key_may(method: &str, route: &str) -> bool {
+    !matches!(
+        (method, route),
+        (_, "/v1/stats" | "/v1/contacts/import" | "/v1/jobs/{id}")
+            | (
+                "POST" | "PATCH" | "DELETE",
+                "/v1/companies" | "/v1/companies/{id}"
+            )
+            | (
+                "POST" | "PATCH" | "DELETE",
+                "/v1/custom-fields" | "/v1/custom-fields/{key}"
+            )
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,6 +302,8 @@ mod tests {
             role: Role::Manager,
             sha256: hash_key(&key),
             created_at: None,
+            filter: None,
+            fields: None,
         };
         config.validate().unwrap();
         assert!(!format!("{config:?}").contains(&config.sha256));
@@ -221,6 +311,34 @@ mod tests {
         assert_eq!(keys.authenticate(&key).unwrap().role, Role::Manager);
         assert!(keys.authenticate(&hash_key(&key)).is_none());
         assert!(keys.authenticate("cdk_wrong").is_none());
+    }
+
+    #[test]
+    fn a_scope_is_checked_when_the_config_loads() {
+        let key = |filter: Option<&str>, fields: Option<&[&str]>| KeyConfig {
+            name: "scoped".into(),
+            role: Role::Agent,
+            sha256: hash_key("cdk_x"),
+            created_at: None,
+            filter: filter.map(String::from),
+            fields: fields.map(|f| f.iter().map(|s| s.to_string()).collect()),
+        };
+        key(Some("assignee = agent-12"), Some(&["name", "email"]))
+            .validate()
+            .unwrap();
+        for (bad, why) in [
+            (key(Some("assignee ="), None), "does not parse"),
+            (key(Some("status = deleted"), None), "status"),
+            (key(None, Some(&["name", "password"])), "password"),
+        ] {
+            let error = bad.validate().unwrap_err();
+            assert!(error.contains(why), "{error}");
+        }
+        let scoped = Keys::new(&[key(Some("assignee = agent-12"), None)]);
+        let caller = scoped.authenticate("cdk_x").unwrap();
+        assert!(caller.scope.as_ref().unwrap().can_read("notes"));
+        assert!(!scoped_key_may("GET", "/v1/stats"));
+        assert!(scoped_key_may("GET", "/v1/contacts"));
     }
 
     #[test]

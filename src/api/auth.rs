@@ -8,7 +8,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::{ApiError, AppState, Code};
-use crate::auth::{Access, required_role};
+use crate::auth::{Access, required_role, scoped_key_may};
 
 pub async fn check_key(
     State(state): State<AppState>,
@@ -57,6 +57,16 @@ pub async fn check_key(
                 caller.name,
                 caller.role.as_str(),
                 needed.as_str()
+            ),
+        )
+        .into_response();
+    }
+    if caller.scope.is_some() && !scoped_key_may(request.method().as_str(), route) {
+        return ApiError::new(
+            Code::Forbidden,
+            format!(
+                "the key '{}' is scoped to some contacts; this route works on the whole base",
+                caller.name
             ),
         )
         .into_response();

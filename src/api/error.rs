@@ -278,6 +278,24 @@ impl From<ValidationError> for ApiError {
     }
 }
 
+/// A claim's holder as a message names it; an empty id is a holder outside the
+/// caller's scope (see [`crate::store::ScopeGuard`]).
+fn holder_name(holder: &str) -> String {
+    if holder.is_empty() {
+        "another contact".to_string()
+    } else {
+        format!("contact {holder}")
+    }
+}
+
+fn holder_detail(field: &str, holder: &str, message: &str) -> Value {
+    let mut detail = json!({"field": field, "message": message});
+    if !holder.is_empty() {
+        detail["contact_id"] = json!(holder);
+    }
+    detail
+}
+
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
@@ -287,28 +305,46 @@ impl From<StoreError> for ApiError {
                 let details = taken
                     .iter()
                     .map(|(field, holder)| {
-                        json!({"field": field, "contact_id": holder,
-                               "message": format!("already belongs to contact {holder}")})
+                        let mut detail = json!({"field": field,
+                            "message": format!("already belongs to {}", holder_name(holder))});
+                        if !holder.is_empty() {
+                            detail["contact_id"] = json!(holder);
+                        }
+                        detail
                     })
                     .collect();
                 ApiError::new(
                     Code::IdentityTaken,
-                    format!("identity already belongs to contact {}", taken[0].1),
+                    format!("identity already belongs to {}", holder_name(&taken[0].1)),
                 )
                 .with_details(details)
             }
             StoreError::NameTaken(holder) => ApiError::new(
                 Code::NameTaken,
-                format!("an active contact with this name exists: {holder}"),
+                format!(
+                    "an active contact with this name exists: {}",
+                    holder_name(&holder)
+                ),
             )
-            .with_details(vec![json!({"field": "name", "contact_id": holder,
-                                      "message": "name already in use (unique_name is on)"})]),
+            .with_details(vec![holder_detail(
+                "name",
+                &holder,
+                "name already in use (unique_name is on)",
+            )]),
             StoreError::ExternalIdTaken(holder) => ApiError::new(
                 Code::Conflict,
-                format!("external_id already belongs to contact {holder}"),
+                format!("external_id already belongs to {}", holder_name(&holder)),
             )
-            .with_details(vec![json!({"field": "external_id", "contact_id": holder,
-                                      "message": "already in use"})]),
+            .with_details(vec![holder_detail(
+                "external_id",
+                &holder,
+                "already in use",
+            )]),
+            StoreError::OutOfScope => ApiError::new(
+                Code::Forbidden,
+                "this key may not leave a contact outside its scope (the key's filter must \
+                 still select the contact after the change); nothing was written",
+            ),
             StoreError::VersionMismatch { current } => ApiError::new(
                 Code::VersionMismatch,
                 format!("If-Match did not match; the current version is {current}"),

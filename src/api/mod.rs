@@ -11,6 +11,7 @@ mod extract;
 mod metrics;
 mod request_id;
 mod routes;
+mod scope;
 mod state;
 
 pub use error::{ApiError, Code};

@@ -35,6 +35,12 @@ pub enum KeysAction {
         /// A name to tell the key apart (unique) [default: key-<hash prefix>]
         #[arg(long)]
         name: Option<String>,
+        /// Scope the key to the contacts this filter selects (e.g. "assignee = agent-12")
+        #[arg(long)]
+        filter: Option<String>,
+        /// Let the key read and write only these contact fields (comma-separated)
+        #[arg(long, value_delimiter = ',')]
+        fields: Option<Vec<String>>,
     },
     /// List the configured keys (names, roles, hash prefixes; never the keys).
     List,
@@ -68,9 +74,20 @@ pub fn run(args: &KeysArgs) -> anyhow::Result<()> {
                     key.hash_prefix(),
                     key.created_at.as_deref().unwrap_or("")
                 );
+                if let Some(filter) = &key.filter {
+                    println!("    filter: {filter}");
+                }
+                if let Some(fields) = &key.fields {
+                    println!("    fields: {}", fields.join(", "));
+                }
             }
         }
-        KeysAction::Create { role, name } => {
+        KeysAction::Create {
+            role,
+            name,
+            filter,
+            fields,
+        } => {
             let key = generate_key().map_err(anyhow::Error::msg)?;
             let sha256 = hash_key(&key);
             let name = name
@@ -84,6 +101,17 @@ pub fn run(args: &KeysArgs) -> anyhow::Result<()> {
             entry["role"] = value(role.as_str());
             entry["sha256"] = value(sha256);
             entry["created_at"] = value(chrono::Utc::now().to_rfc3339());
+            if let Some(filter) = filter {
+                entry["filter"] = value(filter.as_str());
+            }
+            if let Some(fields) = fields {
+                entry["fields"] = value(
+                    fields
+                        .iter()
+                        .map(String::as_str)
+                        .collect::<toml_edit::Array>(),
+                );
+            }
             keys_table(&mut document)?.push(entry);
             write(&args.config, &document)?;
             println!("{key}");

@@ -443,7 +443,7 @@ fn export_from_data_dir(
         tz: args.tz.clone(),
     };
     let state = app.state().clone();
-    let result = crate::api::prepare_export(&state, params)
+    let result = crate::api::prepare_export(&state, params, Default::default())
         .map_err(|e| anyhow::anyhow!("{}: {} {:?}", e.code, e.message, e.details))
         .and_then(|export| {
             let mut write_error = None;

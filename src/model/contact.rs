@@ -175,3 +175,19 @@ pub(crate) fn sample_contacts() -> [Contact; 2] {
     });
     [full, sparse].map(|json| serde_json::from_value(json).expect("a contact"))
 }
+
+/// Every field of a contact as the API shows it: what `fields=` and a key's field list
+/// may name.
+pub fn contact_field_names() -> &'static [String] {
+    static NAMES: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+        let sample =
+            super::ValidContact::default().into_new_contact(String::new(), chrono::Utc::now());
+        let Value::Object(map) = serde_json::to_value(sample).expect("a contact serializes") else {
+            unreachable!("a contact is an object")
+        };
+        let mut names: Vec<String> = map.keys().cloned().collect();
+        names.extend(["merged_into", "deleted_at", "conversation_closed_at"].map(String::from));
+        names
+    });
+    &NAMES
+}

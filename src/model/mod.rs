@@ -19,7 +19,7 @@ mod time;
 pub use company::{Company, CompanyInput};
 #[cfg(test)]
 pub(crate) use contact::sample_contacts;
-pub use contact::{Contact, Identity, Status, WRITABLE_FIELDS};
+pub use contact::{Contact, Identity, Status, WRITABLE_FIELDS, contact_field_names};
 pub use custom_field::{CustomFieldDef, CustomFieldDefs, CustomFieldInput, FieldType};
 pub use event::{Event, EventInput, EventKind};
 pub use inbox::{ALL_INBOX, Inbox, InboxInput};

@@ -49,6 +49,17 @@ impl Expr {
         }
     }
 
+    /// Every field name the expression mentions, as written.
+    pub fn field_names(&self) -> Vec<&str> {
+        match self {
+            Expr::And(items) | Expr::Or(items) => {
+                items.iter().flat_map(Expr::field_names).collect()
+            }
+            Expr::Not(inner) => inner.field_names(),
+            Expr::Condition { field, .. } => vec![field.as_str()],
+        }
+    }
+
     /// The longest `IN [...]` list in the expression (0 without one).
     pub fn longest_in_list(&self) -> usize {
         match self {

@@ -19,6 +19,11 @@ pub fn evaluate(resolved: &Resolved, contact: &Contact, context: &ContactContext
     (resolved.names_status || contact.is_active()) && eval(&resolved.expr, contact, context)
 }
 
+/// The expression alone, whatever the contact's status (a scoped key's writes).
+pub fn evaluate_fields(expr: &ResolvedExpr, contact: &Contact, context: &ContactContext) -> bool {
+    eval(expr, contact, context)
+}
+
 fn eval(expr: &ResolvedExpr, contact: &Contact, context: &ContactContext) -> bool {
     match expr {
         ResolvedExpr::And(items) => items.iter().all(|e| eval(e, contact, context)),

@@ -33,7 +33,7 @@ mod parse;
 mod resolve;
 
 pub use ast::{Comparison, Condition, Expr, Value};
-pub use eval::{channels, custom_words, evaluate};
+pub use eval::{channels, custom_words, evaluate, evaluate_fields};
 pub use fields::{FieldKind, FieldRef, field_ref};
 pub use parse::parse;
 pub use resolve::{Resolved, ResolvedCondition, ResolvedExpr, TimeContext, Typed, resolve};

@@ -20,6 +20,9 @@ pub enum StoreError {
     VersionMismatch { current: u64 },
     #[error("{0}")]
     Conflict(String),
+    /// A scoped key's write would leave the contact outside the key's scope.
+    #[error("the contact would leave this key's scope")]
+    OutOfScope,
     /// A body that cannot be applied as given (a patch of the wrong shape, ...).
     #[error("{0}")]
     BadRequest(String),

@@ -16,7 +16,7 @@ mod tracked;
 mod writer;
 
 pub use error::StoreError;
-pub use ops::{CatalogTask, Identified, ImportMode, ImportedRow, MatchBy, Merged};
+pub use ops::{CatalogTask, Identified, ImportMode, ImportedRow, MatchBy, Merged, ScopeGuard};
 pub use read::{ChangeBatch, ScrubStatus};
 pub use writer::{Command, CompactionStatus, WriteAck, WriterHealth, Written};
 

@@ -72,6 +72,11 @@ fn context(txn: &ReadTransaction, only: Option<&[&Contact]>) -> Result<ContactCo
 }
 
 impl Store {
+    /// What evaluating a filter on these contacts needs (definitions, their companies).
+    pub fn context_of(&self, contacts: &[&Contact]) -> Result<ContactContext, StoreError> {
+        context(&self.db().begin_read()?, Some(contacts))
+    }
+
     pub fn get(&self, id: &str) -> Result<Option<Contact>, StoreError> {
         get_contact(&self.db().begin_read()?, id)
     }

@@ -37,6 +37,11 @@ use crate::signal::SeqSignal;
 /// A write the store can perform.
 #[derive(Debug)]
 pub enum Command {
+    /// A contact command of a scoped key: see [`super::ScopeGuard`].
+    Scoped {
+        guard: Arc<super::ScopeGuard>,
+        command: Box<Command>,
+    },
     Create(Box<ContactInput>),
     /// A JSON merge patch (RFC 7396), checked against `if_match` when given.
     Patch {
@@ -759,6 +764,12 @@ fn apply(tables: &mut TxnTables<'_>, command: Command) -> Outcome {
     };
     let seq_now = |tables: &TxnTables<'_>| tables.last_seq();
     Ok(match command {
+        Command::Scoped { guard, command } => {
+            tables.guard = Some(guard);
+            let outcome = apply(tables, *command).map_err(|e| tables.redact_holders(e));
+            tables.guard = None;
+            return outcome;
+        }
         Command::Create(input) => contact(tables.create(*input)?),
         Command::Patch {
             id,

@@ -8,7 +8,7 @@
 use super::Format;
 use super::rows::{ExportRow, csv_header, csv_record};
 use crate::index::{SearchIndex, SearchRequest};
-use crate::model::{Contact, CustomFieldDefs};
+use crate::model::{Contact, ContactContext, CustomFieldDefs};
 use crate::store::{Store, StoreError};
 
 /// Contacts read from the store per page of a search export.
@@ -25,7 +25,12 @@ pub struct Export {
     /// Projected fields (`None`: all).
     pub fields: Option<Vec<String>>,
     pub defs: CustomFieldDefs,
+    /// Only contacts this accepts are written (a scoped key's filter, checked on the
+    /// store's record as well as in the search).
+    pub admits: Option<Admits>,
 }
+
+pub type Admits = Box<dyn Fn(&Contact, &ContactContext) -> bool + Send>;
 
 /// Why a snapshot scan stopped early.
 enum Halt {
@@ -113,8 +118,9 @@ impl Export {
     ) -> Result<u64, String> {
         let mut rows = Rows::new(&self)?;
         let Some(mut request) = self.request.take() else {
-            let scanned = store.scan(|contact, _| {
-                if !contact.is_active() {
+            let admits = self.admits.take();
+            let scanned = store.scan(|contact, context| {
+                if !contact.is_active() || admits.as_ref().is_some_and(|a| !a(&contact, context)) {
                     return Ok(());
                 }
                 rows.push(&contact).map_err(Halt::Failed)?;
@@ -140,7 +146,22 @@ impl Export {
         loop {
             let page = index.search(&request).map_err(|e| e.to_string())?;
             let contacts = store.get_many(&page.ids).map_err(|e| e.to_string())?;
-            for contact in contacts.iter().filter(|c| any_status || c.is_active()) {
+            let context = match &self.admits {
+                Some(_) => Some(
+                    store
+                        .context_of(&contacts.iter().collect::<Vec<_>>())
+                        .map_err(|e| e.to_string())?,
+                ),
+                None => None,
+            };
+            let shown = |c: &&Contact| {
+                (any_status || c.is_active())
+                    && match (&self.admits, &context) {
+                        (Some(admits), Some(context)) => admits(c, context),
+                        _ => true,
+                    }
+            };
+            for contact in contacts.iter().filter(shown) {
                 rows.push(contact)?;
             }
             let last = page.next.is_none();

@@ -13,7 +13,7 @@ mod import;
 mod jobs;
 mod rows;
 
-pub use export::{EXPORT_PAGE, Export};
+pub use export::{Admits, EXPORT_PAGE, Export};
 pub use import::{Format, ImportOptions, run_import};
 pub use jobs::{JobState, JobStatus, Jobs};
 pub use rows::{ExportRow, csv_header, csv_record, csv_row_to_input, export_row};

@@ -1,7 +1,9 @@
-//! API keys and roles: every route × {no key, wrong key, agent, manager, owner}.
+//! API keys and roles: every route × {no key, wrong key, agent, manager, owner, a
+//! scoped key}.
 //!
 //! The expected role of each route is written out here, apart from the server's own
-//! table, so a route that drifts to another role fails this test.
+//! table, so a route that drifts to another role fails this test. What scoped keys
+//! see and change is checked route by route in `scoped_keys`.
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -16,6 +18,20 @@ struct Route {
     path: &'static str,
     body: Option<Value>,
     needs: Option<Role>,
+}
+
+impl Route {
+    /// Routes that work on the whole base, which a scoped key may not call whatever
+    /// its role.
+    fn whole_base(&self) -> bool {
+        let path = self.path.split('?').next().unwrap_or_default();
+        path == "/v1/stats"
+            || path == "/v1/contacts/import"
+            || path.starts_with("/v1/jobs/")
+            || (self.method != Method::GET
+                && (path.starts_with("/v1/companies") && !path.ends_with("/contacts")
+                    || path.starts_with("/v1/custom-fields")))
+    }
 }
 
 fn route(method: Method, path: &'static str, needs: Option<Role>) -> Route {
@@ -46,7 +62,7 @@ fn every_route() -> Vec<Route> {
         route(M::GET, "/v1/contacts", Some(Agent)),
         with_body(
             route(M::POST, "/v1/contacts", Some(Agent)),
-            json!({"name": "Auth Matrix"}),
+            json!({"name": "Auth Matrix", "assignee": "agent-12"}),
         ),
         with_body(
             route(M::POST, "/v1/contacts/search", Some(Agent)),
@@ -174,6 +190,8 @@ struct Keys {
     agent: String,
     manager: String,
     owner: String,
+    /// An owner key scoped to `assignee = agent-12`.
+    scoped: String,
 }
 
 async fn app_with_keys() -> (TestApp, Keys, tempfile::TempDir) {
@@ -183,17 +201,21 @@ async fn app_with_keys() -> (TestApp, Keys, tempfile::TempDir) {
         agent: generate_key().unwrap(),
         manager: generate_key().unwrap(),
         owner: generate_key().unwrap(),
+        scoped: generate_key().unwrap(),
     };
     for (name, role, key) in [
         ("agent-1", Role::Agent, &keys.agent),
         ("manager-1", Role::Manager, &keys.manager),
         ("owner-1", Role::Owner, &keys.owner),
+        ("scoped-1", Role::Owner, &keys.scoped),
     ] {
         config.auth.keys.push(KeyConfig {
             name: name.into(),
             role,
             sha256: hash_key(key),
             created_at: None,
+            filter: (name == "scoped-1").then(|| "assignee = agent-12".into()),
+            fields: None,
         });
     }
     config.validate().unwrap();
@@ -217,9 +239,47 @@ async fn send(app: &TestApp, route: &Route, key: Option<&str>) -> (StatusCode, V
     (status, body, challenged)
 }
 
+/// Whether an answer shows the out-of-scope contact: its id (beyond a "not found"
+/// that echoes the id asked for), name, email or assignee.
+fn shows_outside(text: &str, id: &str) -> bool {
+    let echo = format!("contact {id} not found");
+    text.replace(&echo, "").contains(id)
+        || ["Outside Scope", "outside@", "agent-7"]
+            .iter()
+            .any(|part| text.contains(part))
+}
+
 #[tokio::test]
 async fn every_route_checks_its_role() {
     let (app, keys, _temp) = app_with_keys().await;
+    // A contact outside the scoped key's scope, in a company, tagged: no answer to
+    // the scoped key may name it.
+    let company = app
+        .client
+        .post(app.url("/v1/companies"))
+        .bearer_auth(&keys.owner)
+        .json(&json!({"name": "Matrix Co"}))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let outside = app
+        .client
+        .post(app.url("/v1/contacts?wait=indexed"))
+        .bearer_auth(&keys.owner)
+        .json(
+            &json!({"name": "Outside Scope", "email": "outside@x.example",
+                      "assignee": "agent-7", "company_id": company["id"], "tags": ["vip"]}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let outside_id = outside["id"].as_str().unwrap().to_string();
     let callers = [
         (Some(Role::Agent), keys.agent.as_str()),
         (Some(Role::Manager), keys.manager.as_str()),
@@ -254,6 +314,45 @@ async fn every_route_checks_its_role() {
                 );
             }
         }
+        let (status, body, _) = send(&app, &route, Some(&keys.scoped)).await;
+        if route.whole_base() {
+            assert_eq!(status, StatusCode::FORBIDDEN, "{what} as scoped: {body}");
+            assert_eq!(body["error"]["code"], "forbidden", "{what}");
+        } else {
+            assert!(
+                status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN,
+                "{what} as scoped answered {status}: {body}"
+            );
+        }
+        assert!(
+            !shows_outside(&body.to_string(), &outside_id),
+            "{what} as scoped shows a contact outside its scope: {body}"
+        );
+    }
+    // The same routes with the contact's own id and company: still nothing of it.
+    let company_id = company["id"].as_str().unwrap();
+    for path in [
+        format!("/v1/contacts/{outside_id}"),
+        "/v1/contacts/lookup?email=outside@x.example".to_string(),
+        format!("/v1/companies/{company_id}/contacts"),
+        format!("/v1/companies/{company_id}/recipients"),
+        "/v1/contacts?q=outside&facets=tags".to_string(),
+        "/v1/contacts/export?format=ndjson".to_string(),
+        "/v1/inboxes?counts=true".to_string(),
+    ] {
+        let response = app
+            .client
+            .get(app.url(&path))
+            .bearer_auth(&keys.scoped)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        assert!(
+            !shows_outside(&text, &outside_id) && !text.contains("vip"),
+            "GET {path} as scoped ({status}) shows a contact outside its scope: {text}"
+        );
     }
     app.stop().await;
 }

@@ -20,6 +20,7 @@ mod merge;
 mod model_check;
 mod ops;
 mod recovery;
+mod scoped_keys;
 mod search;
 mod search_features;
 mod transfer;

@@ -6,8 +6,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::search::{Scope, SearchParams, SearchResponse, run_search};
+use super::search::{Scope, SearchParams, SearchResponse, admitted, bind_key, run_search};
 use crate::api::extract::{ApiJson, ApiQuery, if_match};
+use crate::api::scope::Within;
 use crate::api::{ApiError, AppState};
 use crate::model::{Company, CompanyInput};
 use crate::store::{Command, Written};
@@ -111,12 +112,13 @@ pub async fn delete(
 pub async fn contacts(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    key: Within,
     ApiQuery(params): ApiQuery<SearchParams>,
 ) -> Result<Json<SearchResponse>, ApiError> {
     load(&state, id.clone()).await?;
     let scope = Scope {
         company_id: Some(id),
-        ..Scope::default()
+        ..Scope::of_key(key)
     };
     run_search(state, params, scope).await
 }
@@ -126,10 +128,18 @@ pub async fn contacts(
 pub async fn recipients(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    key: Within,
 ) -> Result<Json<Value>, ApiError> {
     let company = load(&state, id.clone()).await?;
     let contacts = state
-        .blocking(move |state| Ok(state.store.company_contacts(&id)?))
+        .blocking(move |state| {
+            let contacts = state.store.company_contacts(&id)?;
+            let key = bind_key(&state, &key)?;
+            if let Some(key) = &key {
+                key.check_reads(["email", "favorite"], "the recipients list")?;
+            }
+            admitted(&state, key.as_ref(), contacts)
+        })
         .await?;
     let mut to: Vec<String> = company.email.into_iter().collect();
     let mut others: Vec<String> = Vec::new();

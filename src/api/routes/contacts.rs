@@ -7,7 +7,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::search::{bind_key, project};
 use crate::api::extract::{ApiJson, ApiQuery, if_match};
+use crate::api::scope::{Bound, Within};
 use crate::api::{ApiError, AppState};
 use crate::model::{
     Contact, ContactInput, IdentityKey, MergeRequest, is_phone_channel, normalize_email,
@@ -47,61 +49,127 @@ pub struct MergeParams {
     dry_run: bool,
 }
 
+/// The caller's key scope for a single-contact route (typed off the runtime).
+pub async fn key_of(state: &AppState, key: Within) -> Result<Option<Bound>, ApiError> {
+    if key.0.is_none() {
+        return Ok(None);
+    }
+    state.blocking(move |state| bind_key(&state, &key)).await
+}
+
+/// The command under the key's scope guard, when the key has a filter.
+pub fn scoped(key: &Option<Bound>, command: Command) -> Command {
+    match key.as_ref().and_then(Bound::guard) {
+        Some(guard) => Command::Scoped {
+            guard,
+            command: Box::new(command),
+        },
+        None => command,
+    }
+}
+
+/// 403 unless a scoped key may write every field the body sets.
+fn check_body(key: &Option<Bound>, body: &Value) -> Result<(), ApiError> {
+    if let (Some(key), Value::Object(fields)) = (key, body) {
+        let set = fields
+            .iter()
+            .filter(|(_, value)| !value.is_null())
+            .map(|(name, _)| name.as_str());
+        key.check_reads(set, "the body")?;
+    }
+    Ok(())
+}
+
+fn input_body(input: &ContactInput) -> Value {
+    serde_json::to_value(input).unwrap_or(Value::Null)
+}
+
 pub async fn create(
     State(state): State<AppState>,
+    key: Within,
     ApiQuery(params): ApiQuery<WriteParams>,
     ApiJson(input): ApiJson<ContactInput>,
 ) -> Result<Response, ApiError> {
-    let ack = state.store.write(Command::Create(Box::new(input))).await?;
+    let key = key_of(&state, key).await?;
+    check_body(&key, &input_body(&input))?;
+    let command = scoped(&key, Command::Create(Box::new(input)));
+    let ack = state.store.write(command).await?;
     let (contact, seq) = contact_of(ack)?;
     state.wait_if_asked(params.wait.as_ref(), seq).await?;
-    Ok(contact_response(StatusCode::CREATED, &contact, Some(seq)))
+    Ok(contact_response(
+        StatusCode::CREATED,
+        &contact,
+        Some(seq),
+        key.as_ref(),
+    ))
 }
 
 pub async fn get_one(
     State(state): State<AppState>,
+    key: Within,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let lookup = id.clone();
-    let contact = state
-        .blocking(move |state| Ok(state.store.get(&lookup)?))
+    let (contact, key) = state
+        .blocking(move |state| {
+            let key = bind_key(&state, &key)?;
+            let contact = state.store.get(&lookup)?;
+            Ok((in_scope(&state, key.as_ref(), contact)?, key))
+        })
         .await?;
     let contact = contact.ok_or_else(|| ApiError::not_found(format!("contact {id} not found")))?;
-    Ok(contact_response(StatusCode::OK, &contact, None))
+    Ok(contact_response(
+        StatusCode::OK,
+        &contact,
+        None,
+        key.as_ref(),
+    ))
+}
+
+/// The contact when the key's scope admits it (outside the scope it does not exist).
+fn in_scope(
+    state: &AppState,
+    key: Option<&Bound>,
+    contact: Option<Contact>,
+) -> Result<Option<Contact>, ApiError> {
+    Ok(super::search::admitted(state, key, contact.into_iter().collect())?.pop())
 }
 
 pub async fn patch(
     State(state): State<AppState>,
+    key: Within,
     Path(id): Path<String>,
     ApiQuery(params): ApiQuery<WriteParams>,
     headers: HeaderMap,
     ApiJson(patch): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
     let if_match = if_match(&headers)?;
-    let ack = state
-        .store
-        .write(Command::Patch {
-            id,
-            patch,
-            if_match,
-        })
-        .await?;
-    finish(&state, params.wait.as_ref(), ack).await
+    let key = key_of(&state, key).await?;
+    check_body(&key, &patch)?;
+    let command = Command::Patch {
+        id,
+        patch,
+        if_match,
+    };
+    let ack = state.store.write(scoped(&key, command)).await?;
+    finish(&state, params.wait.as_ref(), ack, key.as_ref()).await
 }
 
 pub async fn delete(
     State(state): State<AppState>,
+    key: Within,
     Path(id): Path<String>,
     ApiQuery(params): ApiQuery<DeleteParams>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let if_match = if_match(&headers)?;
+    let key = key_of(&state, key).await?;
     let command = if params.permanent {
         Command::Erase { id, if_match }
     } else {
         Command::Delete { id, if_match }
     };
-    let ack = state.store.write(command).await?;
+    let ack = state.store.write(scoped(&key, command)).await?;
     if params.permanent {
         let (contact, seq) = contact_of(ack)?;
         state.wait_if_asked(params.wait.as_ref(), seq).await?;
@@ -111,18 +179,21 @@ pub async fn delete(
             .insert("x-seq", HeaderValue::from(seq));
         return Ok(response);
     }
-    finish(&state, params.wait.as_ref(), ack).await
+    finish(&state, params.wait.as_ref(), ack, key.as_ref()).await
 }
 
 pub async fn restore(
     State(state): State<AppState>,
+    key: Within,
     Path(id): Path<String>,
     ApiQuery(params): ApiQuery<WriteParams>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let if_match = if_match(&headers)?;
-    let ack = state.store.write(Command::Restore { id, if_match }).await?;
-    finish(&state, params.wait.as_ref(), ack).await
+    let key = key_of(&state, key).await?;
+    let command = scoped(&key, Command::Restore { id, if_match });
+    let ack = state.store.write(command).await?;
+    finish(&state, params.wait.as_ref(), ack, key.as_ref()).await
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -137,10 +208,19 @@ pub struct LookupParams {
 /// Exact identity resolution: the active contact holding the identity, or 404.
 pub async fn lookup(
     State(state): State<AppState>,
+    key: Within,
     ApiQuery(params): ApiQuery<LookupParams>,
 ) -> Result<Response, ApiError> {
     let country = state.live.rules().default_country;
     let bad = |m: String| ApiError::bad_request(m);
+    // What a scoped key must be able to read to look up by it.
+    let by: &[&str] = if params.email.is_some() {
+        &["email", "identities"]
+    } else if params.phone.is_some() {
+        &["phone", "identities"]
+    } else {
+        &["identities"]
+    };
     let keys: Vec<IdentityKey> = match (params.email, params.phone, params.channel, params.value) {
         (Some(email), None, None, None) => vec![IdentityKey::new(
             "email",
@@ -170,24 +250,37 @@ pub async fn lookup(
             ));
         }
     };
-    let found = state
-        .blocking(move |state| Ok(state.store.lookup(&keys)?))
+    let (found, key) = state
+        .blocking(move |state| {
+            let key = bind_key(&state, &key)?;
+            if let Some(key) = &key {
+                key.check_reads(by.iter().copied(), "the lookup")?;
+            }
+            let found = state.store.lookup(&keys)?;
+            Ok((in_scope(&state, key.as_ref(), found)?, key))
+        })
         .await?;
     let contact =
         found.ok_or_else(|| ApiError::not_found("no active contact has this identity"))?;
-    Ok(contact_response(StatusCode::OK, &contact, None))
+    Ok(contact_response(
+        StatusCode::OK,
+        &contact,
+        None,
+        key.as_ref(),
+    ))
 }
 
 /// Find-or-create from identities seen on a conversation or form.
 pub async fn identify(
     State(state): State<AppState>,
+    key: Within,
     ApiQuery(params): ApiQuery<WriteParams>,
     ApiJson(input): ApiJson<ContactInput>,
 ) -> Result<Response, ApiError> {
-    let ack = state
-        .store
-        .write(Command::Identify(Box::new(input)))
-        .await?;
+    let key = key_of(&state, key).await?;
+    check_body(&key, &input_body(&input))?;
+    let command = scoped(&key, Command::Identify(Box::new(input)));
+    let ack = state.store.write(command).await?;
     let Written::Identified(identified) = ack.written else {
         return Err(ApiError::internal("identify answered with another outcome"));
     };
@@ -197,7 +290,8 @@ pub async fn identify(
     } else {
         StatusCode::OK
     };
-    let body = json!({"contact": identified.contact, "created": identified.created});
+    let body =
+        json!({"contact": shown(&identified.contact, key.as_ref()), "created": identified.created});
     Ok(with_seq(
         (status, Json(body)).into_response(),
         &identified.contact,
@@ -207,11 +301,16 @@ pub async fn identify(
 
 pub async fn merge(
     State(state): State<AppState>,
+    key: Within,
     Path(id): Path<String>,
     ApiQuery(params): ApiQuery<MergeParams>,
     headers: HeaderMap,
     ApiJson(request): ApiJson<MergeRequest>,
 ) -> Result<Response, ApiError> {
+    let key = key_of(&state, key).await?;
+    if let Some(key) = &key {
+        key.check_reads(request.keep.keys().map(String::as_str), "keep")?;
+    }
     let command = Command::Merge {
         id,
         other_id: request.other_id,
@@ -219,13 +318,8 @@ pub async fn merge(
         if_match: if_match(&headers)?,
         dry_run: params.dry_run,
     };
-    merged_response(
-        &state,
-        params.wait.as_ref(),
-        state.store.write(command).await?,
-        "merged",
-    )
-    .await
+    let ack = state.store.write(scoped(&key, command)).await?;
+    merged_response(&state, params.wait.as_ref(), ack, "merged", key.as_ref()).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -236,21 +330,18 @@ pub struct UnmergeRequest {
 
 pub async fn unmerge(
     State(state): State<AppState>,
+    key: Within,
     Path(id): Path<String>,
     ApiQuery(params): ApiQuery<WriteParams>,
     ApiJson(request): ApiJson<UnmergeRequest>,
 ) -> Result<Response, ApiError> {
+    let key = key_of(&state, key).await?;
     let command = Command::Unmerge {
         id,
         other_id: request.other_id,
     };
-    merged_response(
-        &state,
-        params.wait.as_ref(),
-        state.store.write(command).await?,
-        "restored",
-    )
-    .await
+    let ack = state.store.write(scoped(&key, command)).await?;
+    merged_response(&state, params.wait.as_ref(), ack, "restored", key.as_ref()).await
 }
 
 async fn merged_response(
@@ -258,12 +349,14 @@ async fn merged_response(
     wait: Option<&WaitFor>,
     ack: WriteAck,
     other_name: &str,
+    key: Option<&Bound>,
 ) -> Result<Response, ApiError> {
     let Written::Merged(merged) = ack.written else {
         return Err(ApiError::internal("merge answered with another outcome"));
     };
     state.wait_if_asked(wait, ack.seq).await?;
-    let body = json!({"contact": merged.survivor, other_name: merged.other});
+    let body =
+        json!({"contact": shown(&merged.survivor, key), other_name: shown(&merged.other, key)});
     Ok(with_seq(
         Json(body).into_response(),
         &merged.survivor,
@@ -276,10 +369,11 @@ pub async fn finish(
     state: &AppState,
     wait: Option<&WaitFor>,
     ack: WriteAck,
+    key: Option<&Bound>,
 ) -> Result<Response, ApiError> {
     let (contact, seq) = contact_of(ack)?;
     state.wait_if_asked(wait, seq).await?;
-    Ok(contact_response(StatusCode::OK, &contact, Some(seq)))
+    Ok(contact_response(StatusCode::OK, &contact, Some(seq), key))
 }
 
 pub fn contact_of(ack: WriteAck) -> Result<(Contact, u64), ApiError> {
@@ -291,8 +385,18 @@ pub fn contact_of(ack: WriteAck) -> Result<(Contact, u64), ApiError> {
     }
 }
 
-pub fn contact_response(status: StatusCode, contact: &Contact, seq: Option<u64>) -> Response {
-    let mut response = (status, Json(contact)).into_response();
+/// The contact as the caller may see it: only its key's readable fields.
+fn shown(contact: &Contact, key: Option<&Bound>) -> Value {
+    project(contact, key.and_then(|k| k.visible_fields(None)).as_deref())
+}
+
+pub fn contact_response(
+    status: StatusCode,
+    contact: &Contact,
+    seq: Option<u64>,
+    key: Option<&Bound>,
+) -> Response {
+    let mut response = (status, Json(shown(contact, key))).into_response();
     if status == StatusCode::CREATED
         && let Ok(location) = HeaderValue::from_str(&format!("/v1/contacts/{}", contact.id))
     {

@@ -6,8 +6,9 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::contacts::{WriteParams, finish};
+use super::contacts::{WriteParams, finish, key_of, scoped};
 use crate::api::extract::{ApiJson, ApiQuery};
+use crate::api::scope::Within;
 use crate::api::{ApiError, AppState};
 use crate::model::EventInput;
 use crate::store::{Command, Written};
@@ -16,19 +17,19 @@ const MAX_BATCH: usize = 10_000;
 
 pub async fn contact_event(
     State(state): State<AppState>,
+    key: Within,
     Path(id): Path<String>,
     ApiQuery(params): ApiQuery<WriteParams>,
     ApiJson(event): ApiJson<EventInput>,
 ) -> Result<Response, ApiError> {
     let event = event.validate(state.clock.now(), "")?;
-    let ack = state
-        .store
-        .write(Command::Events {
-            id,
-            events: vec![event],
-        })
-        .await?;
-    finish(&state, params.wait.as_ref(), ack).await
+    let key = key_of(&state, key).await?;
+    let command = Command::Events {
+        id,
+        events: vec![event],
+    };
+    let ack = state.store.write(scoped(&key, command)).await?;
+    finish(&state, params.wait.as_ref(), ack, key.as_ref()).await
 }
 
 /// One event of a batch; its event fields are checked strictly when parsed as
@@ -49,6 +50,7 @@ pub struct EventBatch {
 /// Applies each event on its own: a bad or unknown one is reported, the rest apply.
 pub async fn batch(
     State(state): State<AppState>,
+    key: Within,
     ApiJson(batch): ApiJson<EventBatch>,
 ) -> Result<Json<Value>, ApiError> {
     if batch.events.len() > MAX_BATCH {
@@ -78,7 +80,12 @@ pub async fn batch(
             ),
         }
     }
-    let ack = state.store.write(Command::EventsBatch(valid)).await?;
+    // A scoped key's events for contacts outside its scope fail one by one as not found.
+    let key = key_of(&state, key).await?;
+    let ack = state
+        .store
+        .write(scoped(&key, Command::EventsBatch(valid)))
+        .await?;
     let Written::Events(results) = ack.written else {
         return Err(ApiError::internal("events answered with another outcome"));
     };

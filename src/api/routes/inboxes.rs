@@ -12,7 +12,8 @@ use super::search::{
     time_context,
 };
 use crate::api::extract::{ApiJson, ApiQuery, if_match};
-use crate::api::{ApiError, AppState};
+use crate::api::scope::Within;
+use crate::api::{ApiError, AppState, Code};
 use crate::index::sort::parse_sort;
 use crate::model::{ALL_INBOX, CustomFieldDefs, Inbox, InboxInput, ValidationError};
 use crate::store::{Command, Written};
@@ -95,6 +96,7 @@ pub struct ListParams {
 
 pub async fn list(
     State(state): State<AppState>,
+    key: Within,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Json<Value>, ApiError> {
     let body = state
@@ -115,11 +117,16 @@ pub async fn list(
                 if params.counts {
                     let scope = Scope {
                         filter: Some(inbox.filter.clone()),
+                        key: key.clone(),
                         ..Scope::default()
                     };
-                    let (request, _) =
-                        build_request(&state, &SearchParams::default(), &scope, &defs)?;
-                    entry["count"] = json!(state.index.count(&request)?);
+                    // Counted within the caller's key scope; an inbox whose filter
+                    // reads a field the key may not read has no count for it.
+                    match build_request(&state, &SearchParams::default(), &scope, &defs) {
+                        Ok(built) => entry["count"] = json!(state.index.count(&built.request)?),
+                        Err(error) if error.code == Code::Forbidden => entry["count"] = Value::Null,
+                        Err(error) => return Err(error),
+                    }
                 }
                 listed.push(entry);
             }
@@ -205,6 +212,7 @@ pub async fn delete(
 pub async fn contacts(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    key: Within,
     ApiQuery(params): ApiQuery<SearchParams>,
 ) -> Result<Json<SearchResponse>, ApiError> {
     let inbox = load(&state, &id).await?;
@@ -212,7 +220,8 @@ pub async fn contacts(
         filter: Some(inbox.filter),
         sort: inbox.sort,
         fields: (!inbox.columns.is_empty()).then_some(inbox.columns),
-        ..Scope::default()
+        company_id: None,
+        key,
     };
     run_search(state, params, scope).await
 }

@@ -10,6 +10,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use crate::api::extract::{ApiJson, ApiQuery};
+use crate::api::scope::{Bound, Within};
 use crate::api::{ApiError, AppState};
 use crate::config::LimitsConfig;
 use crate::index::SearchRequest;
@@ -84,20 +85,34 @@ pub struct Scope {
     pub filter: Option<String>,
     pub sort: Option<String>,
     pub fields: Option<Vec<String>>,
+    /// The caller's key scope, ANDed like the saved filter.
+    pub key: Within,
+}
+
+impl Scope {
+    /// Only what the caller's key scope adds.
+    pub fn of_key(key: Within) -> Scope {
+        Scope {
+            key,
+            ..Scope::default()
+        }
+    }
 }
 
 pub async fn search_get(
     State(state): State<AppState>,
+    key: Within,
     ApiQuery(params): ApiQuery<SearchParams>,
 ) -> Result<Json<SearchResponse>, ApiError> {
-    run_search(state, params, Scope::default()).await
+    run_search(state, params, Scope::of_key(key)).await
 }
 
 pub async fn search_post(
     State(state): State<AppState>,
+    key: Within,
     ApiJson(params): ApiJson<SearchParams>,
 ) -> Result<Json<SearchResponse>, ApiError> {
-    run_search(state, params, Scope::default()).await
+    run_search(state, params, Scope::of_key(key)).await
 }
 
 pub fn invalid_filter(error: FilterError) -> ApiError {
@@ -166,13 +181,33 @@ pub fn time_context(state: &AppState, tz: Option<&str>) -> Result<TimeContext, A
     })
 }
 
-/// Every parameter checked and typed; what the index runs.
+/// The caller's key scope typed against the current definitions (blocking: reads
+/// them); `None` without a scoped key.
+pub fn bind_key(state: &AppState, key: &Within) -> Result<Option<Bound>, ApiError> {
+    if key.0.is_none() {
+        return Ok(None);
+    }
+    let defs = state.store.custom_field_defs()?;
+    key.bind(&defs, &time_context(state, None)?)
+}
+
+/// A search checked and typed.
+pub struct Built {
+    /// What the index runs.
+    pub request: SearchRequest,
+    /// What a cursor is bound to (see [`build_request`]).
+    pub order: String,
+    /// The caller's key scope, typed.
+    pub key: Option<Bound>,
+}
+
+/// Every parameter checked and typed, the caller's key scope ANDed in.
 pub fn build_request(
     state: &AppState,
     params: &SearchParams,
     scope: &Scope,
     defs: &CustomFieldDefs,
-) -> Result<(SearchRequest, String), ApiError> {
+) -> Result<Built, ApiError> {
     let config = state.config();
     let limits = &config.limits;
     let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
@@ -194,13 +229,20 @@ pub fn build_request(
         .map(|f| resolve_filter(f, defs, &time, limits))
         .transpose()?
         .flatten();
-    let filter = match (saved, asked) {
-        (Some(a), Some(b)) => Some(Resolved {
+    let key = scope.key.bind(defs, &time)?;
+    if let Some(key) = &key {
+        for filter in saved.iter().chain(&asked) {
+            key.check_filter(filter)?;
+        }
+    }
+    let key_filter = key.as_ref().and_then(|key| key.filter.clone());
+    let filter = [key_filter, saved, asked]
+        .into_iter()
+        .flatten()
+        .reduce(|a, b| Resolved {
             names_status: a.names_status || b.names_status,
             expr: ResolvedExpr::And(vec![a.expr, b.expr]),
-        }),
-        (a, b) => a.or(b),
-    };
+        });
     let sort_text = params.sort.clone().or_else(|| scope.sort.clone());
     let sort_keys = sort_text.as_deref().map_or(0, |text| {
         text.split(',').filter(|key| !key.trim().is_empty()).count()
@@ -217,6 +259,11 @@ pub fn build_request(
         Some(list) => parse_facets(&list.joined(), defs).map_err(ApiError::bad_request)?,
         None => Vec::new(),
     };
+    if let Some(key) = &key {
+        key.check_sort(sort.as_deref().unwrap_or_default())?;
+        key.check_facets(&facets)?;
+        key.check_q(params.q.as_deref().unwrap_or_default())?;
+    }
     let q = params.q.clone().unwrap_or_default();
     at_most(q.len(), limits.q_max_bytes, "q_max_bytes", |max| {
         format!("q is over {max} bytes")
@@ -229,12 +276,18 @@ pub fn build_request(
     )?;
     // A cursor is only valid for the order and result set it came from.
     let order = format!(
-        "{}|{}|{}|{}|{}",
+        "{}|{}|{}|{}|{}|{}",
         sort_text.unwrap_or_default(),
         q,
         scope.filter.clone().unwrap_or_default(),
         params.filter.clone().unwrap_or_default(),
-        scope.company_id.clone().unwrap_or_default()
+        scope.company_id.clone().unwrap_or_default(),
+        scope
+            .key
+            .0
+            .as_ref()
+            .and_then(|key| key.filter.clone())
+            .unwrap_or_default()
     );
     let after = params
         .cursor
@@ -252,7 +305,11 @@ pub fn build_request(
         facets,
         deadline: Some(Instant::now() + config.request_timeout()),
     };
-    Ok((request, order))
+    Ok(Built {
+        request,
+        order,
+        key,
+    })
 }
 
 /// Keeps only the asked fields (plus `id`); unknown names are a 400.
@@ -260,7 +317,7 @@ pub fn projection(fields: Option<Vec<String>>) -> Result<Option<Vec<String>>, Ap
     let Some(fields) = fields else {
         return Ok(None);
     };
-    let known = &*CONTACT_FIELDS;
+    let known = crate::model::contact_field_names();
     if let Some(unknown) = fields.iter().find(|f| !known.contains(f)) {
         return Err(ApiError::bad_request(format!(
             "unknown field '{unknown}' in fields: use {}",
@@ -270,19 +327,25 @@ pub fn projection(fields: Option<Vec<String>>) -> Result<Option<Vec<String>>, Ap
     Ok(Some(fields))
 }
 
-/// Every field of a contact as the API shows it (what `fields` may name).
-static CONTACT_FIELDS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
-    let sample =
-        crate::model::ValidContact::default().into_new_contact(String::new(), chrono::Utc::now());
-    let Value::Object(map) = serde_json::to_value(sample).expect("a contact serializes") else {
-        unreachable!("a contact is an object")
+/// The contacts inside the key's scope (all of them without a key).
+pub fn admitted(
+    state: &AppState,
+    key: Option<&Bound>,
+    contacts: Vec<Contact>,
+) -> Result<Vec<Contact>, ApiError> {
+    let Some(key) = key else {
+        return Ok(contacts);
     };
-    let mut names: Vec<String> = map.keys().cloned().collect();
-    names.extend(["merged_into", "deleted_at", "conversation_closed_at"].map(String::from));
-    names
-});
+    let context = state
+        .store
+        .context_of(&contacts.iter().collect::<Vec<_>>())?;
+    Ok(contacts
+        .into_iter()
+        .filter(|contact| key.admits(contact, &context))
+        .collect())
+}
 
-fn project(contact: &Contact, fields: Option<&[String]>) -> Value {
+pub fn project(contact: &Contact, fields: Option<&[String]>) -> Value {
     let full = serde_json::to_value(contact).expect("a contact serializes");
     let Some(fields) = fields else { return full };
     let Value::Object(map) = full else {
@@ -320,17 +383,25 @@ pub async fn run_search(
         .blocking(move |state| {
             let started = Instant::now();
             let defs = state.store.custom_field_defs()?;
-            let (request, order) = build_request(&state, &params, &scope, &defs)?;
+            let Built {
+                request,
+                order,
+                key,
+            } = build_request(&state, &params, &scope, &defs)?;
             let fields = params.fields.as_ref().map(NameList::names);
-            let fields = projection(fields.or(scope.fields.clone()))?;
+            let mut fields = projection(fields.or(scope.fields.clone()))?;
+            if let Some(key) = &key {
+                fields = key.visible_fields(fields);
+            }
             let names_status = request.filter.as_ref().is_some_and(|f| f.names_status);
             let index_seq = state.indexed.get();
             let page = state.index.search(&request)?;
             // The store is the source of truth for what is shown; a contact that left
-            // the result since the index saw it (erased, deleted) is dropped. Whole
-            // contacts are written as JSON once and passed on as raw values.
-            let hits: Vec<Box<RawValue>> = match fields.as_deref() {
-                None => state
+            // the result since the index saw it (erased, deleted, out of the key's
+            // scope) is dropped. Whole contacts are written as JSON once and passed on
+            // as raw values.
+            let hits: Vec<Box<RawValue>> = match (fields.as_deref(), &key) {
+                (None, None) => state
                     .store
                     .get_many_json(&page.ids)?
                     .into_iter()
@@ -338,14 +409,20 @@ pub async fn run_search(
                     .map(|(_, record)| RawValue::from_string(record))
                     .collect::<Result<_, _>>()
                     .map_err(|e| ApiError::internal(e.to_string()))?,
-                Some(fields) => state
-                    .store
-                    .get_many(&page.ids)?
-                    .into_iter()
-                    .filter(|c| names_status || c.is_active())
-                    .map(|c| serde_json::value::to_raw_value(&project(&c, Some(fields))))
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| ApiError::internal(e.to_string()))?,
+                (fields, key) => {
+                    let contacts: Vec<Contact> = state
+                        .store
+                        .get_many(&page.ids)?
+                        .into_iter()
+                        .filter(|c| names_status || c.is_active())
+                        .collect();
+                    let admitted = admitted(&state, key.as_ref(), contacts)?;
+                    admitted
+                        .iter()
+                        .map(|c| serde_json::value::to_raw_value(&project(c, fields)))
+                        .collect::<Result<_, _>>()
+                        .map_err(|e| ApiError::internal(e.to_string()))?
+                }
             };
             let facets: Option<FacetCounts> =
                 (!request.facets.is_empty()).then(|| page.facets.clone());

@@ -10,13 +10,14 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 
-use super::search::{NameList, Scope, SearchParams, build_request, projection};
+use super::search::{Built, NameList, Scope, SearchParams, build_request, projection};
 use crate::api::extract::ApiQuery;
+use crate::api::scope::Within;
 use crate::api::{ApiError, AppState, Code};
 use crate::config::LimitsConfig;
 use crate::store::{ImportMode, MatchBy};
 use crate::transfer::{
-    EXPORT_PAGE, Export, Format, ImportOptions, JobState, JobStatus, run_import,
+    Admits, EXPORT_PAGE, Export, Format, ImportOptions, JobState, JobStatus, run_import,
 };
 
 #[derive(Debug, Default, Deserialize)]
@@ -190,8 +191,13 @@ pub struct ExportParams {
     pub tz: Option<String>,
 }
 
-/// Checks an export's parameters and plans it (blocking: reads the definitions).
-pub fn prepare_export(state: &AppState, params: ExportParams) -> Result<Export, ApiError> {
+/// Checks an export's parameters and plans it (blocking: reads the definitions);
+/// `key` is the caller's key scope.
+pub fn prepare_export(
+    state: &AppState,
+    params: ExportParams,
+    key: Within,
+) -> Result<Export, ApiError> {
     let format = match params.format.as_deref().unwrap_or("ndjson") {
         "ndjson" => Format::Ndjson,
         "csv" => Format::Csv,
@@ -213,26 +219,37 @@ pub fn prepare_export(state: &AppState, params: ExportParams) -> Result<Export, 
         ..SearchParams::default()
     };
     let defs = state.store.custom_field_defs()?;
-    let (mut request, _) = build_request(state, &search, &Scope::default(), &defs)?;
+    let Built {
+        mut request, key, ..
+    } = build_request(state, &search, &Scope::of_key(key), &defs)?;
     // An export streams for as long as it takes; each page is a small search.
     request.deadline = None;
-    let fields = projection(search.fields.as_ref().map(NameList::names))?;
+    let mut fields = projection(search.fields.as_ref().map(NameList::names))?;
+    let mut admits: Option<Admits> = None;
+    if let Some(key) = key {
+        fields = key.visible_fields(fields);
+        admits = Some(Box::new(move |contact, context| {
+            key.admits(contact, context)
+        }));
+    }
     Ok(Export {
         request: (!everything).then_some(request),
         format,
         fields,
         defs,
+        admits,
     })
 }
 
 /// Streams every match page by page (constant memory) as NDJSON or CSV.
 pub async fn export(
     State(state): State<AppState>,
+    key: Within,
     ApiQuery(params): ApiQuery<ExportParams>,
 ) -> Result<Response, ApiError> {
     // Check everything before the first byte goes out: errors get a proper status.
     let export = state
-        .blocking(move |state| prepare_export(&state, params))
+        .blocking(move |state| prepare_export(&state, params, key))
         .await?;
     let format = export.format;
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);

@@ -35,6 +35,7 @@ impl TxnTables<'_> {
         let other = self
             .load(other_id)?
             .ok_or_else(|| StoreError::NotFound(format!("contact {other_id}")))?;
+        self.check_seen(&other)?;
         if other.status != Status::Active {
             let into = other
                 .merged_into
@@ -63,6 +64,10 @@ impl TxnTables<'_> {
         }
         absorbed.version += 1;
         absorbed.updated_at = self.now;
+        // Both saves below check their contact; checked here too so that neither
+        // happens when the second would be refused.
+        self.check_result(&survivor)?;
+        self.check_result(&absorbed)?;
         if dry_run {
             return Ok((
                 Merged {
@@ -107,6 +112,7 @@ impl TxnTables<'_> {
         let merged_other = self
             .load(other_id)?
             .ok_or_else(|| StoreError::NotFound(format!("contact {other_id}")))?;
+        self.check_seen(&merged_other)?;
         if merged_other.status != Status::Merged || merged_other.merged_into.as_deref() != Some(id)
         {
             return Err(StoreError::Conflict(format!(
@@ -132,6 +138,8 @@ impl TxnTables<'_> {
             |holder: &str, key: &str| holder == id && !survivor_keys.iter().any(|k| k == key);
         self.check_claims(&restored_valid, other_id, &released)?;
         self.check_claims(&survivor_valid, id, &|holder, _| holder == other_id)?;
+        self.check_result(&survivor)?;
+        self.check_result(&restored)?;
 
         let (survivor, _) = self.save(Some(&current), survivor, Some(survivor_keys))?;
         let (restored, seq) = self.save(

@@ -13,12 +13,14 @@ mod contacts;
 mod identify;
 mod import;
 mod merge;
+mod scope;
 mod tasks;
 
 pub use catalog::patched_def;
 pub use identify::Identified;
 pub use import::{ImportMode, ImportedRow, MatchBy};
 pub use merge::Merged;
+pub use scope::ScopeGuard;
 pub use tasks::{CatalogTask, TaskStep, changes_values};
 pub(crate) use tasks::{conformed_value, holder_of, key_needle};
 
@@ -70,6 +72,8 @@ pub(super) struct TxnTables<'t> {
     /// The task the last command queued, if any: its caller is answered when the
     /// task is done.
     pub queued_task: Option<u64>,
+    /// The running command's scope (a scoped key's write), see [`scope`].
+    pub guard: Option<std::sync::Arc<ScopeGuard>>,
 }
 
 impl<'t> TxnTables<'t> {
@@ -138,6 +142,7 @@ impl<'t> TxnTables<'t> {
             erased: false,
             defs_changed: false,
             queued_task: None,
+            guard: None,
         })
     }
 
@@ -192,6 +197,7 @@ impl<'t> TxnTables<'t> {
         let contact = self
             .load(id)?
             .ok_or_else(|| StoreError::NotFound(format!("contact {id}")))?;
+        self.check_seen(&contact)?;
         if let Some(expected) = if_match
             && expected != contact.version
         {
@@ -325,6 +331,12 @@ impl<'t> TxnTables<'t> {
         after: Contact,
         identity_keys: Option<Vec<String>>,
     ) -> Result<(Contact, u64), StoreError> {
+        if self.guard.is_some() {
+            if let Some(before) = before {
+                self.check_seen(before)?;
+            }
+            self.check_result(&after)?;
+        }
         let id = after.id.as_str();
         let held = self.held_keys(id)?;
         let new_keys = match (after.is_active(), identity_keys) {
