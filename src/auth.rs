@@ -243,7 +243,7 @@ pub enum Access {
 pub fn required_role(method: &str, route: &str, permanent: bool) -> Access {
     use Role::*;
     let role = match (method, route) {
-        (_, "/healthz" | "/readyz") => return Access::Public,
+        (_, "/healthz" | "/readyz" | "/openapi.json") => return Access::Public,
         (_, "/metrics") => return Access::Metrics,
         ("GET", "/v1/stats") => Agent,
         ("GET", "/v1/contacts" | "/v1/contacts/lookup" | "/v1/contacts/{id}") => Agent,

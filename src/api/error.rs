@@ -86,7 +86,11 @@ impl Code {
                 S::UNAUTHORIZED,
                 "missing or unknown API key",
             ),
-            Code::Forbidden => ("forbidden", S::FORBIDDEN, "the key's role may not do this"),
+            Code::Forbidden => (
+                "forbidden",
+                S::FORBIDDEN,
+                "the key's role or scope may not do this",
+            ),
             Code::NotFound => (
                 "not_found",
                 S::NOT_FOUND,

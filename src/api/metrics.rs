@@ -60,6 +60,8 @@ pub async fn record_requests(request: Request, next: Next) -> Response {
     response
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "ops",
+    responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String)))]
 pub async fn render(State(state): State<AppState>) -> Result<Response, ApiError> {
     let counts = state.blocking(|state| Ok(state.store.counts()?)).await?;
     for (status, count) in counts {

@@ -9,6 +9,7 @@ mod auth;
 mod error;
 mod extract;
 mod metrics;
+pub mod openapi;
 mod request_id;
 mod routes;
 mod scope;
@@ -74,7 +75,7 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(max_body));
     metrics::handle();
     routes::routes()
-        .route("/metrics", axum::routing::get(metrics::render))
+        .0
         // Route layers run last-added first: every matched request is counted
         // (refused ones too), then its key is checked, then reads get their deadline.
         .route_layer(axum::middleware::from_fn_with_state(

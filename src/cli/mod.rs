@@ -72,6 +72,8 @@ pub enum Command {
     Bench(crate::bench::BenchArgs),
     /// Create, list and revoke API keys in the config file.
     Keys(keys::KeysArgs),
+    /// Print the OpenAPI document of the HTTP API (what GET /openapi.json serves).
+    Openapi,
 }
 
 #[derive(Debug, Args)]
@@ -191,6 +193,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::bench::run(&args)?;
         }
         Command::Keys(args) => keys::run(&args)?,
+        Command::Openapi => println!("{}", crate::api::openapi::text()),
     }
     Ok(ExitCode::SUCCESS)
 }

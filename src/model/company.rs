@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use super::normalize::normalize_email;
 use super::{FieldError, ValidationError};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Company {
     pub id: String,
     pub name: String,
@@ -20,7 +20,7 @@ pub struct Company {
 }
 
 /// The writable fields of a company (create body, or a merge-patched document).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CompanyInput {
     pub name: Option<String>,

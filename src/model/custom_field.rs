@@ -10,7 +10,7 @@ use super::normalize::{normalize_email, normalize_phone};
 use super::{FieldError, ValidationError, time};
 
 /// The type of a custom field; decides validation, search and indexing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FieldType {
     Text,
@@ -40,7 +40,7 @@ impl FieldType {
 }
 
 /// A defined custom field.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CustomFieldDef {
     pub key: String,
     pub label: String,
@@ -58,7 +58,7 @@ pub struct CustomFieldDef {
 pub type CustomFieldDefs = BTreeMap<String, CustomFieldDef>;
 
 /// A definition as a client sends it (create: every field; update: a merge patch of it).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CustomFieldInput {
     pub key: String,

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::contact::Contact;
 use super::{ValidationError, time};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     MessageIn,
@@ -18,7 +18,7 @@ pub enum EventKind {
     ConversationClosed,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventInput {
     #[serde(rename = "type")]

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 /// The id of the built-in inbox of every active contact.
 pub const ALL_INBOX: &str = "all";
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Inbox {
     pub id: String,
     pub name: String,
@@ -22,7 +22,7 @@ pub struct Inbox {
 }
 
 /// An inbox as a client writes it (create body, or a merge-patched document).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InboxInput {
     pub name: String,

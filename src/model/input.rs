@@ -18,7 +18,7 @@ const MAX_TAG_CHARS: usize = 100;
 const MAX_IDENTITIES: usize = 50;
 
 /// An identity as a client sends it.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IdentityInput {
     pub channel: String,
@@ -31,7 +31,7 @@ pub struct IdentityInput {
 /// unknown fields fail deserialization (400); [`ContactInput::validate`] checks the
 /// rest and reports every broken field at once (422). Serialized, it holds only the
 /// fields given: the merge patch an upsert or `identify` applies.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContactInput {
     #[serde(skip_serializing_if = "Option::is_none")]

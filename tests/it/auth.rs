@@ -13,11 +13,11 @@ use contactd::auth::{KeyConfig, Role, generate_key, hash_key};
 use crate::common::{TestApp, test_config};
 
 /// A route, a body it accepts, and the least role that may call it (`None`: public).
-struct Route {
-    method: Method,
-    path: &'static str,
+pub struct Route {
+    pub method: Method,
+    pub path: &'static str,
     body: Option<Value>,
-    needs: Option<Role>,
+    pub needs: Option<Role>,
 }
 
 impl Route {
@@ -50,12 +50,13 @@ fn with_body(mut route: Route, body: Value) -> Route {
 
 /// Every route of the router. Ids that exist nowhere keep the destructive calls
 /// harmless: an authorised caller gets 404 or 4xx, never 401/403.
-fn every_route() -> Vec<Route> {
+pub fn every_route() -> Vec<Route> {
     use Method as M;
     use Role::*;
     vec![
         route(M::GET, "/healthz", None),
         route(M::GET, "/readyz", None),
+        route(M::GET, "/openapi.json", None),
         // Any key (auth.public_metrics is off).
         route(M::GET, "/metrics", Some(Agent)),
         route(M::GET, "/v1/stats", Some(Agent)),

@@ -18,6 +18,7 @@ mod limits;
 mod live_config;
 mod merge;
 mod model_check;
+mod openapi;
 mod ops;
 mod recovery;
 mod scoped_keys;

@@ -4,10 +4,11 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::search::{Scope, SearchParams, SearchResponse, admitted, bind_key, run_search};
 use crate::api::extract::{ApiJson, ApiQuery, if_match};
+use crate::api::openapi::{CompanyDeleted, CompanyList, Recipients};
 use crate::api::scope::Within;
 use crate::api::{ApiError, AppState};
 use crate::model::{Company, CompanyInput};
@@ -35,6 +36,8 @@ fn company_response(status: StatusCode, company: &Company) -> Response {
     response
 }
 
+#[utoipa::path(post, path = "/v1/companies", tag = "companies",
+    request_body = CompanyInput, responses((status = 201, body = Company)))]
 pub async fn create(
     State(state): State<AppState>,
     ApiJson(input): ApiJson<CompanyInput>,
@@ -49,7 +52,9 @@ pub async fn create(
     Ok(company_response(StatusCode::CREATED, &company))
 }
 
-pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/v1/companies", tag = "companies",
+    responses((status = 200, body = CompanyList)))]
+pub async fn list(State(state): State<AppState>) -> Result<Json<CompanyList>, ApiError> {
     let mut companies = state.blocking(|state| Ok(state.store.companies()?)).await?;
     companies.sort_by(|a, b| {
         a.name
@@ -57,7 +62,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError
             .cmp(&b.name.to_lowercase())
             .then(a.id.cmp(&b.id))
     });
-    Ok(Json(json!({ "companies": companies })))
+    Ok(Json(CompanyList { companies }))
 }
 
 async fn load(state: &AppState, id: String) -> Result<Company, ApiError> {
@@ -70,6 +75,9 @@ async fn load(state: &AppState, id: String) -> Result<Company, ApiError> {
         .ok_or_else(|| ApiError::not_found(format!("company {id} not found")))
 }
 
+#[utoipa::path(get, path = "/v1/companies/{id}", tag = "companies",
+    params(("id" = String, Path, description = "Company id")),
+    responses((status = 200, body = Company)))]
 pub async fn get_one(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -77,6 +85,11 @@ pub async fn get_one(
     Ok(company_response(StatusCode::OK, &load(&state, id).await?))
 }
 
+#[utoipa::path(patch, path = "/v1/companies/{id}", tag = "companies",
+    params(("id" = String, Path, description = "Company id"),
+           ("If-Match" = Option<String>, Header, description = "Expected version")),
+    request_body(content = Object, description = "JSON merge patch of the company"),
+    responses((status = 200, body = Company)))]
 pub async fn patch(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -92,10 +105,13 @@ pub async fn patch(
     Ok(company_response(StatusCode::OK, &company))
 }
 
+#[utoipa::path(delete, path = "/v1/companies/{id}", tag = "companies",
+    params(("id" = String, Path, description = "Company id")),
+    responses((status = 200, body = CompanyDeleted)))]
 pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CompanyDeleted>, ApiError> {
     let ack = state
         .store
         .write(Command::DeleteCompany { id: id.clone() })
@@ -105,10 +121,16 @@ pub async fn delete(
             "company delete answered with another outcome",
         ));
     };
-    Ok(Json(json!({"deleted": id, "contacts_unlinked": unlinked})))
+    Ok(Json(CompanyDeleted {
+        deleted: id,
+        contacts_unlinked: unlinked,
+    }))
 }
 
 /// Searches the company's contacts (the search parameters of `GET /v1/contacts`).
+#[utoipa::path(get, path = "/v1/companies/{id}/contacts", tag = "companies",
+    params(("id" = String, Path, description = "Company id"), SearchParams),
+    responses((status = 200, body = SearchResponse)))]
 pub async fn contacts(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -125,11 +147,14 @@ pub async fn contacts(
 
 /// The pre-filled recipients of an email to the company: its own address and its
 /// favorite contacts' in `to`, every other contact with an email in `others`.
+#[utoipa::path(get, path = "/v1/companies/{id}/recipients", tag = "companies",
+    params(("id" = String, Path, description = "Company id")),
+    responses((status = 200, body = Recipients)))]
 pub async fn recipients(
     State(state): State<AppState>,
     Path(id): Path<String>,
     key: Within,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Recipients>, ApiError> {
     let company = load(&state, id.clone()).await?;
     let contacts = state
         .blocking(move |state| {
@@ -157,5 +182,5 @@ pub async fn recipients(
         }
     }
     others.retain(|email| !to.contains(email));
-    Ok(Json(json!({"to": to, "others": others})))
+    Ok(Json(Recipients { to, others }))
 }

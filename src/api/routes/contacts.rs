@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::search::{bind_key, project};
 use crate::api::extract::{ApiJson, ApiQuery, if_match};
+use crate::api::openapi::{IdentifyResult, MergeResult, UnmergeResult};
 use crate::api::scope::{Bound, Within};
 use crate::api::{ApiError, AppState};
 use crate::model::{
@@ -18,31 +19,38 @@ use crate::model::{
 use crate::store::{Command, WriteAck, Written};
 
 /// Query parameters every write accepts.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct WriteParams {
+    /// `indexed`: answer once the write is searchable.
+    #[param(inline)]
     pub wait: Option<WaitFor>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum WaitFor {
     /// Answer once the write is searchable.
     Indexed,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct DeleteParams {
+    #[param(inline)]
     wait: Option<WaitFor>,
     /// Erase now instead of moving to the trash.
     #[serde(default)]
     permanent: bool,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct MergeParams {
+    #[param(inline)]
     wait: Option<WaitFor>,
     /// Return the merged result without storing it.
     #[serde(default)]
@@ -84,6 +92,9 @@ fn input_body(input: &ContactInput) -> Value {
     serde_json::to_value(input).unwrap_or(Value::Null)
 }
 
+#[utoipa::path(post, path = "/v1/contacts", tag = "contacts",
+    params(WriteParams), request_body = ContactInput,
+    responses((status = 201, description = "Created; `Location`, `ETag` and `X-Seq` headers", body = Contact)))]
 pub async fn create(
     State(state): State<AppState>,
     key: Within,
@@ -104,6 +115,9 @@ pub async fn create(
     ))
 }
 
+#[utoipa::path(get, path = "/v1/contacts/{id}", tag = "contacts",
+    params(("id" = String, Path, description = "Contact id")),
+    responses((status = 200, description = "The contact, any status; `ETag` is its version", body = Contact)))]
 pub async fn get_one(
     State(state): State<AppState>,
     key: Within,
@@ -135,6 +149,11 @@ fn in_scope(
     Ok(super::search::admitted(state, key, contact.into_iter().collect())?.pop())
 }
 
+#[utoipa::path(patch, path = "/v1/contacts/{id}", tag = "contacts",
+    params(("id" = String, Path, description = "Contact id"), WriteParams,
+           ("If-Match" = Option<String>, Header, description = "Expected version")),
+    request_body(content = Object, description = "JSON merge patch (RFC 7396) of writable fields"),
+    responses((status = 200, body = Contact)))]
 pub async fn patch(
     State(state): State<AppState>,
     key: Within,
@@ -155,6 +174,10 @@ pub async fn patch(
     finish(&state, params.wait.as_ref(), ack, key.as_ref()).await
 }
 
+#[utoipa::path(delete, path = "/v1/contacts/{id}", tag = "contacts",
+    params(("id" = String, Path, description = "Contact id"), DeleteParams,
+           ("If-Match" = Option<String>, Header, description = "Expected version")),
+    responses((status = 200, description = "Moved to the trash (the contact), or erased (`{\"erased\": id}` with `permanent=true`, owner only)", body = Contact)))]
 pub async fn delete(
     State(state): State<AppState>,
     key: Within,
@@ -182,6 +205,10 @@ pub async fn delete(
     finish(&state, params.wait.as_ref(), ack, key.as_ref()).await
 }
 
+#[utoipa::path(post, path = "/v1/contacts/{id}/restore", tag = "contacts",
+    params(("id" = String, Path, description = "Contact id"), WriteParams,
+           ("If-Match" = Option<String>, Header, description = "Expected version")),
+    responses((status = 200, body = Contact)))]
 pub async fn restore(
     State(state): State<AppState>,
     key: Within,
@@ -196,8 +223,10 @@ pub async fn restore(
     finish(&state, params.wait.as_ref(), ack, key.as_ref()).await
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// Exactly one of: `email`, `phone`, or `channel` with `value`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct LookupParams {
     email: Option<String>,
     phone: Option<String>,
@@ -206,6 +235,9 @@ pub struct LookupParams {
 }
 
 /// Exact identity resolution: the active contact holding the identity, or 404.
+#[utoipa::path(get, path = "/v1/contacts/lookup", tag = "contacts",
+    params(LookupParams),
+    responses((status = 200, description = "The active contact holding the identity", body = Contact)))]
 pub async fn lookup(
     State(state): State<AppState>,
     key: Within,
@@ -271,6 +303,10 @@ pub async fn lookup(
 }
 
 /// Find-or-create from identities seen on a conversation or form.
+#[utoipa::path(post, path = "/v1/contacts/identify", tag = "contacts",
+    params(WriteParams), request_body = ContactInput,
+    responses((status = 200, description = "Found (empty fields filled)", body = IdentifyResult),
+              (status = 201, description = "Created", body = IdentifyResult)))]
 pub async fn identify(
     State(state): State<AppState>,
     key: Within,
@@ -299,6 +335,11 @@ pub async fn identify(
     ))
 }
 
+#[utoipa::path(post, path = "/v1/contacts/{id}/merge", tag = "contacts",
+    params(("id" = String, Path, description = "The contact that stays"), MergeParams,
+           ("If-Match" = Option<String>, Header, description = "Expected version of the survivor")),
+    request_body = MergeRequest,
+    responses((status = 200, body = MergeResult)))]
 pub async fn merge(
     State(state): State<AppState>,
     key: Within,
@@ -322,12 +363,16 @@ pub async fn merge(
     merged_response(&state, params.wait.as_ref(), ack, "merged", key.as_ref()).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UnmergeRequest {
     other_id: String,
 }
 
+#[utoipa::path(post, path = "/v1/contacts/{id}/unmerge", tag = "contacts",
+    params(("id" = String, Path, description = "The survivor of the merge"), WriteParams),
+    request_body = UnmergeRequest,
+    responses((status = 200, body = UnmergeResult)))]
 pub async fn unmerge(
     State(state): State<AppState>,
     key: Within,

@@ -8,25 +8,33 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::api::extract::{ApiJson, ApiQuery};
+use crate::api::openapi::{CustomFieldList, FieldDeleted};
 use crate::api::{ApiError, AppState};
+use crate::model::CustomFieldDef;
 use crate::model::CustomFieldInput;
 use crate::store::{Command, StoreError, Written};
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ForceParams {
     /// Clear stored values the change makes invalid instead of refusing (409).
     #[serde(default)]
     force: bool,
 }
 
-pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let fields = state
+#[utoipa::path(get, path = "/v1/custom-fields", tag = "custom-fields",
+    responses((status = 200, body = CustomFieldList)))]
+pub async fn list(State(state): State<AppState>) -> Result<Json<CustomFieldList>, ApiError> {
+    let custom_fields = state
         .blocking(|state| Ok(state.store.custom_fields()?))
         .await?;
-    Ok(Json(json!({ "custom_fields": fields })))
+    Ok(Json(CustomFieldList { custom_fields }))
 }
 
+#[utoipa::path(get, path = "/v1/custom-fields/{key}", tag = "custom-fields",
+    params(("key" = String, Path, description = "Field key")),
+    responses((status = 200, body = CustomFieldDef)))]
 pub async fn get_one(
     State(state): State<AppState>,
     Path(key): Path<String>,
@@ -39,6 +47,8 @@ pub async fn get_one(
     Ok(Json(json!(def)))
 }
 
+#[utoipa::path(post, path = "/v1/custom-fields", tag = "custom-fields",
+    request_body = CustomFieldInput, responses((status = 201, body = CustomFieldDef)))]
 pub async fn create(
     State(state): State<AppState>,
     ApiJson(input): ApiJson<CustomFieldInput>,
@@ -56,6 +66,10 @@ pub async fn create(
     }
 }
 
+#[utoipa::path(patch, path = "/v1/custom-fields/{key}", tag = "custom-fields",
+    params(("key" = String, Path, description = "Field key"), ForceParams),
+    request_body(content = Object, description = "JSON merge patch of the definition"),
+    responses((status = 200, description = "The definition and `cleared_values`", body = CustomFieldDef)))]
 pub async fn patch(
     State(state): State<AppState>,
     Path(key): Path<String>,
@@ -78,19 +92,23 @@ pub async fn patch(
     }
 }
 
+#[utoipa::path(delete, path = "/v1/custom-fields/{key}", tag = "custom-fields",
+    params(("key" = String, Path, description = "Field key"), ForceParams),
+    responses((status = 200, body = FieldDeleted)))]
 pub async fn delete(
     State(state): State<AppState>,
     Path(key): Path<String>,
     ApiQuery(params): ApiQuery<ForceParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<FieldDeleted>, ApiError> {
     if !params.force {
         refuse_losses(&state, &key, None).await?;
     }
     let command = Command::DeleteField { key: key.clone() };
     match state.store.write(command).await?.written {
-        Written::FieldDeleted(cleared) => {
-            Ok(Json(json!({"deleted": key, "cleared_values": cleared})))
-        }
+        Written::FieldDeleted(cleared) => Ok(Json(FieldDeleted {
+            deleted: key,
+            cleared_values: cleared,
+        })),
         other => Err(ApiError::internal(format!(
             "expected a deletion, got {other:?}"
         ))),

@@ -8,13 +8,19 @@ use serde_json::{Value, json};
 
 use super::contacts::{WriteParams, finish, key_of, scoped};
 use crate::api::extract::{ApiJson, ApiQuery};
+use crate::api::openapi::EventBatchResult;
 use crate::api::scope::Within;
 use crate::api::{ApiError, AppState};
+use crate::model::Contact;
 use crate::model::EventInput;
 use crate::store::{Command, Written};
 
 const MAX_BATCH: usize = 10_000;
 
+#[utoipa::path(post, path = "/v1/contacts/{id}/events", tag = "events",
+    params(("id" = String, Path, description = "Contact id"), WriteParams),
+    request_body = EventInput,
+    responses((status = 200, body = Contact)))]
 pub async fn contact_event(
     State(state): State<AppState>,
     key: Within,
@@ -34,20 +40,25 @@ pub async fn contact_event(
 
 /// One event of a batch; its event fields are checked strictly when parsed as
 /// [`EventInput`] (serde cannot deny unknown fields next to `flatten`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct BatchEvent {
     contact_id: String,
+    /// The fields of an event (`type`, `channel`, `at`).
     #[serde(flatten)]
+    #[schema(value_type = EventInput)]
     event: Value,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventBatch {
     events: Vec<BatchEvent>,
 }
 
 /// Applies each event on its own: a bad or unknown one is reported, the rest apply.
+#[utoipa::path(post, path = "/v1/events", tag = "events",
+    request_body = EventBatch,
+    responses((status = 200, body = EventBatchResult)))]
 pub async fn batch(
     State(state): State<AppState>,
     key: Within,

@@ -12,6 +12,7 @@ use super::search::{
     time_context,
 };
 use crate::api::extract::{ApiJson, ApiQuery, if_match};
+use crate::api::openapi::{Deleted, InboxList};
 use crate::api::scope::Within;
 use crate::api::{ApiError, AppState, Code};
 use crate::index::sort::parse_sort;
@@ -86,14 +87,17 @@ fn built_in() -> ApiError {
     )
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Add each inbox's live count of contacts.
     #[serde(default)]
     counts: bool,
 }
 
+#[utoipa::path(get, path = "/v1/inboxes", tag = "inboxes",
+    params(ListParams), responses((status = 200, body = InboxList)))]
 pub async fn list(
     State(state): State<AppState>,
     key: Within,
@@ -136,6 +140,8 @@ pub async fn list(
     Ok(Json(body))
 }
 
+#[utoipa::path(post, path = "/v1/inboxes", tag = "inboxes",
+    request_body = InboxInput, responses((status = 201, body = Inbox)))]
 pub async fn create(
     State(state): State<AppState>,
     ApiJson(input): ApiJson<InboxInput>,
@@ -158,6 +164,9 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(inbox)).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/inboxes/{id}", tag = "inboxes",
+    params(("id" = String, Path, description = "Inbox id (`all` is built in)")),
+    responses((status = 200, body = Inbox)))]
 pub async fn get_one(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -165,6 +174,11 @@ pub async fn get_one(
     Ok(Json(load(&state, &id).await?))
 }
 
+#[utoipa::path(patch, path = "/v1/inboxes/{id}", tag = "inboxes",
+    params(("id" = String, Path, description = "Inbox id"),
+           ("If-Match" = Option<String>, Header, description = "Expected version")),
+    request_body(content = Object, description = "JSON merge patch of the inbox"),
+    responses((status = 200, body = Inbox)))]
 pub async fn patch(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -193,6 +207,9 @@ pub async fn patch(
     Ok(Json(inbox_of(state.store.write(command).await?.written)?))
 }
 
+#[utoipa::path(delete, path = "/v1/inboxes/{id}", tag = "inboxes",
+    params(("id" = String, Path, description = "Inbox id")),
+    responses((status = 200, body = Deleted)))]
 pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -209,6 +226,9 @@ pub async fn delete(
 
 /// The inbox's contacts: its filter ANDed with the request's, its sort and columns as
 /// defaults.
+#[utoipa::path(get, path = "/v1/inboxes/{id}/contacts", tag = "inboxes",
+    params(("id" = String, Path, description = "Inbox id"), SearchParams),
+    responses((status = 200, body = SearchResponse)))]
 pub async fn contacts(
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -12,65 +12,53 @@ mod transfer;
 pub use contacts::WaitFor;
 pub use transfer::{ExportParams, prepare_export};
 
-use axum::Router;
-use axum::routing::{get, post};
+use utoipa::openapi::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/v1/stats", get(ops::stats))
-        .route(
-            "/v1/contacts",
-            post(contacts::create).get(search::search_get),
-        )
-        .route("/v1/contacts/search", post(search::search_post))
-        .route("/v1/contacts/lookup", get(contacts::lookup))
-        .route("/v1/contacts/import", post(transfer::import))
-        .route("/v1/contacts/export", get(transfer::export))
-        .route("/v1/jobs/{id}", get(transfer::job))
-        .route("/v1/contacts/identify", post(contacts::identify))
-        .route(
-            "/v1/contacts/{id}",
-            get(contacts::get_one)
-                .patch(contacts::patch)
-                .delete(contacts::delete),
-        )
-        .route("/v1/contacts/{id}/restore", post(contacts::restore))
-        .route("/v1/contacts/{id}/merge", post(contacts::merge))
-        .route("/v1/contacts/{id}/unmerge", post(contacts::unmerge))
-        .route("/v1/contacts/{id}/events", post(events::contact_event))
-        .route("/v1/events", post(events::batch))
-        .route(
-            "/v1/companies",
-            post(companies::create).get(companies::list),
-        )
-        .route(
-            "/v1/companies/{id}",
-            get(companies::get_one)
-                .patch(companies::patch)
-                .delete(companies::delete),
-        )
-        .route("/v1/companies/{id}/contacts", get(companies::contacts))
-        .route("/v1/companies/{id}/recipients", get(companies::recipients))
-        .route("/v1/inboxes", get(inboxes::list).post(inboxes::create))
-        .route(
-            "/v1/inboxes/{id}",
-            get(inboxes::get_one)
-                .patch(inboxes::patch)
-                .delete(inboxes::delete),
-        )
-        .route("/v1/inboxes/{id}/contacts", get(inboxes::contacts))
-        .route(
-            "/v1/custom-fields",
-            get(custom_fields::list).post(custom_fields::create),
-        )
-        .route(
-            "/v1/custom-fields/{key}",
-            get(custom_fields::get_one)
-                .patch(custom_fields::patch)
-                .delete(custom_fields::delete),
-        )
+/// Every route, and the OpenAPI paths of the same registrations.
+pub fn routes() -> (axum::Router<AppState>, OpenApi) {
+    OpenApiRouter::with_openapi(super::openapi::base())
+        .routes(routes!(super::openapi::serve))
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::stats))
+        .routes(routes!(super::metrics::render))
+        .routes(routes!(contacts::create, search::search_get))
+        .routes(routes!(search::search_post))
+        .routes(routes!(contacts::lookup))
+        .routes(routes!(transfer::import))
+        .routes(routes!(transfer::export))
+        .routes(routes!(transfer::job))
+        .routes(routes!(contacts::identify))
+        .routes(routes!(
+            contacts::get_one,
+            contacts::patch,
+            contacts::delete
+        ))
+        .routes(routes!(contacts::restore))
+        .routes(routes!(contacts::merge))
+        .routes(routes!(contacts::unmerge))
+        .routes(routes!(events::contact_event))
+        .routes(routes!(events::batch))
+        .routes(routes!(companies::create, companies::list))
+        .routes(routes!(
+            companies::get_one,
+            companies::patch,
+            companies::delete
+        ))
+        .routes(routes!(companies::contacts))
+        .routes(routes!(companies::recipients))
+        .routes(routes!(inboxes::list, inboxes::create))
+        .routes(routes!(inboxes::get_one, inboxes::patch, inboxes::delete))
+        .routes(routes!(inboxes::contacts))
+        .routes(routes!(custom_fields::list, custom_fields::create))
+        .routes(routes!(
+            custom_fields::get_one,
+            custom_fields::patch,
+            custom_fields::delete
+        ))
+        .split_for_parts()
 }

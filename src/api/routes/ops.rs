@@ -5,8 +5,11 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
+use crate::api::openapi::Readiness;
 use crate::api::{ApiError, AppState};
 
+#[utoipa::path(get, path = "/healthz", tag = "ops", security(()),
+    responses((status = 200, description = "The process answers", body = Object)))]
 pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
@@ -17,6 +20,9 @@ const SYNC_FAILING_TICKS: u32 = 3;
 
 /// 200 once the index is within `ready_max_lag` of the store, the store writer takes
 /// commands and the sync worker is not failing; else 503 naming what is wrong.
+#[utoipa::path(get, path = "/readyz", tag = "ops", security(()),
+    responses((status = 200, description = "Ready", body = Readiness),
+              (status = 503, description = "Not ready: `status` says why", body = Readiness)))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let store_seq = state.store.committed().get();
     let index_seq = state.indexed.get();
@@ -46,6 +52,8 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
     (code, Json(body))
 }
 
+#[utoipa::path(get, path = "/v1/stats", tag = "ops",
+    responses((status = 200, description = "Counts by status, sequences, scrubs, tasks, compaction", body = Object)))]
 pub async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     state
         .blocking(|state| {

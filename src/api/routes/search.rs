@@ -23,7 +23,7 @@ const DEFAULT_LIMIT: usize = 20;
 const MAX_LIMIT: usize = 1000;
 
 /// A comma-separated list, or (in JSON bodies) an array of names.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum NameList {
     Text(String),
@@ -50,15 +50,26 @@ impl NameList {
 }
 
 /// Search parameters, the same in the query string and in a JSON body.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct SearchParams {
+    /// Search text: every word must match name, email, phone, identities, company,
+    /// tags, searchable custom fields or notes (prefix, substring, accents, digits).
     pub q: Option<String>,
+    /// Filter language, e.g. `country = FR AND created_at > now-7d`.
     pub filter: Option<String>,
+    /// `field:asc|desc`, comma-separated; default relevance with `q`, else newest first.
     pub sort: Option<String>,
+    /// 1 to 1000 (default 20).
     pub limit: Option<usize>,
+    /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
+    /// Fields to return (`id` always): comma list, or an array in a body.
+    #[param(value_type = Option<String>)]
     pub fields: Option<NameList>,
+    /// Facet columns to count over the whole result.
+    #[param(value_type = Option<String>)]
     pub facets: Option<NameList>,
     /// Wait until the index has applied this sequence (read-your-writes).
     pub min_seq: Option<u64>,
@@ -66,8 +77,10 @@ pub struct SearchParams {
     pub tz: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SearchResponse {
+    /// Contacts (projected by `fields`).
+    #[schema(value_type = Vec<Contact>)]
     hits: Vec<Box<RawValue>>,
     total: usize,
     next_cursor: Option<String>,
@@ -99,6 +112,9 @@ impl Scope {
     }
 }
 
+#[utoipa::path(get, path = "/v1/contacts", tag = "search",
+    params(SearchParams),
+    responses((status = 200, body = SearchResponse)))]
 pub async fn search_get(
     State(state): State<AppState>,
     key: Within,
@@ -107,6 +123,9 @@ pub async fn search_get(
     run_search(state, params, Scope::of_key(key)).await
 }
 
+#[utoipa::path(post, path = "/v1/contacts/search", tag = "search",
+    request_body = SearchParams,
+    responses((status = 200, body = SearchResponse)))]
 pub async fn search_post(
     State(state): State<AppState>,
     key: Within,

@@ -20,12 +20,17 @@ use crate::transfer::{
     Admits, EXPORT_PAGE, Export, Format, ImportOptions, JobState, JobStatus, run_import,
 };
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ImportParams {
+    /// `upsert` (default) or `create`.
     #[serde(default)]
+    #[param(value_type = Option<String>)]
     mode: ImportMode,
+    /// What an upsert matches by: `external_id`, `email`, `identity`.
     #[serde(default, rename = "match")]
+    #[param(value_type = Option<String>)]
     match_by: MatchBy,
     #[serde(default)]
     dry_run: bool,
@@ -40,6 +45,11 @@ fn job_response(status: StatusCode, job: &JobStatus) -> Response {
 }
 
 /// Streams the upload to a file (constant memory), then imports it in the background.
+#[utoipa::path(post, path = "/v1/contacts/import", tag = "transfer",
+    params(ImportParams),
+    request_body(description = "CSV (`text/csv`) or NDJSON (`application/x-ndjson`) rows",
+                 content((String = "text/csv"), (String = "application/x-ndjson"))),
+    responses((status = 202, description = "Import job started; `Location` is the job", body = JobStatus)))]
 pub async fn import(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<ImportParams>,
@@ -168,6 +178,9 @@ async fn spool_upload(
     Ok(())
 }
 
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "transfer",
+    params(("id" = String, Path, description = "Job id")),
+    responses((status = 200, body = JobStatus)))]
 pub async fn job(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -180,8 +193,9 @@ pub async fn job(
 }
 
 /// The query of an export (`GET /v1/contacts/export`, `contactd export`).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ExportParams {
     pub format: Option<String>,
     pub q: Option<String>,
@@ -242,6 +256,10 @@ pub fn prepare_export(
 }
 
 /// Streams every match page by page (constant memory) as NDJSON or CSV.
+#[utoipa::path(get, path = "/v1/contacts/export", tag = "transfer",
+    params(ExportParams),
+    responses((status = 200, description = "Every match, streamed", content(
+        (String = "application/x-ndjson"), (String = "text/csv")))))]
 pub async fn export(
     State(state): State<AppState>,
     key: Within,
