@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::auth::KeyConfig;
-use crate::model::{RequireRule, Rules};
+use crate::model::{InputLimits, RequireRule, Rules};
 use crate::store::StoreOptions;
 use crate::sync::SyncOptions;
 
@@ -92,6 +92,14 @@ pub struct LimitsConfig {
     pub writer_queue_max: usize,
     /// A read (GET, search) answers 503 `timeout` past this, and its work stops.
     pub request_timeout_ms: u64,
+    /// Values of each facet column returned (the most frequent; counts are exact).
+    pub facet_max_values: usize,
+    /// Tags, identities and custom values one contact may be sent with (422 beyond).
+    pub tags_max: usize,
+    pub identities_max: usize,
+    pub custom_values_max: usize,
+    /// Options of one dropdown or multiselect definition (400 beyond).
+    pub options_max: usize,
 }
 
 impl Default for LimitsConfig {
@@ -108,6 +116,11 @@ impl Default for LimitsConfig {
             imports_max_running: 2,
             writer_queue_max: 10_000,
             request_timeout_ms: 10_000,
+            facet_max_values: 100,
+            tags_max: InputLimits::default().tags_max,
+            identities_max: InputLimits::default().identities_max,
+            custom_values_max: InputLimits::default().custom_values_max,
+            options_max: 500,
         }
     }
 }
@@ -323,6 +336,11 @@ impl Config {
             limits.import_max_line_bytes,
             limits.imports_max_running,
             limits.writer_queue_max,
+            limits.facet_max_values,
+            limits.tags_max,
+            limits.identities_max,
+            limits.custom_values_max,
+            limits.options_max,
         ]
         .contains(&0)
             || limits.import_max_bytes == 0
@@ -338,6 +356,11 @@ impl Config {
 
     pub fn rules(&self) -> Rules {
         Rules {
+            input: InputLimits {
+                tags_max: self.limits.tags_max,
+                identities_max: self.limits.identities_max,
+                custom_values_max: self.limits.custom_values_max,
+            },
             require: self.rules.require,
             default_country: self
                 .rules

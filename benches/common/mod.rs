@@ -65,6 +65,7 @@ pub const COUNTRIES: [&str; 7] = ["FR", "DE", "PL", "ES", "IT", "NL", "GB"];
 /// Rules that accept any generated contact.
 fn permissive_rules() -> Rules {
     Rules {
+        input: contactd::model::InputLimits::default(),
         require: RequireRule::None,
         default_country: phonenumber::country::Id::FR,
         unique_name: false,

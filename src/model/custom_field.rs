@@ -106,9 +106,10 @@ impl CustomFieldInput {
             .filter(|l| !l.is_empty())
             .unwrap_or_else(|| self.key.clone());
         let mut options: Vec<String> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for (i, option) in self.options.unwrap_or_default().into_iter().enumerate() {
             let option = option.trim().to_string();
-            if option.is_empty() || options.contains(&option) {
+            if option.is_empty() || !seen.insert(option.clone()) {
                 fail(
                     &format!("options[{i}]"),
                     "options must be non-empty and distinct".into(),
@@ -193,11 +194,17 @@ impl CustomFieldDef {
             }
             FieldType::Multiselect => {
                 let items = value.as_array().ok_or("must be a list of options")?;
+                // Linear in the items, whatever their number or repeats.
+                let options: std::collections::HashSet<&str> =
+                    self.options.iter().map(String::as_str).collect();
+                let mut seen = std::collections::HashSet::new();
                 let mut chosen: Vec<String> = Vec::new();
                 for item in items {
                     let choice = item.as_str().ok_or("must be a list of options")?.trim();
-                    self.check_option(choice)?;
-                    if !chosen.iter().any(|c| c == choice) {
+                    if !options.contains(choice) {
+                        return Err(self.not_an_option());
+                    }
+                    if seen.insert(choice) {
                         chosen.push(choice.to_string());
                     }
                 }
@@ -226,8 +233,12 @@ impl CustomFieldDef {
         if self.options.iter().any(|o| o == choice) {
             Ok(())
         } else {
-            Err(format!("must be one of {}", self.options.join(", ")))
+            Err(self.not_an_option())
         }
+    }
+
+    fn not_an_option(&self) -> String {
+        format!("must be one of {}", self.options.join(", "))
     }
 }
 

@@ -13,9 +13,7 @@ use super::{FieldError, RequireRule, Rules, ValidationError, iso, time};
 
 const MAX_SHORT_TEXT: usize = 500;
 const MAX_NOTES: usize = 20_000;
-const MAX_TAGS: usize = 100;
 const MAX_TAG_CHARS: usize = 100;
-const MAX_IDENTITIES: usize = 50;
 
 /// An identity as a client sends it.
 #[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
@@ -215,17 +213,25 @@ impl ContactInput {
             "last_interacted_channel",
             self.last_interacted_channel,
         );
-        valid.tags = tags(&mut check, self.tags.unwrap_or_default());
-        valid.custom_fields = custom_fields(
-            &mut check,
-            self.custom_fields.unwrap_or_default(),
-            phone_country,
-            defs,
-        );
+        let limits = rules.input;
+        valid.tags = tags(&mut check, self.tags.unwrap_or_default(), limits.tags_max);
+        let custom = self.custom_fields.unwrap_or_default();
+        if custom.len() > limits.custom_values_max {
+            check.fail(
+                "custom_fields",
+                format!(
+                    "at most {} custom values per contact (limits.custom_values_max)",
+                    limits.custom_values_max
+                ),
+            );
+        } else {
+            valid.custom_fields = custom_fields(&mut check, custom, phone_country, defs);
+        }
         identities(
             &mut check,
             self.identities.unwrap_or_default(),
             phone_country,
+            limits.identities_max,
             &mut valid,
         );
 
@@ -334,8 +340,13 @@ fn channel_name(check: &mut Checker, field: &str, value: Option<String>) -> Opti
     }
 }
 
-/// Trimmed, de-duplicated case-insensitively, first spelling kept.
-fn tags(check: &mut Checker, input: Vec<String>) -> Vec<String> {
+/// Trimmed, de-duplicated case-insensitively, first spelling kept. At most `max`
+/// as sent (duplicates count: the check comes before the work).
+fn tags(check: &mut Checker, input: Vec<String>, max: usize) -> Vec<String> {
+    if input.len() > max {
+        check.fail("tags", format!("at most {max} tags (limits.tags_max)"));
+        return Vec::new();
+    }
     let mut tags: Vec<String> = Vec::new();
     for (i, tag) in input.into_iter().enumerate() {
         let field = format!("tags[{i}]");
@@ -347,9 +358,6 @@ fn tags(check: &mut Checker, input: Vec<String>) -> Vec<String> {
         } else if !tags.iter().any(|t| t.to_lowercase() == tag.to_lowercase()) {
             tags.push(tag);
         }
-    }
-    if tags.len() > MAX_TAGS {
-        check.fail("tags", format!("at most {MAX_TAGS} tags"));
     }
     tags
 }
@@ -392,10 +400,14 @@ fn identities(
     check: &mut Checker,
     input: Vec<IdentityInput>,
     phone_country: phonenumber::country::Id,
+    max: usize,
     valid: &mut ValidContact,
 ) {
-    if input.len() > MAX_IDENTITIES {
-        check.fail("identities", format!("at most {MAX_IDENTITIES} identities"));
+    if input.len() > max {
+        check.fail(
+            "identities",
+            format!("at most {max} identities (limits.identities_max)"),
+        );
         return;
     }
     for (i, identity) in input.into_iter().enumerate() {
@@ -446,6 +458,7 @@ mod tests {
 
     fn rules() -> Rules {
         Rules {
+            input: crate::model::InputLimits::default(),
             require: RequireRule::EmailOrPhone,
             default_country: phonenumber::country::Id::FR,
             unique_name: false,

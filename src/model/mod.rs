@@ -53,9 +53,30 @@ pub enum RequireRule {
     None,
 }
 
+/// How much one contact may carry (`[limits]` of the config): checked on the input
+/// as sent, before de-duplication, so a body of repeated values costs no more than
+/// its size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InputLimits {
+    pub tags_max: usize,
+    pub identities_max: usize,
+    pub custom_values_max: usize,
+}
+
+impl Default for InputLimits {
+    fn default() -> Self {
+        InputLimits {
+            tags_max: 100,
+            identities_max: 50,
+            custom_values_max: 100,
+        }
+    }
+}
+
 /// Settings the validation rules depend on (a slice of the config).
 #[derive(Debug, Clone)]
 pub struct Rules {
+    pub input: InputLimits,
     pub require: RequireRule,
     pub default_country: phonenumber::country::Id,
     /// Refuse a second active contact with the same (folded) name.

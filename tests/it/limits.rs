@@ -107,3 +107,96 @@ async fn imports_over_the_byte_or_line_limit_get_413_and_import_nothing() {
     assert_eq!(status["created"], 10, "{status}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn per_contact_lists_facets_and_options_are_bounded() {
+    let temp = tempfile::TempDir::new().unwrap();
+    let mut config = test_config(temp.path());
+    config.limits.facet_max_values = 3;
+    config.limits.options_max = 10;
+    let app = TestApp::spawn_with(config).await;
+
+    // Repeated values count as sent: a body of 200,000 identical tags is refused at
+    // once instead of being de-duplicated pairwise.
+    for (body, field, limit) in [
+        (
+            json!({"name": "Many Tags", "email": "tags@x.example", "tags": vec!["vip"; 200_000]}),
+            "tags",
+            "limits.tags_max",
+        ),
+        (
+            json!({"name": "Many Ids", "email": "ids@x.example",
+                   "identities": vec![json!({"channel": "telegram", "value": "@same"}); 51]}),
+            "identities",
+            "limits.identities_max",
+        ),
+        (
+            json!({"name": "Many Values", "email": "cv@x.example",
+                   "custom_fields": (0..101).map(|i| (format!("k{i}"), json!(null))).collect::<serde_json::Map<_, _>>()}),
+            "custom_fields",
+            "limits.custom_values_max",
+        ),
+    ] {
+        let started = std::time::Instant::now();
+        let reply = app.post("/v1/contacts", body).await;
+        let error = reply.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+        assert_eq!(error["details"][0]["field"], field, "{error}");
+        assert!(
+            error["details"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains(limit)
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+    assert_eq!(app.stats().await["contacts"]["active"], 0);
+
+    // Options of a definition.
+    let options: Vec<String> = (0..11).map(|i| format!("o{i}")).collect();
+    let reply = app
+        .post(
+            "/v1/custom-fields",
+            json!({"key": "size", "type": "dropdown", "options": options}),
+        )
+        .await;
+    let error = reply.expect_error(StatusCode::BAD_REQUEST, "limit_exceeded");
+    assert_eq!(error["details"][0]["limit"], "options_max");
+    let reply = app
+        .post(
+            "/v1/custom-fields",
+            json!({"key": "size", "type": "multiselect", "options": ["s", "m"]}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    let reply = app
+        .patch(
+            "/v1/custom-fields/size",
+            json!({"options": (0..11).map(|i| format!("o{i}")).collect::<Vec<_>>()}),
+        )
+        .await;
+    reply.expect_error(StatusCode::BAD_REQUEST, "limit_exceeded");
+    // Repeated choices are folded in linear time.
+    let reply = app
+        .post(
+            "/v1/contacts?wait=indexed",
+            json!({"name": "Picky", "email": "picky@x.example",
+                   "custom_fields": {"size": vec!["s"; 500_000]}}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    assert_eq!(reply.body["custom_fields"]["size"], json!(["s"]));
+
+    // Facets: the most frequent values only, with exact counts.
+    for i in 0..6 {
+        let tags: Vec<String> = (0..=i).map(|t| format!("t{t}")).collect();
+        app.create(json!({"name": format!("Faceted {i}"), "email": format!("f{i}@x.example"), "tags": tags}))
+            .await;
+    }
+    let reply = app.get("/v1/contacts?facets=tags").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(
+        reply.body["facets"]["tags"],
+        json!({"t0": 6, "t1": 5, "t2": 4})
+    );
+    app.stop().await;
+}

@@ -53,6 +53,7 @@ pub async fn create(
     State(state): State<AppState>,
     ApiJson(input): ApiJson<CustomFieldInput>,
 ) -> Result<Response, ApiError> {
+    check_options(&state, input.options.as_ref().map_or(0, Vec::len))?;
     match state
         .store
         .write(Command::DefineField(input))
@@ -76,6 +77,7 @@ pub async fn patch(
     ApiQuery(params): ApiQuery<ForceParams>,
     ApiJson(patch): ApiJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
+    check_options(&state, patch["options"].as_array().map_or(0, Vec::len))?;
     if !params.force {
         refuse_losses(&state, &key, Some(patch.clone())).await?;
     }
@@ -113,6 +115,19 @@ pub async fn delete(
             "expected a deletion, got {other:?}"
         ))),
     }
+}
+
+/// 400 `limit_exceeded` for a definition with more options than `limits.options_max`.
+fn check_options(state: &AppState, options: usize) -> Result<(), ApiError> {
+    let max = state.config().limits.options_max;
+    if options > max {
+        return Err(ApiError::limit_exceeded(
+            "options_max",
+            max,
+            format!("a definition has at most {max} options"),
+        ));
+    }
+    Ok(())
 }
 
 /// 409 when a change of `key`'s definition (a merge patch, or its deletion) would

@@ -346,6 +346,23 @@ pub fn projection(fields: Option<Vec<String>>) -> Result<Option<Vec<String>>, Ap
     Ok(Some(fields))
 }
 
+/// Each facet column's `max` most frequent values (ties by value); the counts stay
+/// exact.
+fn most_frequent(facets: FacetCounts, max: usize) -> FacetCounts {
+    facets
+        .into_iter()
+        .map(|(column, counts)| {
+            if counts.len() <= max {
+                return (column, counts);
+            }
+            let mut ranked: Vec<(String, u64)> = counts.into_iter().collect();
+            ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            ranked.truncate(max);
+            (column, ranked.into_iter().collect())
+        })
+        .collect()
+}
+
 /// The contacts inside the key's scope (all of them without a key).
 pub fn admitted(
     state: &AppState,
@@ -443,8 +460,9 @@ pub async fn run_search(
                         .map_err(|e| ApiError::internal(e.to_string()))?
                 }
             };
+            let facet_max = state.config().limits.facet_max_values;
             let facets: Option<FacetCounts> =
-                (!request.facets.is_empty()).then(|| page.facets.clone());
+                (!request.facets.is_empty()).then(|| most_frequent(page.facets.clone(), facet_max));
             Ok(SearchResponse {
                 hits,
                 total: page.total,
