@@ -222,3 +222,25 @@ async fn unknown_contact_is_404_everywhere() {
         .expect_error(StatusCode::NOT_FOUND, "not_found");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_single_contact_is_projected_by_fields() {
+    let app = TestApp::spawn().await;
+    let created = app
+        .create(json!({"name": "Projected", "email": "p@x.example", "notes": "n"}))
+        .await;
+    let id = created["id"].as_str().unwrap();
+    let reply = app
+        .get(&format!("/v1/contacts/{id}?fields=name,email"))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(
+        reply.body,
+        json!({"id": id, "name": "Projected", "email": "p@x.example"})
+    );
+    assert!(reply.header("etag").is_some());
+    app.get(&format!("/v1/contacts/{id}?fields=password"))
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "bad_request");
+    app.stop().await;
+}

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::search::{bind_key, project};
+use super::search::{NameList, bind_key, project, projection};
 use crate::api::extract::{ApiJson, ApiQuery, if_match};
 use crate::api::openapi::{IdentifyResult, MergeResult, UnmergeResult};
 use crate::api::scope::{Bound, Within};
@@ -115,14 +115,25 @@ pub async fn create(
     ))
 }
 
+/// `GET /v1/contacts/{id}`'s query.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct GetParams {
+    /// Fields to return (`id` always), comma-separated.
+    fields: Option<String>,
+}
+
 #[utoipa::path(get, path = "/v1/contacts/{id}", tag = "contacts",
-    params(("id" = String, Path, description = "Contact id")),
+    params(("id" = String, Path, description = "Contact id"), GetParams),
     responses((status = 200, description = "The contact, any status; `ETag` is its version", body = Contact)))]
 pub async fn get_one(
     State(state): State<AppState>,
     key: Within,
     Path(id): Path<String>,
+    ApiQuery(params): ApiQuery<GetParams>,
 ) -> Result<Response, ApiError> {
+    let asked = projection(params.fields.map(|f| NameList::Text(f).names()))?;
     let lookup = id.clone();
     let (contact, key) = state
         .blocking(move |state| {
@@ -132,12 +143,12 @@ pub async fn get_one(
         })
         .await?;
     let contact = contact.ok_or_else(|| ApiError::not_found(format!("contact {id} not found")))?;
-    Ok(contact_response(
-        StatusCode::OK,
-        &contact,
-        None,
-        key.as_ref(),
-    ))
+    let fields = match &key {
+        Some(key) => key.visible_fields(asked),
+        None => asked,
+    };
+    let response = (StatusCode::OK, Json(project(&contact, fields.as_deref()))).into_response();
+    Ok(with_etag(response, &contact))
 }
 
 /// The contact when the key's scope admits it (outside the scope it does not exist).
