@@ -17,7 +17,7 @@ mod writer;
 
 pub use error::StoreError;
 pub use ops::{CatalogTask, Identified, ImportMode, ImportedRow, MatchBy, Merged, ScopeGuard};
-pub use read::{ChangeBatch, ScrubStatus};
+pub use read::{ChangeBatch, Changed, ScrubStatus};
 pub use writer::{Command, CompactionStatus, WriteAck, WriterHealth, Written};
 
 use std::path::{Path, PathBuf};

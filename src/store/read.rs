@@ -13,12 +13,23 @@ use crate::model::{
 };
 
 /// Changes read from one snapshot: every contact changed in `(after, up_to]` with its
-/// state at that snapshot (`None` once erased), and what indexing them needs.
+/// state at that snapshot, and what indexing them needs.
 #[derive(Debug)]
 pub struct ChangeBatch {
     pub up_to: u64,
-    pub contacts: Vec<(String, Option<Contact>)>,
+    pub contacts: Vec<Changed>,
     pub context: ContactContext,
+}
+
+/// One contact of a [`ChangeBatch`].
+#[derive(Debug)]
+pub struct Changed {
+    pub id: String,
+    /// `None` once erased.
+    pub contact: Option<Contact>,
+    /// The contact was created within the batch's range: the index has no document
+    /// for it yet.
+    pub created: bool,
 }
 
 pub(super) fn last_seq(txn: &ReadTransaction) -> Result<u64, StoreError> {
@@ -195,21 +206,32 @@ impl Store {
         let txn = self.db().begin_read()?;
         let changes = txn.open_table(CHANGES)?;
         let mut up_to = after;
-        let mut ids: Vec<String> = Vec::new();
+        let mut ids: Vec<(String, bool)> = Vec::new();
         let mut seen = HashSet::new();
         for entry in changes.range(after + 1..)?.take(max) {
-            let (seq, id) = entry?;
+            let (seq, logged) = entry?;
             up_to = seq.value();
-            if seen.insert(id.value().to_string()) {
-                ids.push(id.value().to_string());
+            let logged = logged.value();
+            let (id, created) = match logged.strip_prefix(tables::CREATED_MARK) {
+                Some(id) => (id, true),
+                None => (logged, false),
+            };
+            // A creation is the contact's first change: when it is in the range it
+            // comes before any other change of the contact in it.
+            if seen.insert(id.to_string()) {
+                ids.push((id.to_string(), created));
             }
         }
         let mut batch = Vec::with_capacity(ids.len());
-        for id in ids {
+        for (id, created) in ids {
             let contact = get_contact(&txn, &id)?;
-            batch.push((id, contact));
+            batch.push(Changed {
+                id,
+                contact,
+                created,
+            });
         }
-        let present: Vec<&Contact> = batch.iter().filter_map(|(_, c)| c.as_ref()).collect();
+        let present: Vec<&Contact> = batch.iter().filter_map(|c| c.contact.as_ref()).collect();
         let context = context(&txn, Some(&present))?;
         Ok(ChangeBatch {
             up_to,

@@ -53,6 +53,10 @@ pub const MERGES: TableDefinition<&str, &[u8]> = TableDefinition::new("merges");
 pub const TRASH: TableDefinition<&str, u64> = TableDefinition::new("trash");
 pub const INBOXES: TableDefinition<&str, &[u8]> = TableDefinition::new("inboxes");
 pub const CHANGES: TableDefinition<u64, &str> = TableDefinition::new("changes");
+/// Prefix of a change-log entry that creates its contact (ids never start with it).
+/// Such a change needs no delete in the index: the id was never there, because ids
+/// are new ULIDs and the index applies the log in order from its committed sequence.
+pub const CREATED_MARK: char = '+';
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub const SCRUBS: TableDefinition<u64, u64> = TableDefinition::new("scrubs");
 pub const TASKS: TableDefinition<u64, &[u8]> = TableDefinition::new("tasks");

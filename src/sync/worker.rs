@@ -146,10 +146,13 @@ impl SyncWorker {
             return Ok(Tick::Applied { contacts, up_to });
         }
         let result = (|| {
-            for (id, contact) in &batch.contacts {
-                match contact {
+            for change in &batch.contacts {
+                match &change.contact {
+                    // Deletes are looked up in every segment at commit: a load of new
+                    // contacts skips them.
+                    Some(contact) if change.created => self.updater.add(contact, &batch.context)?,
                     Some(contact) => self.updater.upsert(contact, &batch.context)?,
-                    None => self.updater.remove(id),
+                    None => self.updater.remove(&change.id),
                 }
             }
             Ok::<(), crate::index::IndexError>(())

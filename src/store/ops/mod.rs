@@ -406,7 +406,10 @@ impl<'t> TxnTables<'t> {
         self.count(after.status, 1);
         self.contacts
             .insert(id, super::record::encode_contact(&after).as_slice())?;
-        let seq = self.append_change(id)?;
+        let seq = match before {
+            None => self.append_creation(id)?,
+            Some(_) => self.append_change(id)?,
+        };
         Ok((after, seq))
     }
 
@@ -466,6 +469,15 @@ impl<'t> TxnTables<'t> {
     fn append_change(&mut self, id: &str) -> Result<u64, StoreError> {
         self.last_seq += 1;
         self.changes.insert(self.last_seq, id)?;
+        Ok(self.last_seq)
+    }
+
+    /// The change that creates a contact: marked (see [`tables::CREATED_MARK`]) so the
+    /// index adds its document without first deleting one that cannot exist.
+    fn append_creation(&mut self, id: &str) -> Result<u64, StoreError> {
+        self.last_seq += 1;
+        let marked = format!("{}{id}", tables::CREATED_MARK);
+        self.changes.insert(self.last_seq, marked.as_str())?;
         Ok(self.last_seq)
     }
 
