@@ -254,6 +254,7 @@ pub fn required_role(method: &str, route: &str, permanent: bool) -> Access {
         ("DELETE", "/v1/contacts/{id}") => Manager,
         ("POST", "/v1/contacts/{id}/restore") => Manager,
         ("POST", "/v1/contacts/{id}/merge" | "/v1/contacts/{id}/unmerge") => Manager,
+        ("POST", "/v1/contacts/bulk") => Manager,
         ("POST", "/v1/contacts/import") | ("GET", "/v1/contacts/export") => Manager,
         ("GET", "/v1/jobs/{id}") => Manager,
         // Agents work in companies and inboxes; changing them is a manager's.

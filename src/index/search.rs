@@ -121,6 +121,30 @@ impl SearchIndex {
         })
     }
 
+    /// The ids of every contact the request matches, in no order (no page, no
+    /// limit): what a bulk action by filter works through, fixed when it starts.
+    pub fn matching_ids(&self, request: &SearchRequest) -> Result<Vec<String>, IndexError> {
+        let searcher = self.reader.searcher();
+        let plan = self.plan(request);
+        let matches = self.evaluate(&searcher, &plan)?;
+        let mut ids = Vec::with_capacity(matches.iter().map(SegmentMatches::count).sum());
+        for (segment, matched) in searcher.segment_readers().iter().zip(&matches) {
+            plan.check_deadline()?;
+            let Some(column) = segment.fast_fields().str(super::schema::ID)? else {
+                continue;
+            };
+            let mut text = String::new();
+            for doc in matched.bits.iter() {
+                if let Some(ord) = column.term_ords(doc).next() {
+                    text.clear();
+                    column.ord_to_str(ord, &mut text)?;
+                    ids.push(text.clone());
+                }
+            }
+        }
+        Ok(ids)
+    }
+
     /// How many contacts match (for inbox counts).
     pub fn count(&self, request: &SearchRequest) -> Result<usize, IndexError> {
         let searcher = self.reader.searcher();

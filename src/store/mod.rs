@@ -16,7 +16,9 @@ mod tracked;
 mod writer;
 
 pub use error::StoreError;
-pub use ops::{CatalogTask, Identified, ImportMode, ImportedRow, MatchBy, Merged, ScopeGuard};
+pub use ops::{
+    BulkAction, CatalogTask, Identified, ImportMode, ImportedRow, MatchBy, Merged, ScopeGuard,
+};
 pub use read::{ChangeBatch, Changed, ScrubStatus};
 pub use writer::{Command, CompactionStatus, WriteAck, WriterHealth, Written};
 

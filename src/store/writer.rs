@@ -70,6 +70,13 @@ pub enum Command {
     },
     /// Independent events for many contacts; each applies or fails on its own.
     EventsBatch(Vec<(String, Event)>),
+    /// One action on a chunk of contacts; each applies whole or fails on its own.
+    /// A dry run checks everything and writes nothing.
+    Bulk {
+        action: Arc<super::BulkAction>,
+        ids: Vec<String>,
+        dry_run: bool,
+    },
     Merge {
         id: String,
         other_id: String,
@@ -144,6 +151,8 @@ pub enum Written {
     Imported(Vec<Result<super::ImportedRow, StoreError>>),
     Merged(Box<Merged>),
     Events(Vec<Result<Contact, StoreError>>),
+    /// What a bulk action did to each contact of its chunk: whether it changed it.
+    Bulk(Vec<(String, Result<bool, StoreError>)>),
     /// A definition and how many contacts lost their value.
     Field(CustomFieldDef, usize),
     FieldDeleted(usize),
@@ -797,6 +806,31 @@ fn apply(tables: &mut TxnTables<'_>, command: Command) -> Outcome {
             }
             WriteAck {
                 written: Written::Events(results),
+                seq: seq_now(tables),
+            }
+        }
+        Command::Bulk {
+            action,
+            ids,
+            dry_run,
+        } => {
+            tables.dry_run = dry_run;
+            let mut results = Vec::with_capacity(ids.len());
+            for id in ids {
+                match tables.bulk_one(&action, &id) {
+                    Err(error) if error.is_internal() => {
+                        tables.dry_run = false;
+                        return Err(error);
+                    }
+                    result => {
+                        let result = result.map_err(|e| tables.redact_holders(e));
+                        results.push((id, result));
+                    }
+                }
+            }
+            tables.dry_run = false;
+            WriteAck {
+                written: Written::Bulk(results),
                 seq: seq_now(tables),
             }
         }

@@ -1,4 +1,4 @@
-//! Background jobs (imports): progress and outcome, kept in memory for the life of the
+//! Background jobs (imports, large bulk actions): progress and outcome, kept in memory for the life of the
 //! process.
 
 use std::collections::HashMap;
@@ -29,6 +29,9 @@ pub struct JobStatus {
     pub total: Option<u64>,
     pub created: u64,
     pub updated: u64,
+    /// Contacts a bulk action found already as asked.
+    #[serde(default)]
+    pub unchanged: u64,
     pub failed: u64,
     pub dry_run: bool,
     pub errors: Vec<Value>,
@@ -72,6 +75,7 @@ impl Jobs {
             total: None,
             created: 0,
             updated: 0,
+            unchanged: 0,
             failed: 0,
             dry_run,
             errors: Vec::new(),

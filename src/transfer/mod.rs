@@ -15,5 +15,5 @@ mod rows;
 
 pub use export::{Admits, EXPORT_PAGE, Export};
 pub use import::{Format, ImportOptions, run_import};
-pub use jobs::{JobState, JobStatus, Jobs};
+pub use jobs::{JobState, JobStatus, Jobs, MAX_ERRORS};
 pub use rows::{ExportRow, csv_header, csv_record, csv_row_to_input, export_row};

@@ -134,6 +134,10 @@ pub fn every_route() -> Vec<Route> {
             ),
             json!({"other_id": "01JD3Z6K8W6B9V8Y0Q4T2H5N7N"}),
         ),
+        with_body(
+            route(M::POST, "/v1/contacts/bulk", Some(Manager)),
+            json!({"action": "add_tags", "ids": ["01JD3Z6K8W6B9V8Y0Q4T2H5N7M"], "tags": ["x"]}),
+        ),
         route(M::GET, "/v1/contacts/export?format=ndjson", Some(Manager)),
         route(M::POST, "/v1/contacts/import?format=bogus", Some(Manager)),
         route(M::GET, "/v1/jobs/01JD3Z6K8W6B9V8Y0Q4T2H5N7M", Some(Manager)),

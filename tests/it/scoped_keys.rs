@@ -372,6 +372,38 @@ async fn a_scoped_key_reaches_only_the_contacts_its_filter_selects() {
         .await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
 
+    // A bulk action by filter sweeps only the scope; by ids, the others are not found.
+    let swept = s
+        .call(
+            &s.team,
+            Method::POST,
+            "/v1/contacts/bulk?wait=indexed",
+            Some(json!({"action": "add_tags", "filter": "tags = vip", "tags": ["swept"]})),
+        )
+        .await;
+    assert_eq!(swept.status, StatusCode::OK, "{}", swept.body);
+    assert_eq!(swept.body["matched"], 3, "{}", swept.body);
+    let by_ids = s
+        .call(
+            &s.team,
+            Method::POST,
+            "/v1/contacts/bulk",
+            Some(json!({"action": "delete", "ids": [other, &inside[1]]})),
+        )
+        .await;
+    assert_eq!(by_ids.body["changed"], 1, "{}", by_ids.body);
+    assert_eq!(by_ids.body["failed"][0]["code"], "not_found");
+    assert_eq!(
+        s.get(&s.owner, &format!("/v1/contacts/{other}")).await.body["status"],
+        "active"
+    );
+    let swept_all = s
+        .get(&s.owner, "/v1/contacts?filter=tags%20%3D%20swept&min_seq=1")
+        .await;
+    for hit in swept_all.body["hits"].as_array().unwrap() {
+        assert_eq!(hit["assignee"], "agent-12", "{hit}");
+    }
+
     // Routes over the whole base are refused to a scoped key.
     s.get(&s.team, "/v1/stats")
         .await

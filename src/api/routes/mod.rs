@@ -1,5 +1,6 @@
 //! Route table.
 
+mod bulk;
 mod companies;
 mod contacts;
 mod custom_fields;
@@ -28,6 +29,7 @@ pub fn routes() -> (axum::Router<AppState>, OpenApi) {
         .routes(routes!(super::metrics::render))
         .routes(routes!(contacts::create, search::search_get))
         .routes(routes!(search::search_post))
+        .routes(routes!(bulk::bulk))
         .routes(routes!(contacts::lookup))
         .routes(routes!(transfer::import))
         .routes(routes!(transfer::export))

@@ -8,6 +8,7 @@
 //!   table (identities, names, external ids, company links, trash, counts) consistent
 //!   with the record and appends the change to the log.
 
+mod bulk;
 mod catalog;
 mod contacts;
 mod identify;
@@ -16,6 +17,7 @@ mod merge;
 mod scope;
 mod tasks;
 
+pub use bulk::BulkAction;
 pub use catalog::patched_def;
 pub use identify::Identified;
 pub use import::{ImportMode, ImportedRow, MatchBy};
@@ -74,6 +76,8 @@ pub(super) struct TxnTables<'t> {
     pub queued_task: Option<u64>,
     /// The running command's scope (a scoped key's write), see [`scope`].
     pub guard: Option<std::sync::Arc<ScopeGuard>>,
+    /// A dry run: every check runs, [`Self::save`] writes nothing.
+    pub dry_run: bool,
 }
 
 impl<'t> TxnTables<'t> {
@@ -143,6 +147,7 @@ impl<'t> TxnTables<'t> {
             defs_changed: false,
             queued_task: None,
             guard: None,
+            dry_run: false,
         })
     }
 
@@ -336,6 +341,9 @@ impl<'t> TxnTables<'t> {
                 self.check_seen(before)?;
             }
             self.check_result(&after)?;
+        }
+        if self.dry_run {
+            return Ok((after, self.last_seq));
         }
         let id = after.id.as_str();
         let held = self.held_keys(id)?;

@@ -1,0 +1,315 @@
+//! `POST /v1/contacts/bulk`: one action on many contacts, by ids or by everything a
+//! search matches (not a page of it).
+//!
+//! The set of contacts is fixed when the request arrives (the index's matches at that
+//! moment; contacts created later are not swept in). Up to [`SYNC_MAX`] contacts are
+//! answered with the counts; more run as a job (202, progress in `GET /v1/jobs/{id}`).
+//! Either way the contacts are sent to the store writer in chunks of [`CHUNK`], each
+//! its own short transaction, so other writes interleave with a large bulk; each
+//! contact applies whole or not at all.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use super::contacts::{WaitFor, key_of, scoped};
+use super::search::{Built, Scope, SearchParams, build_request};
+use crate::api::extract::{ApiJson, ApiQuery};
+use crate::api::scope::{Bound, Within};
+use crate::api::{ApiError, AppState};
+use crate::store::{BulkAction, Command, Store, Written};
+use crate::transfer::{JobState, Jobs};
+
+/// Contacts answered in the request; more become a job.
+pub const SYNC_MAX: usize = 1000;
+/// Contacts per writer command (one short transaction each).
+const CHUNK: usize = 250;
+/// Ids one request may list.
+const IDS_MAX: usize = 100_000;
+
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BulkActionName {
+    Delete,
+    Restore,
+    AddTags,
+    RemoveTags,
+    Assign,
+    SetFields,
+}
+
+/// Which contacts and what to do to them.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkRequest {
+    action: BulkActionName,
+    /// These contacts; or leave out and give `filter` and/or `q` for every match.
+    ids: Option<Vec<String>>,
+    filter: Option<String>,
+    q: Option<String>,
+    /// For `add_tags` and `remove_tags`.
+    tags: Option<Vec<String>>,
+    /// For `assign`: the assignee, or null to unassign.
+    #[serde(default)]
+    assignee: Option<String>,
+    /// For `set_fields`: a merge patch of writable fields.
+    fields: Option<Map<String, Value>>,
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct BulkParams {
+    /// Count what would change, change nothing.
+    #[serde(default)]
+    dry_run: bool,
+    /// `indexed`: answer once the changes are searchable (synchronous bulks).
+    #[param(inline)]
+    wait: Option<WaitFor>,
+}
+
+/// The outcome of a bulk answered in the request.
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
+pub struct BulkResult {
+    /// Contacts the request selected.
+    pub matched: usize,
+    pub changed: usize,
+    /// Already as asked.
+    pub unchanged: usize,
+    /// `{"id", "code", "message"}` for each contact that could not be changed.
+    pub failed: Vec<Value>,
+    pub dry_run: bool,
+    /// The change-log sequence after the last chunk (for `min_seq`).
+    pub seq: u64,
+}
+
+impl BulkRequest {
+    /// The action, checked against the fields it needs.
+    fn action(&self) -> Result<BulkAction, ApiError> {
+        let tags = || match &self.tags {
+            Some(tags) if !tags.is_empty() => Ok(tags.clone()),
+            _ => Err(ApiError::bad_request(
+                "this action needs a non-empty `tags` list",
+            )),
+        };
+        Ok(match self.action {
+            BulkActionName::Delete => BulkAction::Delete,
+            BulkActionName::Restore => BulkAction::Restore,
+            BulkActionName::AddTags => BulkAction::AddTags(tags()?),
+            BulkActionName::RemoveTags => BulkAction::RemoveTags(tags()?),
+            BulkActionName::Assign => BulkAction::Assign(self.assignee.clone()),
+            BulkActionName::SetFields => match &self.fields {
+                Some(fields) if !fields.is_empty() => BulkAction::SetFields(fields.clone()),
+                _ => {
+                    return Err(ApiError::bad_request(
+                        "set_fields needs a non-empty `fields` object",
+                    ));
+                }
+            },
+        })
+    }
+}
+
+#[utoipa::path(post, path = "/v1/contacts/bulk", tag = "contacts",
+    params(BulkParams), request_body = BulkRequest,
+    responses((status = 200, description = "Done (up to 1,000 contacts)", body = BulkResult),
+              (status = 202, description = "More than 1,000 contacts: a job; `Location` is the job",
+               body = crate::transfer::JobStatus)))]
+pub async fn bulk(
+    State(state): State<AppState>,
+    key: Within,
+    ApiQuery(params): ApiQuery<BulkParams>,
+    ApiJson(request): ApiJson<BulkRequest>,
+) -> Result<Response, ApiError> {
+    let action = Arc::new(request.action()?);
+    let ids = select(&state, &request, &key).await?;
+    let key = key_of(&state, key).await?;
+    if ids.len() <= SYNC_MAX {
+        let mut result = BulkResult {
+            matched: ids.len(),
+            dry_run: params.dry_run,
+            seq: state.store.committed().get(),
+            ..BulkResult::default()
+        };
+        for chunk in ids.chunks(CHUNK) {
+            let command = chunk_command(&key, &action, chunk.to_vec(), params.dry_run);
+            let ack = state.store.write(command).await?;
+            result.seq = ack.seq;
+            tally(ack.written, |outcome| match outcome {
+                Outcome::Changed => result.changed += 1,
+                Outcome::Unchanged => result.unchanged += 1,
+                Outcome::Failed(failure) => result.failed.push(failure),
+            })?;
+        }
+        if !params.dry_run {
+            state
+                .wait_if_asked(params.wait.as_ref(), result.seq)
+                .await?;
+        }
+        return Ok(Json(result).into_response());
+    }
+    let job = state.jobs.create("bulk", params.dry_run);
+    state.jobs.update(&job.id, |job| {
+        job.state = JobState::Running;
+        job.total = Some(ids.len() as u64);
+        job.started_at = Some(chrono::Utc::now());
+    });
+    let (store, jobs, job_id) = (state.store.clone(), state.jobs.clone(), job.id.clone());
+    let guard = key.as_ref().and_then(Bound::guard);
+    tokio::spawn(async move {
+        run_job(&store, &jobs, &job_id, guard, action, ids, params.dry_run).await;
+    });
+    let mut response = (StatusCode::ACCEPTED, Json(state.jobs.get(&job.id))).into_response();
+    if let Ok(location) = format!("/v1/jobs/{}", job.id).parse() {
+        response
+            .headers_mut()
+            .insert(axum::http::header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+/// The contacts a request names: its ids (de-duplicated), or every match of its
+/// search within the caller's key scope.
+async fn select(
+    state: &AppState,
+    request: &BulkRequest,
+    key: &Within,
+) -> Result<Vec<String>, ApiError> {
+    match (&request.ids, &request.filter, &request.q) {
+        (Some(ids), None, None) => {
+            if ids.len() > IDS_MAX {
+                return Err(ApiError::limit_exceeded(
+                    "bulk ids",
+                    IDS_MAX,
+                    format!("list at most {IDS_MAX} ids, or select by filter"),
+                ));
+            }
+            let mut seen = std::collections::HashSet::new();
+            Ok(ids
+                .iter()
+                .filter(|id| seen.insert(id.as_str()))
+                .cloned()
+                .collect())
+        }
+        (None, filter, q) if filter.is_some() || q.is_some() => {
+            let search = SearchParams {
+                q: q.clone(),
+                filter: filter.clone(),
+                ..SearchParams::default()
+            };
+            let scope = Scope::of_key(key.clone());
+            state
+                .blocking(move |state| {
+                    let defs = state.store.custom_field_defs()?;
+                    let Built { mut request, .. } = build_request(&state, &search, &scope, &defs)?;
+                    request.deadline = None;
+                    Ok(state.index.matching_ids(&request)?)
+                })
+                .await
+        }
+        _ => Err(ApiError::bad_request(
+            "give either `ids`, or `filter` and/or `q` (every match)",
+        )),
+    }
+}
+
+fn chunk_command(
+    key: &Option<Bound>,
+    action: &Arc<BulkAction>,
+    ids: Vec<String>,
+    dry_run: bool,
+) -> Command {
+    scoped(
+        key,
+        Command::Bulk {
+            action: action.clone(),
+            ids,
+            dry_run,
+        },
+    )
+}
+
+enum Outcome {
+    Changed,
+    Unchanged,
+    Failed(Value),
+}
+
+/// Feeds each contact's outcome of a chunk to `count`.
+fn tally(written: Written, mut count: impl FnMut(Outcome)) -> Result<(), ApiError> {
+    let Written::Bulk(results) = written else {
+        return Err(ApiError::internal("bulk answered with another outcome"));
+    };
+    for (id, result) in results {
+        count(match result {
+            Ok(true) => Outcome::Changed,
+            Ok(false) => Outcome::Unchanged,
+            Err(error) => {
+                let error = ApiError::from(error);
+                Outcome::Failed(json!({"id": id, "code": error.code, "message": error.message}))
+            }
+        });
+    }
+    Ok(())
+}
+
+/// A large bulk in the background: chunk by chunk, waiting for room in the writer's
+/// queue (never refused as overloaded), progress in the job.
+async fn run_job(
+    store: &Store,
+    jobs: &Jobs,
+    job_id: &str,
+    guard: Option<Arc<crate::store::ScopeGuard>>,
+    action: Arc<BulkAction>,
+    ids: Vec<String>,
+    dry_run: bool,
+) {
+    for chunk in ids.chunks(CHUNK) {
+        let mut command = Command::Bulk {
+            action: action.clone(),
+            ids: chunk.to_vec(),
+            dry_run,
+        };
+        if let Some(guard) = &guard {
+            command = Command::Scoped {
+                guard: guard.clone(),
+                command: Box::new(command),
+            };
+        }
+        let outcome = match store.write_when_room(command).await {
+            Ok(ack) => tally(ack.written, |outcome| {
+                jobs.update(job_id, |job| {
+                    job.processed += 1;
+                    match outcome {
+                        Outcome::Changed => job.updated += 1,
+                        Outcome::Unchanged => job.unchanged += 1,
+                        Outcome::Failed(failure) => {
+                            job.failed += 1;
+                            if job.errors.len() < crate::transfer::MAX_ERRORS {
+                                job.errors.push(failure);
+                            }
+                        }
+                    }
+                })
+            }),
+            Err(error) => Err(ApiError::from(error)),
+        };
+        if let Err(error) = outcome {
+            jobs.update(job_id, |job| {
+                job.state = JobState::Failed;
+                job.finished_at = Some(chrono::Utc::now());
+                job.errors.push(json!({"message": error.message}));
+            });
+            return;
+        }
+    }
+    jobs.update(job_id, |job| {
+        job.state = JobState::Done;
+        job.finished_at = Some(chrono::Utc::now());
+    });
+}
