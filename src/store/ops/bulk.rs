@@ -3,10 +3,10 @@
 //! scope checks). A bulk command carries a chunk of ids; callers send large bulks in
 //! chunks so that other writes interleave.
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::TxnTables;
-use crate::model::Status;
+use crate::model::{ContactInput, Status};
 use crate::store::StoreError;
 
 /// What a bulk action does to each contact.
@@ -47,21 +47,9 @@ impl TxnTables<'_> {
                 self.restore(id, None)?;
                 return Ok(true);
             }
-            BulkAction::AddTags(tags) => {
-                let mut new = self.load_active(id, None)?.tags;
-                for tag in tags {
-                    if !new.iter().any(|t| same_tag(t, tag)) {
-                        new.push(tag.clone());
-                    }
-                }
-                json!({ "tags": new })
+            BulkAction::AddTags(_) | BulkAction::RemoveTags(_) | BulkAction::Assign(_) => {
+                return self.retag_or_assign(action, id);
             }
-            BulkAction::RemoveTags(tags) => {
-                let mut new = self.load_active(id, None)?.tags;
-                new.retain(|t| !tags.iter().any(|tag| same_tag(t, tag)));
-                json!({ "tags": new })
-            }
-            BulkAction::Assign(assignee) => json!({ "assignee": assignee }),
             BulkAction::SetFields(fields) => Value::Object(fields.clone()),
         };
         let before = self.load_active(id, None)?;
@@ -71,6 +59,44 @@ impl TxnTables<'_> {
             return Ok(false);
         }
         self.patch(id, &patch, None)?;
+        Ok(true)
+    }
+
+    /// Tags and the assignee hold no claim and no other field depends on them: only
+    /// the new values are validated (a whole-contact validation parses its phones),
+    /// and the contact keeps its identities.
+    fn retag_or_assign(&mut self, action: &BulkAction, id: &str) -> Result<bool, StoreError> {
+        let before = self.load_active(id, None)?;
+        let mut input = ContactInput::default();
+        match action {
+            BulkAction::AddTags(tags) => {
+                let mut new = before.tags.clone();
+                for tag in tags {
+                    if !new.iter().any(|t| same_tag(t, tag)) {
+                        new.push(tag.clone());
+                    }
+                }
+                input.tags = Some(new);
+            }
+            BulkAction::RemoveTags(tags) => {
+                let mut new = before.tags.clone();
+                new.retain(|t| !tags.iter().any(|tag| same_tag(t, tag)));
+                input.tags = Some(new);
+            }
+            BulkAction::Assign(assignee) => input.assignee = assignee.clone(),
+            _ => unreachable!("only tags and the assignee"),
+        }
+        let valid = input.validate(&self.rules, &self.defs)?;
+        let mut after = before.clone();
+        match action {
+            BulkAction::Assign(_) => after.assignee = valid.assignee,
+            _ => after.tags = valid.tags,
+        }
+        if after.tags == before.tags && after.assignee == before.assignee {
+            return Ok(false);
+        }
+        self.touch(&mut after);
+        self.save(Some(&before), after, None)?;
         Ok(true)
     }
 }

@@ -154,7 +154,7 @@ impl TxnTables<'_> {
     }
 
     /// Marks a change: new version, new `updated_at`, recomputed fields.
-    fn touch(&self, contact: &mut Contact) {
+    pub(super) fn touch(&self, contact: &mut Contact) {
         contact.version += 1;
         contact.updated_at = self.now;
         contact.refresh_computed();
