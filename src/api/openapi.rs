@@ -225,7 +225,7 @@ fn add_errors(method: &str, path: &str, operation: &mut Operation) {
     if path.contains('{') {
         errors.push(Code::NotFound);
     }
-    if path.contains("/contacts") && (read || path.ends_with("/search")) {
+    if path.contains("/contacts") && read {
         errors.extend([Code::InvalidFilter, Code::LimitExceeded, Code::IndexLagging]);
     }
     if read {
@@ -236,8 +236,8 @@ fn add_errors(method: &str, path: &str, operation: &mut Operation) {
             Code::PayloadTooLarge,
             Code::Overloaded,
             Code::ValidationFailed,
+            Code::Conflict,
         ]);
-        errors.push(Code::Conflict);
     }
     if contact_write {
         errors.extend([
@@ -250,7 +250,7 @@ fn add_errors(method: &str, path: &str, operation: &mut Operation) {
     if path == "/v1/contacts/import" {
         errors.push(Code::TooManyRequests);
     }
-    errors.sort_by_key(|code| code.spec().1.as_u16());
+    errors.sort_by_key(|code| (code.spec().1.as_u16(), code.spec().0));
     errors.dedup();
     for status in errors
         .iter()

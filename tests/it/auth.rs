@@ -259,31 +259,21 @@ async fn every_route_checks_its_role() {
     let (app, keys, _temp) = app_with_keys().await;
     // A contact outside the scoped key's scope, in a company, tagged: no answer to
     // the scoped key may name it.
-    let company = app
-        .client
-        .post(app.url("/v1/companies"))
-        .bearer_auth(&keys.owner)
-        .json(&json!({"name": "Matrix Co"}))
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
-    let outside = app
-        .client
-        .post(app.url("/v1/contacts?wait=indexed"))
-        .bearer_auth(&keys.owner)
-        .json(
-            &json!({"name": "Outside Scope", "email": "outside@x.example",
-                      "assignee": "agent-7", "company_id": company["id"], "tags": ["vip"]}),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
+    let post_as_owner = |path: &'static str, body: Value| {
+        let request = app
+            .client
+            .post(app.url(path))
+            .bearer_auth(&keys.owner)
+            .json(&body);
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let company = post_as_owner("/v1/companies", json!({"name": "Matrix Co"})).await;
+    let outside = post_as_owner(
+        "/v1/contacts?wait=indexed",
+        json!({"name": "Outside Scope", "email": "outside@x.example",
+               "assignee": "agent-7", "company_id": company["id"], "tags": ["vip"]}),
+    )
+    .await;
     let outside_id = outside["id"].as_str().unwrap().to_string();
     let callers = [
         (Some(Role::Agent), keys.agent.as_str()),
