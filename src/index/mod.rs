@@ -273,14 +273,6 @@ impl IndexUpdater {
         Ok(())
     }
 
-    /// Starts merging every searchable segment into one, in tantivy's merge threads;
-    /// `None` when there is at most one. Searches go on over the old segments until
-    /// the merge is done and the reader reloads.
-    pub fn merge_all(&mut self) -> Result<Option<MergeFuture>, IndexError> {
-        let segments = self.writer.index().searchable_segment_ids()?;
-        Ok((segments.len() > 1).then(|| self.writer.merge(&segments)))
-    }
-
     /// Starts merging the searchable segments into `parts` segments of about equal
     /// size, the merges running side by side in tantivy's merge threads (one merge is
     /// single-threaded: a 1M-document merge into one segment took 50 s on one core
