@@ -19,6 +19,7 @@ use serde_json::{Map, Value, json};
 
 use super::contacts::{WaitFor, key_of, scoped};
 use super::search::{Built, Scope, SearchParams, build_request};
+use super::transfer::job_response;
 use crate::api::extract::{ApiJson, ApiQuery};
 use crate::api::scope::{Bound, Within};
 use crate::api::{ApiError, AppState};
@@ -140,11 +141,10 @@ pub async fn bulk(
             let command = chunk_command(&key, &action, chunk.to_vec(), params.dry_run);
             let ack = state.store.write(command).await?;
             result.seq = ack.seq;
-            tally(ack.written, |outcome| match outcome {
-                Outcome::Changed => result.changed += 1,
-                Outcome::Unchanged => result.unchanged += 1,
-                Outcome::Failed(failure) => result.failed.push(failure),
-            })?;
+            let counts = tally(ack.written)?;
+            result.changed += counts.changed;
+            result.unchanged += counts.unchanged;
+            result.failed.extend(counts.failed);
         }
         if !params.dry_run {
             state
@@ -160,17 +160,11 @@ pub async fn bulk(
         job.started_at = Some(chrono::Utc::now());
     });
     let (store, jobs, job_id) = (state.store.clone(), state.jobs.clone(), job.id.clone());
-    let guard = key.as_ref().and_then(Bound::guard);
     tokio::spawn(async move {
-        run_job(&store, &jobs, &job_id, guard, action, ids, params.dry_run).await;
+        run_job(&store, &jobs, &job_id, key, action, ids, params.dry_run).await;
     });
-    let mut response = (StatusCode::ACCEPTED, Json(state.jobs.get(&job.id))).into_response();
-    if let Ok(location) = format!("/v1/jobs/{}", job.id).parse() {
-        response
-            .headers_mut()
-            .insert(axum::http::header::LOCATION, location);
-    }
-    Ok(response)
+    let started = state.jobs.get(&job.id).unwrap_or(job);
+    Ok(job_response(StatusCode::ACCEPTED, &started))
 }
 
 /// The contacts a request names: its ids (de-duplicated), or every match of its
@@ -234,28 +228,36 @@ fn chunk_command(
     )
 }
 
-enum Outcome {
-    Changed,
-    Unchanged,
-    Failed(Value),
+/// What a chunk did.
+struct ChunkCounts {
+    changed: usize,
+    unchanged: usize,
+    /// `{"id", "code", "message"}` per contact that failed.
+    failed: Vec<Value>,
 }
 
-/// Feeds each contact's outcome of a chunk to `count`.
-fn tally(written: Written, mut count: impl FnMut(Outcome)) -> Result<(), ApiError> {
+fn tally(written: Written) -> Result<ChunkCounts, ApiError> {
     let Written::Bulk(results) = written else {
         return Err(ApiError::internal("bulk answered with another outcome"));
     };
+    let mut counts = ChunkCounts {
+        changed: 0,
+        unchanged: 0,
+        failed: Vec::new(),
+    };
     for (id, result) in results {
-        count(match result {
-            Ok(true) => Outcome::Changed,
-            Ok(false) => Outcome::Unchanged,
+        match result {
+            Ok(true) => counts.changed += 1,
+            Ok(false) => counts.unchanged += 1,
             Err(error) => {
                 let error = ApiError::from(error);
-                Outcome::Failed(json!({"id": id, "code": error.code, "message": error.message}))
+                counts
+                    .failed
+                    .push(json!({"id": id, "code": error.code, "message": error.message}));
             }
-        });
+        }
     }
-    Ok(())
+    Ok(counts)
 }
 
 /// A large bulk in the background: chunk by chunk, waiting for room in the writer's
@@ -264,47 +266,35 @@ async fn run_job(
     store: &Store,
     jobs: &Jobs,
     job_id: &str,
-    guard: Option<Arc<crate::store::ScopeGuard>>,
+    key: Option<Bound>,
     action: Arc<BulkAction>,
     ids: Vec<String>,
     dry_run: bool,
 ) {
     for chunk in ids.chunks(CHUNK) {
-        let mut command = Command::Bulk {
-            action: action.clone(),
-            ids: chunk.to_vec(),
-            dry_run,
-        };
-        if let Some(guard) = &guard {
-            command = Command::Scoped {
-                guard: guard.clone(),
-                command: Box::new(command),
-            };
-        }
-        let outcome = match store.write_when_room(command).await {
-            Ok(ack) => tally(ack.written, |outcome| {
-                jobs.update(job_id, |job| {
-                    job.processed += 1;
-                    match outcome {
-                        Outcome::Changed => job.updated += 1,
-                        Outcome::Unchanged => job.unchanged += 1,
-                        Outcome::Failed(failure) => {
-                            job.failed += 1;
-                            if job.errors.len() < crate::transfer::MAX_ERRORS {
-                                job.errors.push(failure);
-                            }
-                        }
-                    }
-                })
-            }),
+        let command = chunk_command(&key, &action, chunk.to_vec(), dry_run);
+        let counts = match store.write_when_room(command).await {
+            Ok(ack) => tally(ack.written),
             Err(error) => Err(ApiError::from(error)),
         };
-        if let Err(error) = outcome {
-            jobs.update(job_id, |job| {
+        let failed = counts.is_err();
+        // One update per chunk: the job's lock is taken once, not once per contact.
+        jobs.update(job_id, |job| match counts {
+            Ok(counts) => {
+                job.processed += chunk.len() as u64;
+                job.updated += counts.changed as u64;
+                job.unchanged += counts.unchanged as u64;
+                job.failed += counts.failed.len() as u64;
+                let room = crate::transfer::MAX_ERRORS.saturating_sub(job.errors.len());
+                job.errors.extend(counts.failed.into_iter().take(room));
+            }
+            Err(error) => {
                 job.state = JobState::Failed;
                 job.finished_at = Some(chrono::Utc::now());
                 job.errors.push(json!({"message": error.message}));
-            });
+            }
+        });
+        if failed {
             return;
         }
     }

@@ -36,7 +36,7 @@ pub struct ImportParams {
     dry_run: bool,
 }
 
-fn job_response(status: StatusCode, job: &JobStatus) -> Response {
+pub(super) fn job_response(status: StatusCode, job: &JobStatus) -> Response {
     let mut response = (status, Json(job)).into_response();
     if let Ok(location) = HeaderValue::from_str(&format!("/v1/jobs/{}", job.id)) {
         response.headers_mut().insert(header::LOCATION, location);
