@@ -170,7 +170,9 @@ impl Bound {
     /// The fields to show: the asked ones (all when none are asked) that the key
     /// may read; `None` shows the whole contact.
     pub fn visible_fields(&self, asked: Option<Vec<String>>) -> Option<Vec<String>> {
-        let readable = self.scope.fields.as_ref()?;
+        let Some(readable) = &self.scope.fields else {
+            return asked;
+        };
         Some(match asked {
             Some(asked) => asked
                 .into_iter()
@@ -178,6 +180,15 @@ impl Bound {
                 .collect(),
             None => readable.clone(),
         })
+    }
+}
+
+/// The fields to show a caller: [`Bound::visible_fields`], or the asked ones without
+/// a scoped key.
+pub fn visible_fields(key: Option<&Bound>, asked: Option<Vec<String>>) -> Option<Vec<String>> {
+    match key {
+        Some(key) => key.visible_fields(asked),
+        None => asked,
     }
 }
 

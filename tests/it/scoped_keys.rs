@@ -156,6 +156,18 @@ async fn a_scoped_key_reaches_only_the_contacts_its_filter_selects() {
     }
     walked.sort();
     assert_eq!(walked, inside);
+    // A key without a field list projects by `fields` like any caller.
+    let projected = s.get(&s.team, "/v1/contacts?fields=name&limit=1").await;
+    assert_eq!(
+        projected.body["hits"][0].as_object().unwrap().len(),
+        2,
+        "{}",
+        projected.body
+    );
+    let one = s
+        .get(&s.team, &format!("/v1/contacts/{}?fields=name", inside[0]))
+        .await;
+    assert_eq!(one.body.as_object().unwrap().len(), 2, "{}", one.body);
     let posted = s
         .call(
             &s.team,

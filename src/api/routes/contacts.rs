@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::search::{NameList, bind_key, project, projection};
 use crate::api::extract::{ApiJson, ApiQuery, if_match};
 use crate::api::openapi::{IdentifyResult, MergeResult, UnmergeResult};
-use crate::api::scope::{Bound, Within};
+use crate::api::scope::{Bound, Within, visible_fields};
 use crate::api::{ApiError, AppState};
 use crate::model::{
     Contact, ContactInput, IdentityKey, MergeRequest, is_phone_channel, normalize_email,
@@ -111,7 +111,7 @@ pub async fn create(
         StatusCode::CREATED,
         &contact,
         Some(seq),
-        key.as_ref(),
+        visible_fields(key.as_ref(), None).as_deref(),
     ))
 }
 
@@ -143,12 +143,12 @@ pub async fn get_one(
         })
         .await?;
     let contact = contact.ok_or_else(|| ApiError::not_found(format!("contact {id} not found")))?;
-    let fields = match &key {
-        Some(key) => key.visible_fields(asked),
-        None => asked,
-    };
-    let response = (StatusCode::OK, Json(project(&contact, fields.as_deref()))).into_response();
-    Ok(with_etag(response, &contact))
+    Ok(contact_response(
+        StatusCode::OK,
+        &contact,
+        None,
+        visible_fields(key.as_ref(), asked).as_deref(),
+    ))
 }
 
 /// The contact when the key's scope admits it (outside the scope it does not exist).
@@ -309,7 +309,7 @@ pub async fn lookup(
         StatusCode::OK,
         &contact,
         None,
-        key.as_ref(),
+        visible_fields(key.as_ref(), None).as_deref(),
     ))
 }
 
@@ -429,7 +429,12 @@ pub async fn finish(
 ) -> Result<Response, ApiError> {
     let (contact, seq) = contact_of(ack)?;
     state.wait_if_asked(wait, seq).await?;
-    Ok(contact_response(StatusCode::OK, &contact, Some(seq), key))
+    Ok(contact_response(
+        StatusCode::OK,
+        &contact,
+        Some(seq),
+        visible_fields(key, None).as_deref(),
+    ))
 }
 
 pub fn contact_of(ack: WriteAck) -> Result<(Contact, u64), ApiError> {
@@ -443,16 +448,18 @@ pub fn contact_of(ack: WriteAck) -> Result<(Contact, u64), ApiError> {
 
 /// The contact as the caller may see it: only its key's readable fields.
 fn shown(contact: &Contact, key: Option<&Bound>) -> Value {
-    project(contact, key.and_then(|k| k.visible_fields(None)).as_deref())
+    project(contact, visible_fields(key, None).as_deref())
 }
 
+/// The contact projected to `fields` (all when `None`), with its `ETag`, and its
+/// `X-Seq` (and `Location` when created) after a write.
 pub fn contact_response(
     status: StatusCode,
     contact: &Contact,
     seq: Option<u64>,
-    key: Option<&Bound>,
+    fields: Option<&[String]>,
 ) -> Response {
-    let mut response = (status, Json(shown(contact, key))).into_response();
+    let mut response = (status, Json(project(contact, fields))).into_response();
     if status == StatusCode::CREATED
         && let Ok(location) = HeaderValue::from_str(&format!("/v1/contacts/{}", contact.id))
     {

@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use crate::api::extract::{ApiJson, ApiQuery};
-use crate::api::scope::{Bound, Within};
+use crate::api::scope::{Bound, Within, visible_fields};
 use crate::api::{ApiError, AppState};
 use crate::config::LimitsConfig;
 use crate::index::SearchRequest;
@@ -425,10 +425,7 @@ pub async fn run_search(
                 key,
             } = build_request(&state, &params, &scope, &defs)?;
             let fields = params.fields.as_ref().map(NameList::names);
-            let mut fields = projection(fields.or(scope.fields.clone()))?;
-            if let Some(key) = &key {
-                fields = key.visible_fields(fields);
-            }
+            let fields = visible_fields(key.as_ref(), projection(fields.or(scope.fields.clone()))?);
             let names_status = request.filter.as_ref().is_some_and(|f| f.names_status);
             let index_seq = state.indexed.get();
             let page = state.index.search(&request)?;
