@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::contacts::{WaitFor, key_of, scoped};
-use super::search::{Built, Scope, SearchParams, build_request};
+use super::search::{Built, Scope, SearchParams, at_most, build_request};
 use super::transfer::job_response;
 use crate::api::extract::{ApiJson, ApiQuery};
 use crate::api::scope::{Bound, Within};
@@ -176,13 +176,9 @@ async fn select(
 ) -> Result<Vec<String>, ApiError> {
     match (&request.ids, &request.filter, &request.q) {
         (Some(ids), None, None) => {
-            if ids.len() > IDS_MAX {
-                return Err(ApiError::limit_exceeded(
-                    "bulk ids",
-                    IDS_MAX,
-                    format!("list at most {IDS_MAX} ids, or select by filter"),
-                ));
-            }
+            at_most(ids.len(), IDS_MAX, "bulk ids", |max| {
+                format!("list at most {max} ids, or select by filter")
+            })?;
             let mut seen = std::collections::HashSet::new();
             Ok(ids
                 .iter()

@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::search::at_most;
 use crate::api::extract::{ApiJson, ApiQuery};
 use crate::api::openapi::{CustomFieldList, FieldDeleted};
 use crate::api::{ApiError, AppState};
@@ -119,15 +120,12 @@ pub async fn delete(
 
 /// 400 `limit_exceeded` for a definition with more options than `limits.options_max`.
 fn check_options(state: &AppState, options: usize) -> Result<(), ApiError> {
-    let max = state.config().limits.options_max;
-    if options > max {
-        return Err(ApiError::limit_exceeded(
-            "options_max",
-            max,
-            format!("a definition has at most {max} options"),
-        ));
-    }
-    Ok(())
+    at_most(
+        options,
+        state.config().limits.options_max,
+        "options_max",
+        |max| format!("a definition has at most {max} options"),
+    )
 }
 
 /// 409 when a change of `key`'s definition (a merge patch, or its deletion) would

@@ -140,9 +140,8 @@ pub fn invalid_filter(error: FilterError) -> ApiError {
     ])
 }
 
-/// Parses and types a filter string against the current definitions.
 /// `actual` within the `[limits]` value `max` of `key`, else 400 `limit_exceeded`.
-fn at_most(
+pub fn at_most(
     actual: usize,
     max: usize,
     key: &'static str,
@@ -154,6 +153,7 @@ fn at_most(
     Ok(())
 }
 
+/// Parses and types a filter string against the current definitions.
 pub fn resolve_filter(
     text: &str,
     defs: &CustomFieldDefs,
