@@ -774,9 +774,9 @@ fn apply(tables: &mut TxnTables<'_>, command: Command) -> Outcome {
     let seq_now = |tables: &TxnTables<'_>| tables.last_seq();
     Ok(match command {
         Command::Scoped { guard, command } => {
-            tables.guard = Some(guard);
+            tables.enter_scope(guard);
             let outcome = apply(tables, *command).map_err(|e| tables.redact_holders(e));
-            tables.guard = None;
+            tables.leave_scope();
             return outcome;
         }
         Command::Create(input) => contact(tables.create(*input)?),

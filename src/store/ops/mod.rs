@@ -75,7 +75,7 @@ pub(super) struct TxnTables<'t> {
     /// task is done.
     pub queued_task: Option<u64>,
     /// The running command's scope (a scoped key's write), see [`scope`].
-    pub guard: Option<std::sync::Arc<ScopeGuard>>,
+    guard: Option<scope::Guarding>,
     /// A dry run: every check runs, [`Self::save`] writes nothing.
     pub dry_run: bool,
 }

@@ -14,7 +14,8 @@
 //! The filter is evaluated on the contact's fields, never its status: the trash and
 //! merged records are reached by id (restore, unmerge) like active ones.
 
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::sync::Arc;
 
 use redb::ReadableTable;
 
@@ -31,23 +32,43 @@ pub struct ScopeGuard {
     pub filter: ResolvedExpr,
 }
 
+/// The guard of the running command and what evaluating it needs, built once per
+/// command: the definitions, and company names as contacts of those companies come.
+pub(super) struct Guarding {
+    guard: Arc<ScopeGuard>,
+    context: RefCell<ContactContext>,
+}
+
 impl TxnTables<'_> {
+    /// Runs the next operations under `guard` until [`Self::leave_scope`].
+    pub(in crate::store) fn enter_scope(&mut self, guard: Arc<ScopeGuard>) {
+        let context = ContactContext {
+            defs: self.defs.clone(),
+            company_names: Default::default(),
+        };
+        self.guard = Some(Guarding {
+            guard,
+            context: RefCell::new(context),
+        });
+    }
+
+    pub(in crate::store) fn leave_scope(&mut self) {
+        self.guard = None;
+    }
+
     fn in_scope(&self, contact: &Contact) -> Result<bool, StoreError> {
-        let Some(guard) = &self.guard else {
+        let Some(guarding) = &self.guard else {
             return Ok(true);
         };
-        let mut company_names = HashMap::new();
+        let mut context = guarding.context.borrow_mut();
         if let Some(company_id) = &contact.company_id
+            && !context.company_names.contains_key(company_id)
             && let Some(bytes) = self.companies.get(company_id.as_str())?
         {
             let company: Company = tables::decode(bytes.value())?;
-            company_names.insert(company.id, company.name);
+            context.company_names.insert(company.id, company.name);
         }
-        let context = ContactContext {
-            defs: self.defs.clone(),
-            company_names,
-        };
-        Ok(evaluate_fields(&guard.filter, contact, &context))
+        Ok(evaluate_fields(&guarding.guard.filter, contact, &context))
     }
 
     /// A contact the command found: outside the scope it does not exist.
