@@ -128,8 +128,7 @@ pub async fn bulk(
     ApiJson(request): ApiJson<BulkRequest>,
 ) -> Result<Response, ApiError> {
     let action = Arc::new(request.action()?);
-    let ids = select(&state, &request, &key).await?;
-    let key = key_of(&state, key).await?;
+    let (ids, key) = select(&state, &request, key).await?;
     if ids.len() <= SYNC_MAX {
         let mut result = BulkResult {
             matched: ids.len(),
@@ -168,23 +167,24 @@ pub async fn bulk(
 }
 
 /// The contacts a request names: its ids (de-duplicated), or every match of its
-/// search within the caller's key scope.
+/// search within the caller's key scope; and that scope, typed once for both.
 async fn select(
     state: &AppState,
     request: &BulkRequest,
-    key: &Within,
-) -> Result<Vec<String>, ApiError> {
+    key: Within,
+) -> Result<(Vec<String>, Option<Bound>), ApiError> {
     match (&request.ids, &request.filter, &request.q) {
         (Some(ids), None, None) => {
             at_most(ids.len(), IDS_MAX, "bulk ids", |max| {
                 format!("list at most {max} ids, or select by filter")
             })?;
             let mut seen = std::collections::HashSet::new();
-            Ok(ids
+            let ids = ids
                 .iter()
                 .filter(|id| seen.insert(id.as_str()))
                 .cloned()
-                .collect())
+                .collect();
+            Ok((ids, key_of(state, key).await?))
         }
         (None, filter, q) if filter.is_some() || q.is_some() => {
             let search = SearchParams {
@@ -192,13 +192,15 @@ async fn select(
                 filter: filter.clone(),
                 ..SearchParams::default()
             };
-            let scope = Scope::of_key(key.clone());
+            let scope = Scope::of_key(key);
             state
                 .blocking(move |state| {
                     let defs = state.store.custom_field_defs()?;
-                    let Built { mut request, .. } = build_request(&state, &search, &scope, &defs)?;
+                    let Built {
+                        mut request, key, ..
+                    } = build_request(&state, &search, &scope, &defs)?;
                     request.deadline = None;
-                    Ok(state.index.matching_ids(&request)?)
+                    Ok((state.index.matching_ids(&request)?, key))
                 })
                 .await
         }
