@@ -57,10 +57,11 @@ impl App {
             }
         };
         index.set_walk_min_matches(config.search.walk_min_matches);
-        let index = Arc::new(index);
+        let index = Arc::new(crate::index::SharedIndex::new(Arc::new(index)));
         let indexed = Arc::new(SeqSignal::new(applied));
         let worker = SyncWorker::new(store.clone(), index.clone(), indexed.clone(), sync_options)?;
         let sync_health = worker.health();
+        let reindexer = worker.reindexer();
         let sync = SyncHandle::spawn(worker)?;
         tracing::info!(
             data_dir = %config.data_dir.display(),
@@ -77,6 +78,7 @@ impl App {
                 clock,
                 jobs: Arc::default(),
                 sync_health,
+                reindexer,
             },
             sync,
         })
@@ -133,7 +135,11 @@ impl App {
     ) -> Result<(), AppError> {
         let router = api::router(self.state.clone());
         let (stop_purge, purge_stopped) = tokio::sync::watch::channel(false);
-        let purge = tokio::spawn(purge_trash(self.state.clone(), purge_stopped));
+        let purge = tokio::spawn(purge_trash(self.state.clone(), purge_stopped.clone()));
+        let prune = tokio::spawn(api::jobs::prune_finished(self.state.clone(), purge_stopped));
+        if let Err(error) = api::jobs::resume_unfinished(&self.state).await {
+            tracing::error!(error = %error.message, "cannot resume the unfinished jobs");
+        }
         // After the signal, open requests (a long export, a slow upload) get
         // `shutdown_grace_ms` to finish; then their connections are dropped, so
         // shutdown ends within a bound whatever is running.
@@ -160,6 +166,9 @@ impl App {
         let _ = stop_purge.send(true);
         if let Err(error) = purge.await {
             tracing::error!(%error, "trash purge task failed");
+        }
+        if let Err(error) = prune.await {
+            tracing::error!(%error, "job pruning task failed");
         }
         tracing::info!("HTTP stopped; applying the last changes to the index");
         tokio::task::spawn_blocking(move || self.close())

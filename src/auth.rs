@@ -149,7 +149,7 @@ impl KeyConfig {
 /// What a scoped key is limited to (see [`KeyConfig::filter`] and
 /// [`KeyConfig::fields`]). The API ANDs the filter into every read and checks it
 /// before and after every write; the store checks it again inside the write.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyScope {
     pub filter: Option<String>,
     pub fields: Option<Vec<String>>,
@@ -256,7 +256,8 @@ pub fn required_role(method: &str, route: &str, permanent: bool) -> Access {
         ("POST", "/v1/contacts/{id}/merge" | "/v1/contacts/{id}/unmerge") => Manager,
         ("POST", "/v1/contacts/bulk") => Manager,
         ("POST", "/v1/contacts/import") | ("GET", "/v1/contacts/export") => Manager,
-        ("GET", "/v1/jobs/{id}") => Manager,
+        ("GET", "/v1/jobs" | "/v1/jobs/{id}") | ("POST", "/v1/jobs/{id}/cancel") => Manager,
+        ("POST", "/v1/admin/reindex" | "/v1/admin/snapshot") => Owner,
         // Agents work in companies and inboxes; changing them is a manager's.
         ("GET", "/v1/companies" | "/v1/companies/{id}") => Agent,
         ("GET", "/v1/companies/{id}/contacts" | "/v1/companies/{id}/recipients") => Agent,
@@ -273,20 +274,27 @@ pub fn required_role(method: &str, route: &str, permanent: bool) -> Access {
 
 /// Whether a scoped key may call a route its role allows. Scoped keys work on single
 /// contacts and on searches, which the scope narrows; routes that change or report on
-/// the whole base (import, jobs, stats, catalog and company changes) are refused,
+/// the whole base (import, jobs, admin, stats, catalog and company changes) are refused,
 /// since no filter can narrow them.
 pub fn scoped_key_may(method: &str, route: &str) -> bool {
     !matches!(
         (method, route),
-        (_, "/v1/stats" | "/v1/contacts/import" | "/v1/jobs/{id}")
-            | (
-                "POST" | "PATCH" | "DELETE",
-                "/v1/companies" | "/v1/companies/{id}"
-            )
-            | (
-                "POST" | "PATCH" | "DELETE",
-                "/v1/custom-fields" | "/v1/custom-fields/{key}"
-            )
+        (
+            _,
+            "/v1/stats"
+                | "/v1/contacts/import"
+                | "/v1/jobs"
+                | "/v1/jobs/{id}"
+                | "/v1/jobs/{id}/cancel"
+                | "/v1/admin/reindex"
+                | "/v1/admin/snapshot"
+        ) | (
+            "POST" | "PATCH" | "DELETE",
+            "/v1/companies" | "/v1/companies/{id}"
+        ) | (
+            "POST" | "PATCH" | "DELETE",
+            "/v1/custom-fields" | "/v1/custom-fields/{key}"
+        )
     )
 }
 

@@ -52,6 +52,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub sync: SyncConfig,
     pub search: SearchConfig,
+    pub jobs: JobsConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -169,6 +170,25 @@ pub struct StoreConfig {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct JobsConfig {
+    /// Finished jobs (and their spool files) are forgotten this long after they end.
+    pub keep_finished_secs: u64,
+    /// Where `POST /v1/admin/snapshot` writes backups; relative to `data_dir` unless
+    /// absolute. Never taken from a request.
+    pub backups_dir: PathBuf,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        JobsConfig {
+            keep_finished_secs: 7 * 24 * 3600,
+            backups_dir: PathBuf::from("backups"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct SyncConfig {
     pub batch_max: usize,
     pub batch_delay_ms: u64,
@@ -194,6 +214,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             sync: SyncConfig::default(),
             search: SearchConfig::default(),
+            jobs: JobsConfig::default(),
         }
     }
 }
@@ -414,6 +435,16 @@ impl Config {
 
     pub fn store_path(&self) -> PathBuf {
         self.data_dir.join("contacts.redb")
+    }
+
+    /// Where snapshots go (see [`JobsConfig::backups_dir`]).
+    pub fn backups_dir(&self) -> PathBuf {
+        self.data_dir.join(&self.jobs.backups_dir)
+    }
+
+    /// Spooled inputs of jobs (uploads, bulk selections).
+    pub fn spool_dir(&self) -> PathBuf {
+        self.data_dir.join("jobs")
     }
 
     pub fn index_dir(&self) -> PathBuf {

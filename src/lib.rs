@@ -29,6 +29,7 @@ pub mod clock;
 pub mod config;
 pub mod generate;
 pub mod index;
+pub mod jobs;
 pub mod live;
 pub mod model;
 pub mod query;

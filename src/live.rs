@@ -19,7 +19,7 @@ use notify::{RecursiveMode, Watcher};
 
 use crate::auth::Keys;
 use crate::config::{Config, Overrides};
-use crate::index::SearchIndex;
+use crate::index::SharedIndex;
 use crate::model::Rules;
 use crate::store::Store;
 
@@ -85,7 +85,7 @@ impl Live {
 pub fn watch(
     live: Arc<Live>,
     store: Store,
-    index: Arc<SearchIndex>,
+    index: Arc<SharedIndex>,
     path: PathBuf,
     overrides: Overrides,
 ) -> notify::Result<notify::RecommendedWatcher> {
@@ -138,7 +138,7 @@ pub fn watch(
     Ok(watcher)
 }
 
-fn reload(live: &Live, store: &Store, index: &SearchIndex, path: &Path, overrides: &Overrides) {
+fn reload(live: &Live, store: &Store, index: &SharedIndex, path: &Path, overrides: &Overrides) {
     let new = match Config::load(path, true, overrides) {
         Ok(new) => new,
         Err(error) => {
@@ -148,7 +148,9 @@ fn reload(live: &Live, store: &Store, index: &SearchIndex, path: &Path, override
     };
     let (applied, restart) = live.apply(new);
     store.set_rules(applied.rules());
-    index.set_walk_min_matches(applied.search.walk_min_matches);
+    index
+        .get()
+        .set_walk_min_matches(applied.search.walk_min_matches);
     crate::cli::set_log_filter(&applied.log);
     if !restart.is_empty() {
         tracing::warn!(

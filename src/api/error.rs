@@ -302,9 +302,15 @@ fn holder_detail(field: &str, holder: &str, message: &str) -> Value {
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
+        ApiError::from(&error)
+    }
+}
+
+impl From<&StoreError> for ApiError {
+    fn from(error: &StoreError) -> Self {
         match error {
             StoreError::NotFound(what) => ApiError::not_found(format!("{what} not found")),
-            StoreError::Validation(v) => v.into(),
+            StoreError::Validation(v) => v.clone().into(),
             StoreError::IdentityTaken(taken) => {
                 let details = taken
                     .iter()
@@ -327,23 +333,19 @@ impl From<StoreError> for ApiError {
                 Code::NameTaken,
                 format!(
                     "an active contact with this name exists: {}",
-                    holder_name(&holder)
+                    holder_name(holder)
                 ),
             )
             .with_details(vec![holder_detail(
                 "name",
-                &holder,
+                holder,
                 "name already in use (unique_name is on)",
             )]),
             StoreError::ExternalIdTaken(holder) => ApiError::new(
                 Code::Conflict,
-                format!("external_id already belongs to {}", holder_name(&holder)),
+                format!("external_id already belongs to {}", holder_name(holder)),
             )
-            .with_details(vec![holder_detail(
-                "external_id",
-                &holder,
-                "already in use",
-            )]),
+            .with_details(vec![holder_detail("external_id", holder, "already in use")]),
             StoreError::OutOfScope => ApiError::new(
                 Code::Forbidden,
                 "this key may not leave a contact outside its scope (the key's filter must \
@@ -353,8 +355,8 @@ impl From<StoreError> for ApiError {
                 Code::VersionMismatch,
                 format!("If-Match did not match; the current version is {current}"),
             ),
-            StoreError::Conflict(message) => ApiError::new(Code::Conflict, message),
-            StoreError::BadRequest(message) => ApiError::bad_request(message),
+            StoreError::Conflict(message) => ApiError::new(Code::Conflict, message.clone()),
+            StoreError::BadRequest(message) => ApiError::bad_request(message.clone()),
             StoreError::Overloaded => ApiError::refused(
                 Code::Overloaded,
                 "writer_queue_max",

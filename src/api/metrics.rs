@@ -73,7 +73,7 @@ pub async fn render(State(state): State<AppState>) -> Result<Response, ApiError>
     metrics::gauge!("contactd_index_seq").set(index_seq as f64);
     metrics::gauge!("contactd_sync_lag").set(store_seq.saturating_sub(index_seq) as f64);
     metrics::gauge!("contactd_writer_queue_depth").set(state.store.queue_depth() as f64);
-    metrics::gauge!("contactd_index_segments").set(state.index.num_segments() as f64);
+    metrics::gauge!("contactd_index_segments").set(state.index.get().num_segments() as f64);
     let body = handle().render();
     Ok((
         [(

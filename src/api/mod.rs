@@ -8,6 +8,7 @@
 mod auth;
 mod error;
 mod extract;
+pub mod jobs;
 mod metrics;
 pub mod openapi;
 mod request_id;

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::index::SearchIndex;
+use crate::index::SharedIndex;
 use crate::signal::SeqSignal;
 use crate::store::Store;
 
@@ -12,14 +12,18 @@ use super::ApiError;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
-    pub index: Arc<SearchIndex>,
+    /// The index searches use (replaced whole by `POST /v1/admin/reindex`).
+    pub index: Arc<SharedIndex>,
     /// The last change-log sequence the index has applied and made searchable.
     pub indexed: Arc<SeqSignal>,
     /// The running configuration (keys, limits, rules change on a reload).
     pub live: Arc<crate::live::Live>,
     pub clock: crate::clock::Clock,
-    pub jobs: Arc<crate::transfer::Jobs>,
+    /// The jobs running in this process (their records are in the store).
+    pub jobs: Arc<crate::jobs::Jobs>,
     pub sync_health: Arc<crate::sync::SyncHealth>,
+    /// Rebuilds the index online (`POST /v1/admin/reindex`).
+    pub reindexer: crate::sync::Reindexer,
 }
 
 impl AppState {

@@ -28,7 +28,7 @@ use crate::cli::progress;
 use crate::cli::transfer::{define_fields, follow_job, format_for, upload, wait_until_searchable};
 use crate::client::Client;
 use crate::generate::{Generator, field_definitions};
-use crate::transfer::JobState;
+use crate::jobs::JobState;
 use measure::{LoadResult, Summary};
 use report::Report;
 use server::ServerProcess;

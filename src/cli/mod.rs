@@ -1,5 +1,5 @@
-//! The command line: `serve`, `reindex`, `import`, `export`, `generate`, `bench` and
-//! `keys`.
+//! The command line: `serve`, `reindex`, `import`, `export`, `generate`, `bench`,
+//! `keys`, `openapi` and `restore`.
 
 mod keys;
 pub(crate) mod progress;
@@ -74,6 +74,17 @@ pub enum Command {
     Keys(keys::KeysArgs),
     /// Print the OpenAPI document of the HTTP API (what GET /openapi.json serves).
     Openapi,
+    /// Restore a snapshot taken by POST /v1/admin/snapshot into a stopped data
+    /// directory; the index is rebuilt from the restored store.
+    Restore {
+        /// The snapshot's directory (the job's `output`).
+        snapshot: PathBuf,
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Replace the store the data directory holds.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -194,6 +205,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Keys(args) => keys::run(&args)?,
         Command::Openapi => println!("{}", crate::api::openapi::text()),
+        Command::Restore {
+            snapshot,
+            common,
+            force,
+        } => {
+            let config = common.load(None)?;
+            init_tracing(quiet, LogFormat::Text);
+            restore(&snapshot, &config, force)?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -256,6 +276,86 @@ fn serve(config: Config, watch: Option<(PathBuf, Overrides)>) -> anyhow::Result<
     // Blocking work still running (an export's reader whose client is gone, an import
     // whose writes now fail) must not hold the process: it ends with the process.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    Ok(())
+}
+
+/// Copies a snapshot's store into the data directory, fails the jobs it recorded as
+/// running (their spool files are not in a snapshot) and rebuilds the index.
+fn restore(snapshot: &std::path::Path, config: &Config, force: bool) -> anyhow::Result<()> {
+    use crate::api::jobs::{SNAPSHOT_MANIFEST, SNAPSHOT_STORE};
+    let manifest_path = snapshot.join(SNAPSHOT_MANIFEST);
+    let manifest: serde_json::Value = std::fs::read(&manifest_path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .with_context(|| {
+            format!(
+                "{} is not a snapshot (no readable {SNAPSHOT_MANIFEST})",
+                snapshot.display()
+            )
+        })?;
+    if manifest["format"] != 1 {
+        anyhow::bail!(
+            "{} has a snapshot format this build does not read",
+            snapshot.display()
+        );
+    }
+    let source = snapshot.join(SNAPSHOT_STORE);
+    let target = config.store_path();
+    std::fs::create_dir_all(&config.data_dir)?;
+    if target.exists() {
+        if !force {
+            anyhow::bail!(
+                "{} already holds a store; pass --force to replace it",
+                config.data_dir.display()
+            );
+        }
+        // Opening it proves no server holds it (redb locks the file).
+        Store::open(&target, config.store_options())
+            .context("cannot open the store to replace (is a server still running on it?)")?
+            .shutdown();
+    }
+    let partial = target.with_extension("redb.restore");
+    std::fs::copy(&source, &partial)
+        .with_context(|| format!("cannot copy {}", source.display()))?;
+    std::fs::File::open(&partial)?.sync_all()?;
+    std::fs::rename(&partial, &target)?;
+    let index_dir = config.index_dir();
+    if index_dir.exists() {
+        std::fs::remove_dir_all(&index_dir)?;
+    }
+    let store =
+        Store::open(&target, config.store_options()).context("cannot open the restored store")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .context("cannot start the async runtime")?;
+    let failed = (|| {
+        let mut failed = 0;
+        for record in store.unfinished_jobs()? {
+            let change = crate::jobs::JobChange::failed(
+                "the snapshot was taken while this job ran; it does not resume after a restore",
+            );
+            let id = record.status.id;
+            runtime.block_on(store.write(crate::store::Command::ChangeJob { id, change }))?;
+            failed += 1;
+        }
+        Ok::<_, crate::store::StoreError>(failed)
+    })();
+    let rebuilt = failed.map_err(anyhow::Error::from).and_then(|_| {
+        Ok(crate::sync::rebuild(
+            &store,
+            &index_dir,
+            &config.sync_options(),
+        )?)
+    });
+    store.shutdown();
+    let (index, seq) = rebuilt?;
+    println!(
+        "restored {} into {}: {} contacts indexed, up to change {seq} (the snapshot holds change {})",
+        snapshot.display(),
+        config.data_dir.display(),
+        index.num_docs(),
+        manifest["seq"]
+    );
     Ok(())
 }
 

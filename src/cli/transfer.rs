@@ -13,7 +13,9 @@ use serde_json::json;
 use super::{CommonArgs, progress};
 use crate::app::App;
 use crate::client::{self, Client};
-use crate::transfer::{Format, ImportOptions, JobState, JobStatus, run_import};
+use crate::jobs::{JobChange, JobCursor, JobPlan, JobRecord, JobState, JobStatus};
+use crate::store::Command;
+use crate::transfer::{Format, ImportOptions, run_import};
 
 #[derive(Debug, Args)]
 pub struct ImportArgs {
@@ -203,23 +205,49 @@ fn import_into_data_dir(
             Err(error) => bail!("cannot define {definition}: {error}"),
         }
     }
-    let job = state.jobs.create("import", args.dry_run);
+    let id = ulid::Ulid::generate().to_string();
+    let handle = state
+        .jobs
+        .register(&id, "import", usize::MAX)
+        .map_err(|full| anyhow::anyhow!("{full}"))?;
+    let source = std::path::absolute(&args.file)
+        .with_context(|| format!("cannot resolve {}", args.file.display()))?;
+    let plan = JobPlan::Import {
+        spool: source.clone(),
+        spooled: false,
+        format,
+        mode: options.mode,
+        match_by: options.match_by,
+    };
+    let mut record = JobRecord::new(id.clone(), plan, args.dry_run, state.clock.now());
+    record.change(JobChange::Start, state.clock.now());
+    runtime
+        .block_on(state.store.write(Command::PutJob(Box::new(record))))
+        .context("cannot record the import job")?;
     let started = Instant::now();
     let bar = progress::items("importing", "rows", None);
+    let job_status = || {
+        state
+            .store
+            .job(&id)
+            .ok()
+            .flatten()
+            .map(|record| record.status)
+    };
     std::thread::scope(|scope| {
         let importer = scope.spawn(|| {
             run_import(
                 &state.store,
-                &state.jobs,
-                &job.id,
-                &args.file,
+                &handle,
+                &source,
                 format,
                 options,
+                JobCursor::default(),
                 runtime.handle(),
             )
         });
         while !importer.is_finished() {
-            if let Some(status) = state.jobs.get(&job.id) {
+            if let Some(status) = job_status() {
                 if let Some(total) = status.total {
                     bar.set_length(total);
                 }
@@ -230,7 +258,7 @@ fn import_into_data_dir(
     });
     bar.finish_and_clear();
     let stored_after = started.elapsed();
-    let job = state.jobs.get(&job.id).expect("the job was created above");
+    let job = job_status().context("the import job's record is gone")?;
     let searchable_after = (!args.no_wait && !args.dry_run).then(|| {
         let from = state.indexed.get();
         let bar = progress::items("indexing", "changes", None);
@@ -448,7 +476,7 @@ fn export_from_data_dir(
         .and_then(|export| {
             let mut write_error = None;
             let rows = export
-                .run(&state.index, &state.store, |chunk| {
+                .run(&state.index.get(), &state.store, |chunk| {
                     bar.inc(chunk.iter().filter(|b| **b == b'\n').count() as u64);
                     match out.write_all(&chunk) {
                         Ok(()) => true,

@@ -54,6 +54,28 @@ pub struct IndexPayload {
 /// Segments from this size get their orders built ahead of searches ([`SearchIndex::warm`]).
 const WARM_MIN_DOCS: usize = 50_000;
 
+/// The index searches use: replaced whole when an online rebuild swaps a fresh one
+/// in (see [`crate::sync`]). A search takes the current one and keeps it to its end,
+/// so a swap never cuts one off. A std RwLock: held only to clone or replace the `Arc`.
+pub struct SharedIndex(std::sync::RwLock<std::sync::Arc<SearchIndex>>);
+
+impl SharedIndex {
+    pub fn new(index: std::sync::Arc<SearchIndex>) -> SharedIndex {
+        SharedIndex(std::sync::RwLock::new(index))
+    }
+
+    pub fn get(&self) -> std::sync::Arc<SearchIndex> {
+        self.0.read().expect("index lock is never poisoned").clone()
+    }
+
+    /// Puts `index` in place; returns the one it replaces.
+    pub fn replace(&self, index: std::sync::Arc<SearchIndex>) -> std::sync::Arc<SearchIndex> {
+        let mut current = self.0.write().expect("index lock is never poisoned");
+        index.set_walk_min_matches(current.walk_min_matches());
+        std::mem::replace(&mut *current, index)
+    }
+}
+
 /// An open index with its reader. Cheap to share behind an `Arc`.
 pub struct SearchIndex {
     index: Index,
@@ -148,6 +170,11 @@ impl SearchIndex {
     }
 
     /// From this many matches in a segment, sorted pages walk the sort order.
+    pub fn walk_min_matches(&self) -> usize {
+        self.walk_min_matches
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub fn set_walk_min_matches(&self, matches: usize) {
         self.walk_min_matches
             .store(matches, std::sync::atomic::Ordering::Relaxed);

@@ -17,6 +17,10 @@
 //! up to that sequence is scrubbed from the store file; later erases wait for the
 //! next compaction. A crash at any point leaves either the old file
 //! (and a stray `.compact` file, removed at open) or the complete new one.
+//!
+//! A **backup** (`POST /v1/admin/snapshot`) is the same copy into a file elsewhere
+//! whose step 4 copies the last keys and stops there: the copy holds exactly the
+//! store as of that moment, and the live file is left alone.
 
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
@@ -75,11 +79,10 @@ fn remove_if_present(path: &Path) -> Result<(), StoreError> {
 /// through `ask` (the writer's queue).
 pub(super) fn start(
     live: Arc<Database>,
-    store_path: &Path,
+    target: PathBuf,
     cache_bytes: usize,
     ask: impl Fn(Request) -> bool + Send + 'static,
 ) -> Result<(), StoreError> {
-    let target = copy_path(store_path);
     std::thread::Builder::new()
         .name("store-compactor".into())
         .spawn(move || {
@@ -185,6 +188,27 @@ pub(super) fn finish(
     Ok(copy)
 }
 
+/// Step 4 of a backup, on the writer thread: copies the keys changed since the last
+/// hand-over from `source` (nothing commits to it meanwhile) and closes the copy.
+/// Returns the sequence the backup holds.
+pub(super) fn finish_backup(
+    source: &Database,
+    copy: Database,
+    journal: &Journal,
+    target: &Path,
+) -> Result<u64, StoreError> {
+    let latest = source.begin_read()?;
+    apply_journal(Source::Fixed(&latest), &copy, journal, false)?;
+    let seq = super::read::last_seq(&latest)?;
+    drop(copy);
+    if let Some(dir) = target.parent() {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io)?;
+    }
+    Ok(seq)
+}
+
 /// Commits a chunk of the copy durably; when `paced`, then leaves the disk to the live
 /// writer for as long as the commit held it (a copy committing back to back kept the
 /// writer's own fsyncs waiting).
@@ -219,6 +243,7 @@ macro_rules! each_table {
         $plain(META)?;
         $plain(SCRUBS)?;
         $plain(TASKS)?;
+        $plain(JOBS)?;
     }};
 }
 

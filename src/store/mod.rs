@@ -216,6 +216,22 @@ impl Store {
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
+    /// Copies the store into a new file at `target` while writes go on (see
+    /// [`compact`]); answers once the copy is complete and durable, with the
+    /// change-log sequence it holds. One copy runs at a time (scrubs included).
+    pub async fn backup(&self, target: PathBuf) -> Result<u64, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let job = writer::Job::Backup { target, reply };
+        let store = self.clone();
+        let sent = tokio::task::spawn_blocking(move || store.queue_waiting(job))
+            .await
+            .unwrap_or(false);
+        if !sent {
+            return Err(StoreError::Closed);
+        }
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
     /// Queues a write without waiting for it (used for change-log trimming).
     pub fn write_detached(&self, command: Command) {
         // A closed writer means we are shutting down; the command can be dropped.

@@ -291,6 +291,53 @@ impl Store {
         Ok(lost)
     }
 
+    /// A job's record.
+    pub fn job(&self, id: &str) -> Result<Option<crate::jobs::JobRecord>, StoreError> {
+        let txn = self.db().begin_read()?;
+        let table = txn.open_table(JOBS)?;
+        table
+            .get(id)?
+            .map(|bytes| tables::decode(bytes.value()))
+            .transpose()
+    }
+
+    /// Up to `query.limit` jobs `query` admits, newest first, and whether more follow.
+    pub fn jobs(
+        &self,
+        query: &crate::jobs::JobQuery,
+    ) -> Result<(Vec<crate::jobs::JobStatus>, bool), StoreError> {
+        let txn = self.db().begin_read()?;
+        let table = txn.open_table(JOBS)?;
+        let mut page = Vec::new();
+        let entries = match &query.before {
+            Some(before) => table.range::<&str>(..before.as_str())?,
+            None => table.range::<&str>(..)?,
+        };
+        for entry in entries.rev() {
+            let record: crate::jobs::JobRecord = tables::decode(entry?.1.value())?;
+            if query.admits(&record.status) {
+                if page.len() == query.limit {
+                    return Ok((page, true));
+                }
+                page.push(record.status);
+            }
+        }
+        Ok((page, false))
+    }
+
+    /// Every job not finished (oldest first): what a restart resumes.
+    pub fn unfinished_jobs(&self) -> Result<Vec<crate::jobs::JobRecord>, StoreError> {
+        let txn = self.db().begin_read()?;
+        let mut unfinished = Vec::new();
+        for entry in txn.open_table(JOBS)?.iter()? {
+            let record: crate::jobs::JobRecord = tables::decode(entry?.1.value())?;
+            if !record.status.state.is_finished() {
+                unfinished.push(record);
+            }
+        }
+        Ok(unfinished)
+    }
+
     /// Catalog tasks not done yet (oldest first), with their number.
     pub fn catalog_tasks(&self) -> Result<Vec<(u64, super::CatalogTask)>, StoreError> {
         let txn = self.db().begin_read()?;

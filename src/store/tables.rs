@@ -17,6 +17,7 @@
 //! | `meta`             | name                           | u64 (`last_seq`, `count.<status>`, `scrubbed.*`) |
 //! | `scrubs`           | change-log sequence of an erase | erased-at millis                      |
 //! | `tasks`            | task number (u64)              | a [`CatalogTask`](super::ops::CatalogTask) as JSON |
+//! | `jobs`             | job id (ULID text)             | the [`JobRecord`](crate::jobs::JobRecord) as JSON |
 //!
 //! (mm) = multimap. The change log records *which* contact changed, not its data: the
 //! sync worker reads the contact's state from the same read snapshot as the log, so an
@@ -60,6 +61,7 @@ pub const CREATED_MARK: char = '+';
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub const SCRUBS: TableDefinition<u64, u64> = TableDefinition::new("scrubs");
 pub const TASKS: TableDefinition<u64, &[u8]> = TableDefinition::new("tasks");
+pub const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
 
 pub const LAST_SEQ: &str = "last_seq";
 pub const SCRUBBED_STORE: &str = "scrubbed.store";
@@ -96,6 +98,7 @@ pub fn ensure_created(db: &Database) -> Result<(), StoreError> {
     txn.open_table(META)?;
     txn.open_table(SCRUBS)?;
     txn.open_table(TASKS)?;
+    txn.open_table(JOBS)?;
     txn.commit()?;
     Ok(())
 }

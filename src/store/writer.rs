@@ -123,6 +123,22 @@ pub enum Command {
         match_by: super::MatchBy,
         dry_run: bool,
     },
+    /// Record a new job.
+    PutJob(Box<crate::jobs::JobRecord>),
+    ChangeJob {
+        id: String,
+        change: crate::jobs::JobChange,
+    },
+    /// `command`, with its outcome added to a job's record in the same transaction:
+    /// the record's cursor is always where the committed work ends.
+    Step {
+        step: crate::jobs::JobStep,
+        command: Box<Command>,
+    },
+    /// Remove jobs finished before this time.
+    PruneJobs {
+        finished_before: DateTime<Utc>,
+    },
     /// Erase up to `limit` deleted contacts whose restore window has passed.
     PurgeExpired {
         limit: usize,
@@ -161,6 +177,8 @@ pub enum Written {
     CompanyDeleted(usize),
     Inbox(Box<Inbox>),
     Purged(usize),
+    Job(Box<crate::jobs::JobStatus>),
+    PrunedJobs(Vec<crate::jobs::JobRecord>),
     Nothing,
 }
 
@@ -183,6 +201,11 @@ pub(super) enum Job {
     },
     /// A step of a running compaction (see [`compact`]).
     Compactor(compact::Request),
+    /// Copy the store into `target` (a backup), answering with the sequence it holds.
+    Backup {
+        target: std::path::PathBuf,
+        reply: oneshot::Sender<Result<u64, StoreError>>,
+    },
 }
 
 type Outcome = Result<WriteAck, StoreError>;
@@ -291,6 +314,18 @@ struct Compaction {
     snapshot_seq: u64,
     journal: Journal,
     started: Instant,
+    purpose: Purpose,
+}
+
+/// What a compaction's copy is for.
+enum Purpose {
+    /// Replaces the store file, scrubbing erased contacts' bytes.
+    Scrub,
+    /// A backup in `target`; the caller waits on `reply`.
+    Backup {
+        target: std::path::PathBuf,
+        reply: oneshot::Sender<Result<u64, StoreError>>,
+    },
 }
 
 struct Writer {
@@ -308,6 +343,9 @@ struct Writer {
     task_retry_at: Option<Instant>,
     /// Callers answered when their command's task is done, with the command's ack.
     awaiting_tasks: std::collections::HashMap<u64, (oneshot::Sender<Outcome>, WriteAck)>,
+    /// Backups asked for, started one at a time when no compaction runs.
+    backups:
+        std::collections::VecDeque<(std::path::PathBuf, oneshot::Sender<Result<u64, StoreError>>)>,
 }
 
 impl Writer {
@@ -323,6 +361,7 @@ impl Writer {
             tasks_pending: true,
             task_retry_at: None,
             awaiting_tasks: std::collections::HashMap::new(),
+            backups: std::collections::VecDeque::new(),
         };
         writer.reload_unscrubbed();
         writer
@@ -375,6 +414,12 @@ impl Writer {
                         writes.push((command, reply));
                     }
                     Job::Compactor(request) => requests.push(request),
+                    Job::Backup { target, reply } => {
+                        self.shared
+                            .queued
+                            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                        self.backups.push_back((target, reply));
+                    }
                 }
                 next = if writes.len() < self.options.group_commit_max {
                     queue.try_recv().ok()
@@ -549,34 +594,50 @@ impl Writer {
         Some(wait)
     }
 
+    /// Starts a compaction when none runs: a scrub when one is due, else the oldest
+    /// backup asked for.
     fn maybe_start_compaction(&mut self) {
-        if self.until_compaction_due() != Some(Duration::ZERO) {
+        if self.compaction.is_some() {
             return;
         }
+        let purpose = if self.until_compaction_due() == Some(Duration::ZERO) {
+            Purpose::Scrub
+        } else if let Some((target, reply)) = self.backups.pop_front() {
+            Purpose::Backup { target, reply }
+        } else {
+            return;
+        };
         let Some(queue) = self.shared.queue.upgrade() else {
             return;
         };
         let queue = (*queue).clone();
         let ask = move |request| queue.send(Job::Compactor(request)).is_ok();
+        let target = match &purpose {
+            Purpose::Scrub => compact::copy_path(&self.path),
+            Purpose::Backup { target, .. } => target.clone(),
+        };
         let started = (|| {
             let live = self.db();
             let snapshot_seq = super::read::last_seq(&live.begin_read()?)?;
-            compact::start(live, &self.path, self.options.cache_bytes, ask)?;
+            compact::start(live, target, self.options.cache_bytes, ask)?;
             Ok::<u64, StoreError>(snapshot_seq)
         })();
+        let scrub = matches!(purpose, Purpose::Scrub);
+        self.compaction = Some(Compaction {
+            snapshot_seq: started.as_ref().copied().unwrap_or_default(),
+            journal: Journal::default(),
+            started: Instant::now(),
+            purpose,
+        });
         match started {
-            Ok(snapshot_seq) => {
+            Ok(snapshot_seq) if scrub => {
                 tracing::info!(
                     snapshot_seq,
                     "compacting the store file to scrub erased contacts"
                 );
-                self.compaction = Some(Compaction {
-                    snapshot_seq,
-                    journal: Journal::default(),
-                    started: Instant::now(),
-                });
                 self.status().running = true;
             }
+            Ok(snapshot_seq) => tracing::info!(snapshot_seq, "copying the store for a backup"),
             Err(error) => self.compaction_failed(error),
         }
     }
@@ -593,51 +654,67 @@ impl Writer {
                         let _ = reply.send((journal, snapshot));
                         self.compaction = Some(compaction);
                     }
-                    Err(error) => self.compaction_failed(error.into()),
-                }
-            }
-            compact::Request::Finish(copy) => {
-                let swap_started = Instant::now();
-                let current = self.db();
-                match compact::finish(
-                    &current,
-                    copy,
-                    &compaction.journal,
-                    compaction.snapshot_seq,
-                    &self.path,
-                ) {
-                    Ok(fresh) => {
-                        let replaced = std::mem::replace(
-                            &mut *self.shared.db.write().expect("db lock is never poisoned"),
-                            Arc::new(fresh),
-                        );
-                        drop(current);
-                        retire(replaced);
-                        let swap = swap_started.elapsed();
-                        let seconds = compaction.started.elapsed().as_secs_f64();
-                        tracing::info!(
-                            seconds,
-                            swap_ms = swap.as_secs_f64() * 1e3,
-                            scrubbed_through = compaction.snapshot_seq,
-                            "store file compacted"
-                        );
-                        self.retry_at = None;
-                        let mut status = self.status();
-                        *status = CompactionStatus {
-                            running: false,
-                            failures: 0,
-                            last_error: None,
-                            last_seconds: Some(seconds),
-                            last_swap_ms: Some(swap.as_secs_f64() * 1e3),
-                            completed: status.completed + 1,
-                        };
-                        drop(status);
-                        self.reload_unscrubbed();
+                    Err(error) => {
+                        self.compaction = Some(compaction);
+                        self.compaction_failed(error.into());
                     }
-                    Err(error) => self.compaction_failed(error),
                 }
             }
-            compact::Request::Failed(error) => self.compaction_failed(error),
+            compact::Request::Finish(copy) => match compaction.purpose {
+                Purpose::Backup { target, reply } => {
+                    let finished =
+                        compact::finish_backup(&self.db(), copy, &compaction.journal, &target);
+                    if finished.is_err() {
+                        let _ = std::fs::remove_file(&target);
+                    }
+                    let _ = reply.send(finished);
+                }
+                Purpose::Scrub => {
+                    let swap_started = Instant::now();
+                    let current = self.db();
+                    match compact::finish(
+                        &current,
+                        copy,
+                        &compaction.journal,
+                        compaction.snapshot_seq,
+                        &self.path,
+                    ) {
+                        Ok(fresh) => {
+                            let replaced = std::mem::replace(
+                                &mut *self.shared.db.write().expect("db lock is never poisoned"),
+                                Arc::new(fresh),
+                            );
+                            drop(current);
+                            retire(replaced);
+                            let swap = swap_started.elapsed();
+                            let seconds = compaction.started.elapsed().as_secs_f64();
+                            tracing::info!(
+                                seconds,
+                                swap_ms = swap.as_secs_f64() * 1e3,
+                                scrubbed_through = compaction.snapshot_seq,
+                                "store file compacted"
+                            );
+                            self.retry_at = None;
+                            let mut status = self.status();
+                            *status = CompactionStatus {
+                                running: false,
+                                failures: 0,
+                                last_error: None,
+                                last_seconds: Some(seconds),
+                                last_swap_ms: Some(swap.as_secs_f64() * 1e3),
+                                completed: status.completed + 1,
+                            };
+                            drop(status);
+                            self.reload_unscrubbed();
+                        }
+                        Err(error) => self.compaction_failed(error),
+                    }
+                }
+            },
+            compact::Request::Failed(error) => {
+                self.compaction = Some(compaction);
+                self.compaction_failed(error);
+            }
         }
     }
 
@@ -655,6 +732,16 @@ impl Writer {
     /// Gives up the running compaction; the erases stay pending and a new attempt
     /// starts after a pause.
     fn compaction_failed(&mut self, error: StoreError) {
+        if let Some(Compaction {
+            purpose: Purpose::Backup { target, reply },
+            ..
+        }) = self.compaction.take()
+        {
+            tracing::error!(%error, "copying the store for a backup failed");
+            let _ = std::fs::remove_file(&target);
+            let _ = reply.send(Err(error));
+            return;
+        }
         tracing::error!(%error, "compacting the store file failed; it will be retried");
         self.compaction = None;
         let retry =
@@ -939,6 +1026,27 @@ fn apply(tables: &mut TxnTables<'_>, command: Command) -> Outcome {
                 seq: seq_now(tables),
             }
         }
+        Command::PutJob(record) => {
+            tables.put_job(&record)?;
+            WriteAck {
+                written: Written::Job(Box::new(record.status)),
+                seq: seq_now(tables),
+            }
+        }
+        Command::ChangeJob { id, change } => WriteAck {
+            written: Written::Job(Box::new(tables.change_job(&id, change)?)),
+            seq: seq_now(tables),
+        },
+        Command::Step { step, command } => {
+            let record = tables.job(&step.job_id)?;
+            let ack = apply(tables, *command)?;
+            tables.advance_job(record, (step.delta)(&ack.written))?;
+            ack
+        }
+        Command::PruneJobs { finished_before } => WriteAck {
+            written: Written::PrunedJobs(tables.prune_jobs(finished_before)?),
+            seq: seq_now(tables),
+        },
         Command::PurgeExpired { limit } => {
             let purged = tables.purge_expired(limit)?;
             WriteAck {

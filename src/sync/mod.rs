@@ -7,11 +7,14 @@
 //! - The store trims the log only up to a sequence the index has durably committed.
 //! - An index that is missing, unreadable, of another schema version, or older than
 //!   the oldest retained log entry is rebuilt from a store snapshot and swapped in.
+//! - `POST /v1/admin/reindex` rebuilds it while the server runs ([`reindex`]).
 
 mod rebuild;
+mod reindex;
 mod worker;
 
 pub use rebuild::{open_index, rebuild};
+pub use reindex::Reindexer;
 pub use worker::{SyncHealth, SyncWorker, Tick};
 
 use std::sync::Arc;

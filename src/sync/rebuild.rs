@@ -49,45 +49,16 @@ const REBUILD_MEMORY_BYTES: usize = 1 << 30;
 const REBUILT_SEGMENTS: usize = 2;
 
 /// Builds a fresh index from one store snapshot in a sibling directory, commits it
-/// with the snapshot's sequence, and swaps it into `dir`.
+/// with the snapshot's sequence, and swaps it into `dir` (nothing may have `dir`
+/// open: this runs at start).
 pub fn rebuild(
     store: &Store,
     dir: &Path,
     options: &SyncOptions,
 ) -> Result<(SearchIndex, u64), SyncError> {
     let started = Instant::now();
-    let fresh_dir = sibling(dir, "rebuild");
-    let index = SearchIndex::create(&fresh_dir)?;
-    let mut updater = index.updater(
-        options.writer_memory_bytes.max(REBUILD_MEMORY_BYTES),
-        options.writer_threads,
-    )?;
-    updater.pause_merges(true);
-    let mut contacts = 0u64;
-    let seq = store.scan(|contact, context| -> Result<(), SyncError> {
-        updater.add(&contact, context)?;
-        contacts += 1;
-        if contacts.is_multiple_of(100_000) {
-            tracing::info!(contacts, "rebuilding");
-        }
-        Ok(())
-    })?;
-    updater.commit(seq)?;
-    for merge in updater.merge_into(REBUILT_SEGMENTS)? {
-        merge.wait().map_err(IndexError::from)?;
-    }
-    updater.collect_garbage()?;
-    updater.wait_merging_threads()?;
-    drop(index);
-
-    if dir.exists() {
-        let old_dir = sibling(dir, "old");
-        std::fs::rename(dir, &old_dir)?;
-        std::fs::rename(&fresh_dir, dir)?;
-        std::fs::remove_dir_all(&old_dir)?;
-    } else {
-        std::fs::rename(&fresh_dir, dir)?;
-    }
+    let (fresh_dir, seq, contacts) = build_beside(store, dir, options, |_| {})?;
+    put_in_place(&fresh_dir, dir)?;
     let (index, payload) = SearchIndex::open_usable(dir).map_err(|reason| {
         std::io::Error::other(format!("the rebuilt index does not open: {reason}"))
     })?;
@@ -98,6 +69,73 @@ pub fn rebuild(
         "index rebuilt"
     );
     Ok((index, seq))
+}
+
+/// Builds a complete index of one store snapshot in a new directory beside `dir`
+/// (closed when this returns); returns the directory, the snapshot's sequence and
+/// the contacts indexed. `progress` hears the count every 50,000 contacts.
+pub fn build_beside(
+    store: &Store,
+    dir: &Path,
+    options: &SyncOptions,
+    mut progress: impl FnMut(u64),
+) -> Result<(PathBuf, u64, u64), SyncError> {
+    let fresh_dir = sibling(dir, "rebuild");
+    let built = (|| {
+        let index = SearchIndex::create(&fresh_dir)?;
+        let mut updater = index.updater(
+            options.writer_memory_bytes.max(REBUILD_MEMORY_BYTES),
+            options.writer_threads,
+        )?;
+        updater.pause_merges(true);
+        let mut contacts = 0u64;
+        let seq = store.scan(|contact, context| -> Result<(), SyncError> {
+            updater.add(&contact, context)?;
+            contacts += 1;
+            if contacts.is_multiple_of(50_000) {
+                tracing::info!(contacts, "rebuilding");
+                progress(contacts);
+            }
+            Ok(())
+        })?;
+        updater.commit(seq)?;
+        for merge in updater.merge_into(REBUILT_SEGMENTS)? {
+            merge.wait().map_err(IndexError::from)?;
+        }
+        updater.collect_garbage()?;
+        updater.wait_merging_threads()?;
+        Ok::<_, SyncError>((seq, contacts))
+    })();
+    match built {
+        Ok((seq, contacts)) => Ok((fresh_dir, seq, contacts)),
+        Err(error) => {
+            let _ = std::fs::remove_dir_all(&fresh_dir);
+            Err(error)
+        }
+    }
+}
+
+/// Moves the closed index in `fresh_dir` to `dir`, replacing what `dir` held (whose
+/// files stay readable by whoever has them open until they let go).
+pub fn put_in_place(fresh_dir: &Path, dir: &Path) -> std::io::Result<()> {
+    if dir.exists() {
+        let old_dir = sibling(dir, "old");
+        std::fs::rename(dir, &old_dir)?;
+        std::fs::rename(fresh_dir, dir)?;
+        std::thread::Builder::new()
+            .name("index-remove-old".into())
+            .spawn(move || {
+                if let Err(error) = std::fs::remove_dir_all(&old_dir) {
+                    tracing::warn!(%error, dir = %old_dir.display(), "cannot remove a replaced index");
+                }
+            })?;
+    } else {
+        std::fs::rename(fresh_dir, dir)?;
+    }
+    if let Some(parent) = dir.parent() {
+        std::fs::File::open(parent)?.sync_all()?;
+    }
+    Ok(())
 }
 
 fn sibling(dir: &Path, purpose: &str) -> PathBuf {

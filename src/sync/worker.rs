@@ -4,8 +4,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use super::reindex::{Reindexer, Swap, SwapRequests};
 use super::{SyncError, SyncOptions};
-use crate::index::{IndexUpdater, SearchIndex};
+use crate::index::{IndexUpdater, SearchIndex, SharedIndex};
 use crate::signal::SeqSignal;
 use crate::store::{Command, Store};
 
@@ -67,6 +68,8 @@ impl SyncHealth {
 pub struct SyncWorker {
     health: Arc<SyncHealth>,
     store: Store,
+    /// The index searches use; `index` is the same one, replaced by a swap.
+    shared: Arc<SharedIndex>,
     index: Arc<SearchIndex>,
     updater: IndexUpdater,
     indexed: Arc<SeqSignal>,
@@ -85,36 +88,37 @@ pub struct SyncWorker {
     uncommitted: Option<Uncommitted>,
     /// The merge policy is paused for a catch-up (see [`IndexUpdater::pause_merges`]).
     merges_paused: bool,
+    /// Fresh indexes to swap in (see [`super::reindex`]).
+    requests: SwapRequests,
+    reindexer: Reindexer,
 }
 
 impl SyncWorker {
     /// `indexed` must hold the sequence the index's last commit applied.
     pub fn new(
         store: Store,
-        index: Arc<SearchIndex>,
+        shared: Arc<SharedIndex>,
         indexed: Arc<SeqSignal>,
         options: SyncOptions,
     ) -> Result<SyncWorker, SyncError> {
-        let updater = index.updater(options.writer_memory_bytes, options.writer_threads)?;
-        let applied_since_merge = if index.num_segments() > MAX_SEGMENTS_AT_START {
-            MERGE_AFTER_CONTACTS
-        } else {
-            0
-        };
-        Ok(SyncWorker {
+        let index = shared.get();
+        let (reindexer, requests) =
+            super::reindex::pair(store.clone(), index.dir().to_path_buf(), options.clone());
+        let parts = Parts {
             health: Arc::default(),
             store,
-            index,
-            updater,
+            shared,
             indexed,
             options,
-            applied_since_merge,
-            merging: None,
-            scrubs_checked: None,
-            reported_scrubbed: 0,
-            uncommitted: None,
-            merges_paused: false,
-        })
+            requests,
+            reindexer,
+        };
+        parts.assemble(index)
+    }
+
+    /// Builds fresh indexes and swaps them in through this worker.
+    pub fn reindexer(&self) -> Reindexer {
+        self.reindexer.clone()
     }
 
     /// The worker's health, shared with readiness.
@@ -219,9 +223,12 @@ impl SyncWorker {
         if self.applied_since_merge >= MERGE_AFTER_CONTACTS {
             self.index.set_merging(true);
         }
-        self.store.write_detached(Command::TrimChanges {
-            up_to: pending.up_to,
-        });
+        // A fresh index being built resumes the log from an older sequence.
+        if !self.requests.building.load(Ordering::SeqCst) {
+            self.store.write_detached(Command::TrimChanges {
+                up_to: pending.up_to,
+            });
+        }
         tracing::debug!(
             contacts = pending.contacts,
             up_to = pending.up_to,
@@ -364,6 +371,12 @@ impl SyncWorker {
         // Ticks failed in a row: readiness reads it, and the retry backs off by it.
         let mut failures = 0u32;
         loop {
+            if let Ok(swap) = self.requests.swaps.try_recv() {
+                match self.swap_in(swap) {
+                    Some(worker) => self = worker,
+                    None => return,
+                }
+            }
             let ticked = crate::boundary::catch(|| self.tick()).unwrap_or_else(|message| {
                 self.health.panics.fetch_add(1, Ordering::SeqCst);
                 // What the panicking batch added is dropped; the next tick reads it
@@ -404,5 +417,172 @@ impl SyncWorker {
             let _ = merging.join();
         }
         tracing::debug!(indexed = self.indexed.get(), "sync worker stopped");
+    }
+
+    /// Swaps in the fresh index of `swap` (see [`super::reindex`]): catches it up on the
+    /// change log, closes the live writer, moves the fresh index into the index
+    /// directory and publishes it. Returns the worker on the new index, or on the old
+    /// one when the fresh one cannot be swapped in; `None` only when neither opens (the
+    /// worker stops and readiness reports the lag).
+    fn swap_in(mut self, swap: Swap) -> Option<SyncWorker> {
+        let Swap {
+            fresh_dir,
+            seq,
+            done,
+        } = swap;
+        let caught_up = self.catch_up(&fresh_dir, seq);
+        let up_to = match caught_up {
+            Ok(up_to) => up_to,
+            Err(error) => {
+                super::reindex::discard(&fresh_dir);
+                let _ = done.send(Err(format!("cannot catch the fresh index up: {error}")));
+                return Some(self);
+            }
+        };
+        if let Some((merging, _)) = self.merging.take() {
+            let _ = merging.join();
+        }
+        let dir = self.index.dir().to_path_buf();
+        let SyncWorker {
+            health,
+            store,
+            shared,
+            indexed,
+            options,
+            requests,
+            reindexer,
+            updater,
+            ..
+        } = self;
+        // Nothing may write into the index directory once it is moved.
+        if let Err(error) = updater.wait_merging_threads() {
+            tracing::warn!(%error, "closing the replaced index writer");
+        }
+        let parts = Parts {
+            health,
+            store,
+            shared,
+            indexed,
+            options,
+            requests,
+            reindexer,
+        };
+        let moved = super::rebuild::put_in_place(&fresh_dir, &dir);
+        let opened = SearchIndex::open_usable(&dir);
+        match (moved, opened) {
+            (Ok(()), Ok((index, payload))) => {
+                let index = Arc::new(index);
+                if let Err(error) = index.warm() {
+                    tracing::warn!(%error, "cannot warm the fresh index");
+                }
+                match parts.assemble(index.clone()) {
+                    Ok(worker) => {
+                        worker.shared.replace(index);
+                        worker.indexed.publish(payload.seq);
+                        tracing::info!(seq = payload.seq, "fresh index swapped in");
+                        let _ = done.send(Ok(up_to));
+                        Some(worker)
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "cannot open a writer on the fresh index");
+                        let _ = done.send(Err(error.to_string()));
+                        None
+                    }
+                }
+            }
+            (moved, opened) => {
+                let reason = match (moved, opened) {
+                    (Err(error), _) => format!("cannot move the fresh index in place: {error}"),
+                    (_, Err(reason)) => format!("the fresh index does not open: {reason}"),
+                    _ => String::new(),
+                };
+                tracing::error!(%reason, "swapping the fresh index in failed");
+                super::reindex::discard(&fresh_dir);
+                let _ = done.send(Err(reason));
+                // Go on with whatever index the directory holds.
+                let (index, _) = SearchIndex::open_usable(&dir)
+                    .map_err(
+                        |reason| tracing::error!(%reason, "no usable index after a failed swap"),
+                    )
+                    .ok()?;
+                let index = Arc::new(index);
+                let worker = parts.assemble(index.clone()).ok()?;
+                worker.shared.replace(index);
+                Some(worker)
+            }
+        }
+    }
+
+    /// Applies the change log after `from` to the closed index in `fresh_dir` until it
+    /// has everything the store has committed, commits it and closes it; returns the
+    /// sequence it reached.
+    fn catch_up(&mut self, fresh_dir: &std::path::Path, from: u64) -> Result<u64, SyncError> {
+        let (index, _) = SearchIndex::open_usable(fresh_dir).map_err(std::io::Error::other)?;
+        let mut updater = index.updater(
+            self.options.writer_memory_bytes,
+            self.options.writer_threads,
+        )?;
+        let mut applied = from;
+        loop {
+            let batch = self.store.changes_after(applied, self.options.batch_max)?;
+            if batch.up_to == applied {
+                break;
+            }
+            for change in &batch.contacts {
+                match &change.contact {
+                    Some(contact) if change.created => updater.add(contact, &batch.context)?,
+                    Some(contact) => updater.upsert(contact, &batch.context)?,
+                    None => updater.remove(&change.id),
+                }
+            }
+            applied = batch.up_to;
+        }
+        // The store had committed everything the live index published when this read
+        // the log: the fresh index is at least as new.
+        updater.commit(applied)?;
+        updater.wait_merging_threads()?;
+        Ok(applied)
+    }
+}
+
+/// What a worker keeps across an index swap.
+struct Parts {
+    health: Arc<SyncHealth>,
+    store: Store,
+    shared: Arc<SharedIndex>,
+    indexed: Arc<SeqSignal>,
+    options: SyncOptions,
+    requests: SwapRequests,
+    reindexer: Reindexer,
+}
+
+impl Parts {
+    fn assemble(self, index: Arc<SearchIndex>) -> Result<SyncWorker, SyncError> {
+        let updater = index.updater(
+            self.options.writer_memory_bytes,
+            self.options.writer_threads,
+        )?;
+        let applied_since_merge = if index.num_segments() > MAX_SEGMENTS_AT_START {
+            MERGE_AFTER_CONTACTS
+        } else {
+            0
+        };
+        Ok(SyncWorker {
+            health: self.health,
+            store: self.store,
+            shared: self.shared,
+            index,
+            updater,
+            indexed: self.indexed,
+            options: self.options,
+            applied_since_merge,
+            merging: None,
+            scrubs_checked: None,
+            reported_scrubbed: 0,
+            uncommitted: None,
+            merges_paused: false,
+            requests: self.requests,
+            reindexer: self.reindexer,
+        })
     }
 }

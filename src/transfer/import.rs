@@ -3,13 +3,15 @@
 //! in flight while the next are parsed, so they are group-committed; each row applies
 //! whole or not at all.
 
-use std::io::BufRead;
+use std::io::{BufRead, Seek, SeekFrom};
 use std::path::Path;
 
 use serde_json::json;
 
-use super::jobs::{JobState, Jobs, MAX_ERRORS};
 use super::rows::{check_header, csv_row_to_input};
+use crate::jobs::{
+    JobChange, JobCursor, JobDelta, JobHandle, JobState, JobStep, MAX_ERRORS, RunEnd,
+};
 use crate::model::{ContactInput, FieldError};
 use crate::store::{Command, ImportMode, MatchBy, Store, StoreError, WriteAck, Written};
 
@@ -19,15 +21,12 @@ const BATCH: usize = 2_048;
 /// Batches queued on the writer before the oldest is awaited.
 const IN_FLIGHT: usize = 4;
 
-/// A batch queued on the writer: its rows refused before the writer, and the
-/// writer's answers to the others, by line.
-struct SentBatch<'a> {
-    errors: Vec<(u64, Vec<FieldError>)>,
-    lines: Vec<u64>,
-    outcome: std::pin::Pin<Box<dyn Future<Output = Result<WriteAck, StoreError>> + 'a>>,
-}
+/// A batch queued on the writer: its rows' lines and the writer's answer (the job's
+/// record advances in the batch's own transaction, see [`crate::jobs`]).
+type SentBatch<'a> = std::pin::Pin<Box<dyn Future<Output = Result<WriteAck, StoreError>> + 'a>>;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Format {
     Csv,
     Ndjson,
@@ -42,56 +41,76 @@ pub struct ImportOptions {
 
 type Row = (u64, Result<ContactInput, Vec<FieldError>>);
 
-/// Runs an import job to its end (blocking: call from a blocking thread).
+/// Runs an import job from `from` to its end (blocking: call from a blocking
+/// thread). Rows before `from` were applied by an earlier run.
 pub fn run_import(
     store: &Store,
-    jobs: &Jobs,
-    job_id: &str,
+    job: &JobHandle,
     path: &Path,
     format: Format,
     options: ImportOptions,
+    from: JobCursor,
     runtime: &tokio::runtime::Handle,
-) {
-    jobs.update(job_id, |job| {
-        job.state = JobState::Running;
-        job.started_at = Some(chrono::Utc::now());
-    });
+) -> RunEnd {
     let run = Run {
         store,
-        jobs,
-        job_id,
+        job,
         options,
         runtime,
     };
     let outcome = {
         let _bulk = (!options.dry_run).then(|| store.bulk_load());
-        run.import_file(path, format)
+        run.import_file(path, format, from)
     };
-    jobs.update(job_id, |job| {
-        job.finished_at = Some(chrono::Utc::now());
-        match outcome {
-            Ok(()) => job.state = JobState::Done,
-            Err(message) => {
-                job.state = JobState::Failed;
-                job.errors
-                    .push(json!({"line": null, "field": null, "message": message}));
-            }
-        }
-    });
+    let change = match outcome {
+        Ok(()) if job.cancelled() => JobChange::Finish {
+            state: JobState::Cancelled,
+            error: None,
+        },
+        Ok(()) => JobChange::done(),
+        Err(Stop::StoreClosed) => return RunEnd::Interrupted,
+        Err(Stop::Failed(message)) => JobChange::failed(message),
+    };
+    match run.change(change) {
+        Ok(()) => RunEnd::Finished,
+        Err(_) => RunEnd::Interrupted,
+    }
+}
+
+/// Why a run stopped early.
+enum Stop {
+    StoreClosed,
+    Failed(String),
+}
+
+impl From<String> for Stop {
+    fn from(message: String) -> Self {
+        Stop::Failed(message)
+    }
 }
 
 /// What every step of one import job needs.
 struct Run<'a> {
     store: &'a Store,
-    jobs: &'a Jobs,
-    job_id: &'a str,
+    job: &'a JobHandle,
     options: ImportOptions,
     runtime: &'a tokio::runtime::Handle,
 }
 
 impl<'a> Run<'a> {
-    fn import_file(&self, path: &Path, format: Format) -> Result<(), String> {
-        let (jobs, job_id) = (self.jobs, self.job_id);
+    fn change(&self, change: JobChange) -> Result<(), Stop> {
+        let id = self.job.id.clone();
+        match self.runtime.block_on(
+            self.store
+                .write_when_room(Command::ChangeJob { id, change }),
+        ) {
+            Ok(_) => Ok(()),
+            Err(StoreError::Closed) => Err(Stop::StoreClosed),
+            Err(error) => Err(Stop::Failed(format!("storage failed: {error}"))),
+        }
+    }
+
+    fn import_file(&self, path: &Path, format: Format, from: JobCursor) -> Result<(), Stop> {
         let defs = self.store.custom_field_defs().map_err(|e| e.to_string())?;
         let open =
             || std::fs::File::open(path).map_err(|e| format!("cannot read the uploaded file: {e}"));
@@ -99,14 +118,14 @@ impl<'a> Run<'a> {
         // Batches stay in flight while the next ones are parsed: the writer commits
         // (and fsyncs) one while this thread reads and parses the following rows.
         let in_flight = std::cell::RefCell::new(std::collections::VecDeque::new());
-        let flush = |batch: &mut Vec<Row>| {
+        let flush = |batch: &mut Vec<Row>, after: JobCursor| {
             let mut in_flight = in_flight.borrow_mut();
-            in_flight.push_back(self.send(std::mem::take(batch)));
+            in_flight.push_back(self.send(std::mem::take(batch), after));
             if in_flight.len() > IN_FLIGHT {
                 let oldest = in_flight.pop_front().expect("not empty");
                 self.finish(oldest)?;
             }
-            Ok::<(), String>(())
+            Ok::<(), Stop>(())
         };
         match format {
             Format::Ndjson => {
@@ -115,9 +134,26 @@ impl<'a> Run<'a> {
                     .map_while(Result::ok)
                     .filter(|l| !l.trim().is_empty())
                     .count();
-                jobs.update(job_id, |job| job.total = Some(count as u64));
-                for (index, line) in std::io::BufReader::new(open()?).lines().enumerate() {
-                    let line = line.map_err(|e| format!("line {}: {e}", index + 1))?;
+                self.change(JobChange::Total(count as u64))?;
+                let mut file = open()?;
+                file.seek(SeekFrom::Start(from.offset))
+                    .map_err(|e| format!("cannot read the uploaded file: {e}"))?;
+                let mut reader = std::io::BufReader::new(file);
+                let mut cursor = from;
+                let mut line = String::new();
+                loop {
+                    if self.job.cancelled() {
+                        break;
+                    }
+                    line.clear();
+                    let read = reader
+                        .read_line(&mut line)
+                        .map_err(|e| format!("line {}: {e}", cursor.line + 1))?;
+                    if read == 0 {
+                        break;
+                    }
+                    cursor.offset += read as u64;
+                    cursor.line += 1;
                     if line.trim().is_empty() {
                         continue;
                     }
@@ -127,11 +163,12 @@ impl<'a> Run<'a> {
                             message: e.to_string(),
                         }]
                     });
-                    batch.push(((index + 1) as u64, row));
+                    batch.push((cursor.line, row));
                     if batch.len() == BATCH {
-                        flush(&mut batch)?;
+                        flush(&mut batch, cursor)?;
                     }
                 }
+                flush(&mut batch, cursor)?;
             }
             Format::Csv => {
                 let count = csv::ReaderBuilder::new()
@@ -139,7 +176,7 @@ impl<'a> Run<'a> {
                     .from_reader(std::io::BufReader::new(open()?))
                     .records()
                     .count();
-                jobs.update(job_id, |job| job.total = Some(count as u64));
+                self.change(JobChange::Total(count as u64))?;
                 let mut reader = csv::ReaderBuilder::new()
                     .flexible(true)
                     .from_reader(std::io::BufReader::new(open()?));
@@ -150,25 +187,37 @@ impl<'a> Run<'a> {
                     .map(|h| h.trim().to_string())
                     .collect();
                 check_header(&header, &defs)?;
-                for record in reader.records() {
-                    let record = record.map_err(|e| format!("malformed CSV: {e}"))?;
+                if from.offset > 0 {
+                    let mut position = csv::Position::new();
+                    position.set_byte(from.offset).set_line(from.line);
+                    reader
+                        .seek(position)
+                        .map_err(|e| format!("cannot resume the CSV file: {e}"))?;
+                }
+                let mut record = csv::StringRecord::new();
+                while !self.job.cancelled()
+                    && reader
+                        .read_record(&mut record)
+                        .map_err(|e| format!("malformed CSV: {e}"))?
+                {
                     let line = record.position().map_or(0, |p| p.line());
                     batch.push((line, csv_row_to_input(&header, &record, &defs)));
                     if batch.len() == BATCH {
-                        flush(&mut batch)?;
+                        flush(&mut batch, csv_cursor(reader.position()))?;
                     }
                 }
+                flush(&mut batch, csv_cursor(reader.position()))?;
             }
         }
-        flush(&mut batch)?;
         for sent in in_flight.take() {
             self.finish(sent)?;
         }
         Ok(())
     }
 
-    /// Queues a batch of rows on the writer as one command.
-    fn send(&self, batch: Vec<Row>) -> SentBatch<'a> {
+    /// Queues a batch of rows on the writer as one command, which advances the job
+    /// to `after` in the same transaction.
+    fn send(&self, batch: Vec<Row>, after: JobCursor) -> SentBatch<'a> {
         let mut errors: Vec<(u64, Vec<FieldError>)> = Vec::new();
         let mut lines = Vec::with_capacity(batch.len());
         let mut rows = Vec::with_capacity(batch.len());
@@ -182,37 +231,48 @@ impl<'a> Run<'a> {
             }
         }
         let options = self.options;
-        let store = self.store;
-        SentBatch {
-            errors,
-            lines,
-            outcome: Box::pin(store.write_when_room(Command::ImportBatch {
+        let step = JobStep {
+            job_id: self.job.id.clone(),
+            delta: Box::new(move |written| batch_delta(written, lines, errors, after)),
+        };
+        Box::pin(self.store.write_when_room(Command::Step {
+            step,
+            command: Box::new(Command::ImportBatch {
                 rows,
                 mode: options.mode,
                 match_by: options.match_by,
                 dry_run: options.dry_run,
-            })),
-        }
+            }),
+        }))
     }
 
-    /// Waits for a sent batch and records what each row did.
-    fn finish(&self, sent: SentBatch) -> Result<(), String> {
-        let SentBatch {
-            mut errors,
-            lines,
-            outcome,
-        } = sent;
-        let outcomes = match self.runtime.block_on(outcome) {
-            Ok(WriteAck {
-                written: Written::Imported(outcomes),
-                ..
-            }) => outcomes,
-            Ok(other) => {
-                return Err(format!("the store answered an import batch with {other:?}"));
-            }
-            Err(error) => return Err(format!("storage failed: {error}")),
-        };
-        let (mut created, mut updated) = (0, 0);
+    /// Waits for a sent batch.
+    fn finish(&self, sent: SentBatch) -> Result<(), Stop> {
+        match self.runtime.block_on(sent) {
+            Ok(_) => Ok(()),
+            Err(StoreError::Closed) => Err(Stop::StoreClosed),
+            Err(error) => Err(Stop::Failed(format!("storage failed: {error}"))),
+        }
+    }
+}
+
+fn csv_cursor(position: &csv::Position) -> JobCursor {
+    JobCursor {
+        offset: position.byte(),
+        line: position.line(),
+    }
+}
+
+/// What a batch did to its job: rows refused before the writer (`errors`) and the
+/// writer's outcome for the others, by line.
+fn batch_delta(
+    written: &Written,
+    lines: Vec<u64>,
+    mut errors: Vec<(u64, Vec<FieldError>)>,
+    after: JobCursor,
+) -> JobDelta {
+    let (mut created, mut updated) = (0, 0);
+    if let Written::Imported(outcomes) = written {
         for (line, outcome) in lines.into_iter().zip(outcomes) {
             match outcome {
                 Ok(row) if row.created => created += 1,
@@ -220,32 +280,37 @@ impl<'a> Run<'a> {
                 Err(error) => errors.push((line, row_errors(error))),
             }
         }
-        metrics::counter!("contactd_import_rows_total", "outcome" => "created").increment(created);
-        metrics::counter!("contactd_import_rows_total", "outcome" => "updated").increment(updated);
-        metrics::counter!("contactd_import_rows_total", "outcome" => "failed")
-            .increment(errors.len() as u64);
-        self.jobs.update(self.job_id, |job| {
-            job.created += created;
-            job.updated += updated;
-            job.failed += errors.len() as u64;
-            job.processed += created + updated + errors.len() as u64;
-            errors.sort_by_key(|(line, _)| *line);
-            for (line, field_errors) in errors {
-                for error in field_errors {
-                    if job.errors.len() < MAX_ERRORS {
-                        job.errors.push(
-                            json!({"line": line, "field": error.field, "message": error.message}),
-                        );
-                    }
-                }
-            }
-        });
-        Ok(())
+    }
+    // Counted here, on the writer, once per committed batch: the batch and its job
+    // step commit together or not at all.
+    metrics::counter!("contactd_import_rows_total", "outcome" => "created").increment(created);
+    metrics::counter!("contactd_import_rows_total", "outcome" => "updated").increment(updated);
+    metrics::counter!("contactd_import_rows_total", "outcome" => "failed")
+        .increment(errors.len() as u64);
+    errors.sort_by_key(|(line, _)| *line);
+    let failed = errors.len() as u64;
+    let errors = errors
+        .into_iter()
+        .flat_map(|(line, field_errors)| {
+            field_errors.into_iter().map(
+                move |error| json!({"line": line, "field": error.field, "message": error.message}),
+            )
+        })
+        .take(MAX_ERRORS)
+        .collect();
+    JobDelta {
+        processed: created + updated + failed,
+        created,
+        updated,
+        failed,
+        errors,
+        cursor: after,
+        ..JobDelta::default()
     }
 }
 
 /// A refused row as field errors.
-fn row_errors(error: StoreError) -> Vec<FieldError> {
+fn row_errors(error: &StoreError) -> Vec<FieldError> {
     let field = |field: &str, message: String| {
         vec![FieldError {
             field: field.into(),
@@ -253,11 +318,11 @@ fn row_errors(error: StoreError) -> Vec<FieldError> {
         }]
     };
     match error {
-        StoreError::Validation(validation) => validation.details,
+        StoreError::Validation(validation) => validation.details.clone(),
         StoreError::IdentityTaken(taken) => taken
-            .into_iter()
+            .iter()
             .map(|(field, holder)| FieldError {
-                field,
+                field: field.clone(),
                 message: format!("already belongs to contact {holder}"),
             })
             .collect(),

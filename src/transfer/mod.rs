@@ -1,5 +1,5 @@
 //! Import and export: the row formats (NDJSON and CSV), the import job that applies a
-//! spooled file through the store's writer, and the job registry.
+//! spooled file through the store's writer (as a [`crate::jobs`] job).
 //!
 //! A row is a contact's writable fields plus `created_at` (what [`Contact::to_input`]
 //! gives), so an export imported into an empty server gives back the same contacts.
@@ -10,10 +10,8 @@
 
 mod export;
 mod import;
-mod jobs;
 mod rows;
 
 pub use export::{Admits, EXPORT_PAGE, Export};
 pub use import::{Format, ImportOptions, run_import};
-pub use jobs::{JobState, JobStatus, Jobs, MAX_ERRORS};
 pub use rows::{ExportRow, csv_header, csv_record, csv_row_to_input, export_row};

@@ -27,7 +27,8 @@ impl Route {
         let path = self.path.split('?').next().unwrap_or_default();
         path == "/v1/stats"
             || path == "/v1/contacts/import"
-            || path.starts_with("/v1/jobs/")
+            || path.starts_with("/v1/jobs")
+            || path.starts_with("/v1/admin/")
             || (self.method != Method::GET
                 && (path.starts_with("/v1/companies") && !path.ends_with("/contacts")
                     || path.starts_with("/v1/custom-fields")))
@@ -140,7 +141,15 @@ pub fn every_route() -> Vec<Route> {
         ),
         route(M::GET, "/v1/contacts/export?format=ndjson", Some(Manager)),
         route(M::POST, "/v1/contacts/import?format=bogus", Some(Manager)),
+        route(M::GET, "/v1/jobs", Some(Manager)),
         route(M::GET, "/v1/jobs/01JD3Z6K8W6B9V8Y0Q4T2H5N7M", Some(Manager)),
+        route(
+            M::POST,
+            "/v1/jobs/01JD3Z6K8W6B9V8Y0Q4T2H5N7M/cancel",
+            Some(Manager),
+        ),
+        route(M::POST, "/v1/admin/reindex", Some(Owner)),
+        route(M::POST, "/v1/admin/snapshot", Some(Owner)),
         route(M::GET, "/v1/companies", Some(Agent)),
         with_body(route(M::POST, "/v1/companies", Some(Manager)), json!({})),
         route(

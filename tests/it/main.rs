@@ -15,6 +15,7 @@ mod events;
 mod filter_check;
 mod generated;
 mod identity;
+mod jobs;
 mod limits;
 mod live_config;
 mod merge;

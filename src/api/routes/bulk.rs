@@ -15,21 +15,23 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
-use super::contacts::{WaitFor, key_of, scoped};
+use tokio::io::AsyncWriteExt;
+
+use super::contacts::{WaitFor, key_of};
 use super::search::{Built, Scope, SearchParams, at_most, build_request};
 use super::transfer::job_response;
 use crate::api::extract::{ApiJson, ApiQuery};
+use crate::api::jobs::bulk_failure;
 use crate::api::scope::{Bound, Within};
 use crate::api::{ApiError, AppState};
-use crate::store::{BulkAction, Command, Store, Written};
-use crate::transfer::{JobState, Jobs};
+use crate::jobs::bulk::{CHUNK, chunk_command, tally};
+use crate::jobs::{JobPlan, JobRecord};
+use crate::store::BulkAction;
 
 /// Contacts answered in the request; more become a job.
 pub const SYNC_MAX: usize = 1000;
-/// Contacts per writer command (one short transaction each).
-const CHUNK: usize = 250;
 /// Ids one request may list.
 const IDS_MAX: usize = 100_000;
 
@@ -120,7 +122,7 @@ impl BulkRequest {
     params(BulkParams), request_body = BulkRequest,
     responses((status = 200, description = "Done (up to 1,000 contacts)", body = BulkResult),
               (status = 202, description = "More than 1,000 contacts: a job; `Location` is the job",
-               body = crate::transfer::JobStatus)))]
+               body = crate::jobs::JobStatus)))]
 pub async fn bulk(
     State(state): State<AppState>,
     key: Within,
@@ -128,7 +130,9 @@ pub async fn bulk(
     ApiJson(request): ApiJson<BulkRequest>,
 ) -> Result<Response, ApiError> {
     let action = Arc::new(request.action()?);
+    let scope = key.0.as_deref().cloned();
     let (ids, key) = select(&state, &request, key).await?;
+    let guard = key.as_ref().and_then(Bound::guard);
     if ids.len() <= SYNC_MAX {
         let mut result = BulkResult {
             matched: ids.len(),
@@ -137,10 +141,10 @@ pub async fn bulk(
             ..BulkResult::default()
         };
         for chunk in ids.chunks(CHUNK) {
-            let command = chunk_command(&key, &action, chunk.to_vec(), params.dry_run);
+            let command = chunk_command(guard.as_ref(), &action, chunk.to_vec(), params.dry_run);
             let ack = state.store.write(command).await?;
             result.seq = ack.seq;
-            let counts = tally(ack.written)?;
+            let counts = tally(&ack.written, bulk_failure);
             result.changed += counts.changed;
             result.unchanged += counts.unchanged;
             result.failed.extend(counts.failed);
@@ -152,18 +156,43 @@ pub async fn bulk(
         }
         return Ok(Json(result).into_response());
     }
-    let job = state.jobs.create("bulk", params.dry_run);
-    state.jobs.update(&job.id, |job| {
-        job.state = JobState::Running;
-        job.total = Some(ids.len() as u64);
-        job.started_at = Some(chrono::Utc::now());
-    });
-    let (store, jobs, job_id) = (state.store.clone(), state.jobs.clone(), job.id.clone());
-    tokio::spawn(async move {
-        run_job(&store, &jobs, &job_id, key, action, ids, params.dry_run).await;
-    });
-    let started = state.jobs.get(&job.id).unwrap_or(job);
-    Ok(job_response(StatusCode::ACCEPTED, &started))
+    let id = ulid::Ulid::generate().to_string();
+    let job = state
+        .jobs
+        .register(&id, "bulk", usize::MAX)
+        .map_err(ApiError::internal)?;
+    let spool = state.config().spool_dir().join(format!("{id}.ids"));
+    write_selection(&spool, &ids).await?;
+    let plan = JobPlan::Bulk {
+        spool,
+        action: (*action).clone(),
+        scope,
+    };
+    let mut record = JobRecord::new(id, plan, params.dry_run, state.clock.now());
+    record.status.total = Some(ids.len() as u64);
+    let status = crate::api::jobs::start(&state, job, record).await?;
+    Ok(job_response(StatusCode::ACCEPTED, &status))
+}
+
+/// Writes a job's selection, one id per line, and syncs it: the job resumes from it.
+async fn write_selection(path: &std::path::Path, ids: &[String]) -> Result<(), ApiError> {
+    let mut text = String::with_capacity(ids.len() * 27);
+    for id in ids {
+        text.push_str(id);
+        text.push('\n');
+    }
+    if let Some(dir) = path.parent() {
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(ApiError::internal)?;
+    }
+    let mut file = tokio::fs::File::create(path)
+        .await
+        .map_err(ApiError::internal)?;
+    file.write_all(text.as_bytes())
+        .await
+        .map_err(ApiError::internal)?;
+    file.sync_all().await.map_err(ApiError::internal)
 }
 
 /// The contacts a request names: its ids (de-duplicated), or every match of its
@@ -200,7 +229,7 @@ async fn select(
                         mut request, key, ..
                     } = build_request(&state, &search, &scope, &defs)?;
                     request.deadline = None;
-                    Ok((state.index.matching_ids(&request)?, key))
+                    Ok((state.index.get().matching_ids(&request)?, key))
                 })
                 .await
         }
@@ -208,96 +237,4 @@ async fn select(
             "give either `ids`, or `filter` and/or `q` (every match)",
         )),
     }
-}
-
-fn chunk_command(
-    key: &Option<Bound>,
-    action: &Arc<BulkAction>,
-    ids: Vec<String>,
-    dry_run: bool,
-) -> Command {
-    scoped(
-        key,
-        Command::Bulk {
-            action: action.clone(),
-            ids,
-            dry_run,
-        },
-    )
-}
-
-/// What a chunk did.
-struct ChunkCounts {
-    changed: usize,
-    unchanged: usize,
-    /// `{"id", "code", "message"}` per contact that failed.
-    failed: Vec<Value>,
-}
-
-fn tally(written: Written) -> Result<ChunkCounts, ApiError> {
-    let Written::Bulk(results) = written else {
-        return Err(ApiError::internal("bulk answered with another outcome"));
-    };
-    let mut counts = ChunkCounts {
-        changed: 0,
-        unchanged: 0,
-        failed: Vec::new(),
-    };
-    for (id, result) in results {
-        match result {
-            Ok(true) => counts.changed += 1,
-            Ok(false) => counts.unchanged += 1,
-            Err(error) => {
-                let error = ApiError::from(error);
-                counts
-                    .failed
-                    .push(json!({"id": id, "code": error.code, "message": error.message}));
-            }
-        }
-    }
-    Ok(counts)
-}
-
-/// A large bulk in the background: chunk by chunk, waiting for room in the writer's
-/// queue (never refused as overloaded), progress in the job.
-async fn run_job(
-    store: &Store,
-    jobs: &Jobs,
-    job_id: &str,
-    key: Option<Bound>,
-    action: Arc<BulkAction>,
-    ids: Vec<String>,
-    dry_run: bool,
-) {
-    for chunk in ids.chunks(CHUNK) {
-        let command = chunk_command(&key, &action, chunk.to_vec(), dry_run);
-        let counts = match store.write_when_room(command).await {
-            Ok(ack) => tally(ack.written),
-            Err(error) => Err(ApiError::from(error)),
-        };
-        let failed = counts.is_err();
-        // One update per chunk: the job's lock is taken once, not once per contact.
-        jobs.update(job_id, |job| match counts {
-            Ok(counts) => {
-                job.processed += chunk.len() as u64;
-                job.updated += counts.changed as u64;
-                job.unchanged += counts.unchanged as u64;
-                job.failed += counts.failed.len() as u64;
-                let room = crate::transfer::MAX_ERRORS.saturating_sub(job.errors.len());
-                job.errors.extend(counts.failed.into_iter().take(room));
-            }
-            Err(error) => {
-                job.state = JobState::Failed;
-                job.finished_at = Some(chrono::Utc::now());
-                job.errors.push(json!({"message": error.message}));
-            }
-        });
-        if failed {
-            return;
-        }
-    }
-    jobs.update(job_id, |job| {
-        job.state = JobState::Done;
-        job.finished_at = Some(chrono::Utc::now());
-    });
 }

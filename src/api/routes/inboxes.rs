@@ -127,7 +127,9 @@ pub async fn list(
                     // Counted within the caller's key scope; an inbox whose filter
                     // reads a field the key may not read has no count for it.
                     match build_request(&state, &SearchParams::default(), &scope, &defs) {
-                        Ok(built) => entry["count"] = json!(state.index.count(&built.request)?),
+                        Ok(built) => {
+                            entry["count"] = json!(state.index.get().count(&built.request)?)
+                        }
                         Err(error) if error.code == Code::Forbidden => entry["count"] = Value::Null,
                         Err(error) => return Err(error),
                     }

@@ -1,5 +1,6 @@
 //! Route table.
 
+mod admin;
 mod bulk;
 mod companies;
 mod contacts;
@@ -11,6 +12,7 @@ mod search;
 mod transfer;
 
 pub use contacts::WaitFor;
+pub(crate) use search::bind_key;
 pub use transfer::{ExportParams, prepare_export};
 
 use utoipa::openapi::OpenApi;
@@ -33,7 +35,11 @@ pub fn routes() -> (axum::Router<AppState>, OpenApi) {
         .routes(routes!(contacts::lookup))
         .routes(routes!(transfer::import))
         .routes(routes!(transfer::export))
+        .routes(routes!(transfer::jobs))
         .routes(routes!(transfer::job))
+        .routes(routes!(transfer::cancel_job))
+        .routes(routes!(admin::reindex))
+        .routes(routes!(admin::snapshot))
         .routes(routes!(contacts::identify))
         .routes(routes!(
             contacts::get_one,

@@ -79,15 +79,16 @@ pub async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
                     .ok()
                     .and_then(|bound| at.checked_add_signed(bound))
             });
+            let index = state.index.get();
             Ok(Json(json!({
                 "contacts": contacts,
                 "store_seq": store_seq,
                 "index_seq": index_seq,
                 "lag": store_seq.saturating_sub(index_seq),
-                "index_docs": state.index.num_docs(),
-                "index_segments": state.index.num_segments(),
-                "index_merging": state.index.merging(),
-                "index_bytes": dir_size(state.index.dir()),
+                "index_docs": index.num_docs(),
+                "index_segments": index.num_segments(),
+                "index_merging": index.merging(),
+                "index_bytes": dir_size(index.dir()),
                 "store_bytes": std::fs::metadata(state.store.path()).map(|m| disk_bytes(&m)).unwrap_or(0),
                 "rss_bytes": resident_set_bytes(),
                 "scrubs": {

@@ -428,7 +428,7 @@ pub async fn run_search(
             let fields = visible_fields(key.as_ref(), projection(fields.or(scope.fields.clone()))?);
             let names_status = request.filter.as_ref().is_some_and(|f| f.names_status);
             let index_seq = state.indexed.get();
-            let page = state.index.search(&request)?;
+            let page = state.index.get().search(&request)?;
             // The store is the source of truth for what is shown; a contact that left
             // the result since the index saw it (erased, deleted, out of the key's
             // scope) is dropped. Whole contacts are written as JSON once and passed on

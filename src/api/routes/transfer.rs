@@ -7,7 +7,6 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use serde::Deserialize;
-use serde_json::json;
 use tokio::io::AsyncWriteExt;
 
 use super::search::{Built, NameList, Scope, SearchParams, build_request, projection};
@@ -15,10 +14,10 @@ use crate::api::extract::ApiQuery;
 use crate::api::scope::Within;
 use crate::api::{ApiError, AppState, Code};
 use crate::config::LimitsConfig;
+use crate::jobs::{JobChange, JobPlan, JobQuery, JobRecord, JobState, JobStatus};
+use crate::store::Command;
 use crate::store::{ImportMode, MatchBy};
-use crate::transfer::{
-    Admits, EXPORT_PAGE, Export, Format, ImportOptions, JobState, JobStatus, run_import,
-};
+use crate::transfer::{Admits, EXPORT_PAGE, Export, Format};
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -76,29 +75,39 @@ pub async fn import(
     };
     let config = state.config();
     let limits = &config.limits;
-    let Some(job) = state
+    let id = ulid::Ulid::generate().to_string();
+    let job = state
         .jobs
-        .create_within("import", params.dry_run, limits.imports_max_running)
-    else {
-        return Err(ApiError::refused(
-            Code::TooManyRequests,
-            "imports_max_running",
-            format!(
-                "{} imports are running (imports_max_running); retry when one is done",
-                limits.imports_max_running
-            ),
-        ));
+        .register(&id, "import", limits.imports_max_running)
+        .map_err(|full| {
+            ApiError::refused(
+                Code::TooManyRequests,
+                "imports_max_running",
+                format!("{full} (imports_max_running); retry when one is done"),
+            )
+        })?;
+    let spool_dir = config.spool_dir();
+    let path = spool_dir.join(format!("{id}.upload"));
+    let plan = JobPlan::Import {
+        spool: path.clone(),
+        spooled: true,
+        format,
+        mode: params.mode,
+        match_by: params.match_by,
     };
-    let spool_dir = config.data_dir.join("imports");
-    let path = spool_dir.join(format!("{}.upload", job.id));
-    let spooled = spool_upload(request, &spool_dir, &path, limits).await;
-    if let Err(error) = spooled {
-        // The job never ran: it must not count against imports_max_running.
-        state.jobs.update(&job.id, |job| {
-            job.state = JobState::Failed;
-            job.finished_at = Some(chrono::Utc::now());
-            job.errors.push(json!({"message": error.message}));
-        });
+    // Recorded before the upload arrives, so a restart during it lists the job (as
+    // failed: an upload cut off cannot resume).
+    let record = JobRecord::new(id.clone(), plan, params.dry_run, state.clock.now());
+    state
+        .store
+        .write(Command::PutJob(Box::new(record.clone())))
+        .await?;
+    if let Err(error) = spool_upload(request, &spool_dir, &path, limits).await {
+        let change = JobChange::failed(&error.message);
+        state
+            .store
+            .write_when_room(Command::ChangeJob { id, change })
+            .await?;
         if let Err(cause) = tokio::fs::remove_file(&path).await
             && cause.kind() != std::io::ErrorKind::NotFound
         {
@@ -106,21 +115,8 @@ pub async fn import(
         }
         return Err(error);
     }
-
-    let options = ImportOptions {
-        mode: params.mode,
-        match_by: params.match_by,
-        dry_run: params.dry_run,
-    };
-    let runtime = tokio::runtime::Handle::current();
-    let (store, jobs, job_id) = (state.store.clone(), state.jobs.clone(), job.id.clone());
-    tokio::task::spawn_blocking(move || {
-        run_import(&store, &jobs, &job_id, &path, format, options, &runtime);
-        if let Err(error) = std::fs::remove_file(&path) {
-            tracing::warn!(%error, path = %path.display(), "could not remove a spooled import file");
-        }
-    });
-    Ok(job_response(StatusCode::ACCEPTED, &job))
+    let status = crate::api::jobs::start(&state, job, record).await?;
+    Ok(job_response(StatusCode::ACCEPTED, &status))
 }
 
 /// Writes the body to `path`, refusing (413) a body over `import_max_bytes` or a line
@@ -175,21 +171,131 @@ async fn spool_upload(
         file.write_all(&chunk).await.map_err(ApiError::internal)?;
     }
     file.flush().await.map_err(ApiError::internal)?;
+    // The job resumes from this file after a crash: it must be on disk before the
+    // job is recorded as running.
+    file.sync_all().await.map_err(ApiError::internal)?;
     Ok(())
 }
 
-#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "transfer",
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs",
     params(("id" = String, Path, description = "Job id")),
     responses((status = 200, body = JobStatus)))]
 pub async fn job(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<JobStatus>, ApiError> {
-    state
-        .jobs
-        .get(&id)
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("job {id} not found")))
+    let record = state
+        .blocking(move |state| Ok(state.store.job(&id)?.ok_or(id)))
+        .await?;
+    record
+        .map(|record| Json(record.status))
+        .map_err(|id| ApiError::not_found(format!("job {id} not found")))
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct JobsParams {
+    /// `queued`, `running`, `done`, `failed` or `cancelled`.
+    state: Option<String>,
+    /// `import`, `bulk`, `reindex` or `snapshot`.
+    kind: Option<String>,
+    /// 1–100 (default 20).
+    limit: Option<usize>,
+    /// The previous page's `next_cursor`.
+    cursor: Option<String>,
+}
+
+/// A page of jobs, newest first.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct JobsPage {
+    pub jobs: Vec<JobStatus>,
+    /// Pass as `cursor` for the next page; null on the last.
+    pub next_cursor: Option<String>,
+}
+
+const JOB_KINDS: [&str; 4] = ["import", "bulk", "reindex", "snapshot"];
+
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(JobsParams),
+    responses((status = 200, body = JobsPage)))]
+pub async fn jobs(
+    State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<JobsParams>,
+) -> Result<Json<JobsPage>, ApiError> {
+    let job_state = params
+        .state
+        .map(|text| {
+            JobState::parse(&text).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "state must be queued, running, done, failed or cancelled, not '{text}'"
+                ))
+            })
+        })
+        .transpose()?;
+    if let Some(kind) = &params.kind
+        && !JOB_KINDS.contains(&kind.as_str())
+    {
+        return Err(ApiError::bad_request(format!(
+            "kind must be one of {}, not '{kind}'",
+            JOB_KINDS.join(", ")
+        )));
+    }
+    let limit = params.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::bad_request("limit must be between 1 and 100"));
+    }
+    if let Some(cursor) = &params.cursor
+        && ulid::Ulid::from_string(cursor).is_err()
+    {
+        return Err(ApiError::bad_request("cursor is not one this server gave"));
+    }
+    let query = JobQuery {
+        state: job_state,
+        kind: params.kind,
+        before: params.cursor,
+        limit,
+    };
+    let (jobs, more) = state
+        .blocking(move |state| Ok(state.store.jobs(&query)?))
+        .await?;
+    let next_cursor = more
+        .then(|| jobs.last().map(|job| job.id.clone()))
+        .flatten();
+    Ok(Json(JobsPage { jobs, next_cursor }))
+}
+
+/// Stops a queued or running job after its current chunk (what was applied stays
+/// applied); 409 when the job has finished.
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs",
+    params(("id" = String, Path, description = "Job id")),
+    responses((status = 202, description = "The job stops after its current chunk", body = JobStatus)))]
+pub async fn cancel_job(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let lookup = id.clone();
+    let Some(record) = state
+        .blocking(move |state| Ok(state.store.job(&lookup)?))
+        .await?
+    else {
+        return Err(ApiError::not_found(format!("job {id} not found")));
+    };
+    if matches!(record.plan, JobPlan::Reindex | JobPlan::Snapshot { .. }) {
+        return Err(ApiError::new(
+            Code::Conflict,
+            format!("a {} job cannot be cancelled", record.plan.kind()),
+        ));
+    }
+    if record.status.state.is_finished() || !state.jobs.cancel(&id) {
+        return Err(ApiError::new(
+            Code::Conflict,
+            format!(
+                "job {id} has already ended ({})",
+                record.status.state.as_str()
+            ),
+        ));
+    }
+    Ok(job_response(StatusCode::ACCEPTED, &record.status))
 }
 
 /// The query of an export (`GET /v1/contacts/export`, `contactd export`).
@@ -273,7 +379,7 @@ pub async fn export(
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     tokio::task::spawn_blocking(move || {
         let emit = |chunk: Vec<u8>| sender.blocking_send(Ok(Bytes::from(chunk))).is_ok();
-        if let Err(error) = export.run(&state.index, &state.store, emit) {
+        if let Err(error) = export.run(&state.index.get(), &state.store, emit) {
             tracing::error!(%error, "export failed midway");
             let _ = sender.blocking_send(Err(std::io::Error::other(error)));
         }

@@ -10,7 +10,8 @@ use crate::model::{ContactInput, Status};
 use crate::store::StoreError;
 
 /// What a bulk action does to each contact.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum BulkAction {
     /// Soft delete (to the trash).
     Delete,

@@ -1,13 +1,13 @@
 //! One imported row: create, or update the contact it matches (upsert).
 
 use redb::ReadableTable;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{TxnTables, key_list, no_exception};
 use crate::model::{Contact, ContactInput, IdentityKey};
 use crate::store::StoreError;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum ImportMode {
     /// Update the matching contact, else create.
@@ -18,7 +18,7 @@ pub enum ImportMode {
 }
 
 /// How an upserted row finds its contact.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum MatchBy {
     #[default]

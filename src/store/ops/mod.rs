@@ -13,6 +13,7 @@ mod catalog;
 mod contacts;
 mod identify;
 mod import;
+mod jobs;
 mod merge;
 mod scope;
 mod tasks;
@@ -59,6 +60,7 @@ pub(super) struct TxnTables<'t> {
     meta: Tab<'t, &'static str, u64>,
     scrubs: Tab<'t, u64, u64>,
     tasks: Tab<'t, u64, &'static [u8]>,
+    jobs: Tab<'t, &'static str, &'static [u8]>,
     /// Fields whose values a running task is conforming (see [`tasks`]).
     conforming: std::collections::BTreeSet<String>,
     rules: Rules,
@@ -136,6 +138,7 @@ impl<'t> TxnTables<'t> {
             changes: tab(txn, CHANGES, tracking)?,
             meta: Tracked::new(meta, META.name(), tracking),
             scrubs: tab(txn, SCRUBS, tracking)?,
+            jobs: tab(txn, JOBS, tracking)?,
             tasks,
             conforming,
             rules: rules.clone(),
@@ -178,6 +181,7 @@ impl<'t> TxnTables<'t> {
         self.meta.drain_into(journal);
         self.scrubs.drain_into(journal);
         self.tasks.drain_into(journal);
+        self.jobs.drain_into(journal);
         Ok((self.last_seq, self.erased))
     }
 
