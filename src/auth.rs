@@ -257,7 +257,8 @@ pub fn required_role(method: &str, route: &str, permanent: bool) -> Access {
         ("POST", "/v1/contacts/bulk") => Manager,
         ("POST", "/v1/contacts/import") | ("GET", "/v1/contacts/export") => Manager,
         ("GET", "/v1/jobs" | "/v1/jobs/{id}") | ("POST", "/v1/jobs/{id}/cancel") => Manager,
-        ("POST", "/v1/admin/reindex" | "/v1/admin/snapshot") => Owner,
+        ("POST", "/v1/admin/reindex" | "/v1/admin/snapshot" | "/v1/admin/load") => Owner,
+        ("GET", "/v1/admin/dump") => Owner,
         // Agents work in companies and inboxes; changing them is a manager's.
         ("GET", "/v1/companies" | "/v1/companies/{id}") => Agent,
         ("GET", "/v1/companies/{id}/contacts" | "/v1/companies/{id}/recipients") => Agent,
@@ -288,6 +289,8 @@ pub fn scoped_key_may(method: &str, route: &str) -> bool {
                 | "/v1/jobs/{id}/cancel"
                 | "/v1/admin/reindex"
                 | "/v1/admin/snapshot"
+                | "/v1/admin/dump"
+                | "/v1/admin/load"
         ) | (
             "POST" | "PATCH" | "DELETE",
             "/v1/companies" | "/v1/companies/{id}"

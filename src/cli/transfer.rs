@@ -46,6 +46,10 @@ pub struct ImportArgs {
     /// `contactd generate --definitions` prints); keys that exist already are kept.
     #[arg(long, value_name = "FILE")]
     pub define: Option<PathBuf>,
+    /// Load a whole-server dump (`export --all`) into an empty server: ids, status,
+    /// trash, merges, companies, custom fields and inboxes come back as they were.
+    #[arg(long, conflicts_with_all = ["format", "dry_run", "define"])]
+    pub all: bool,
 }
 
 #[derive(Debug, Args)]
@@ -77,6 +81,10 @@ pub struct ExportArgs {
     /// Output file [default: standard output]
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// Dump the whole server (every contact with its id, status and history, merges,
+    /// companies, custom fields, inboxes) for `import --all`, instead of rows.
+    #[arg(long, conflicts_with_all = ["format", "q", "filter", "fields", "sort", "tz"])]
+    pub all: bool,
 }
 
 /// The row format: the one asked for, else `.csv` (any case) means CSV, else NDJSON.
@@ -100,6 +108,10 @@ struct ImportOutcome {
 }
 
 pub fn import(args: &ImportArgs) -> anyhow::Result<std::process::ExitCode> {
+    if args.all {
+        load_all(args)?;
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
     let size = std::fs::metadata(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?
         .len();
@@ -153,6 +165,7 @@ pub fn import(args: &ImportArgs) -> anyhow::Result<std::process::ExitCode> {
     }
     match job.state {
         JobState::Failed => bail!("the import stopped: see the last error above"),
+        JobState::Cancelled => bail!("the import was cancelled; the rows before it are in"),
         // Rows were rejected: the good ones are in, and scripts can tell.
         _ if job.failed > 0 => Ok(std::process::ExitCode::from(2)),
         _ => Ok(std::process::ExitCode::SUCCESS),
@@ -334,7 +347,7 @@ pub(crate) async fn follow_job(client: &Client, id: &str) -> anyhow::Result<JobS
             bar.set_length(total);
         }
         bar.set_position(status.processed);
-        if matches!(status.state, JobState::Done | JobState::Failed) {
+        if status.state.is_finished() {
             bar.finish_and_clear();
             return Ok(status);
         }
@@ -405,6 +418,9 @@ pub(crate) async fn wait_until_searchable(client: &Client) -> anyhow::Result<()>
 }
 
 pub fn export(args: &ExportArgs) -> anyhow::Result<()> {
+    if args.all {
+        return dump_all(args);
+    }
     let format = format_for(args.format.as_deref(), args.out.as_deref());
     let format_name = match format {
         Format::Csv => "csv",
@@ -541,4 +557,95 @@ async fn export_from_server(
     } else {
         lines
     })
+}
+
+/// `export --all`: the dump of a stopped data directory (one store snapshot) or of a
+/// running server (`GET /v1/admin/dump`).
+fn dump_all(args: &ExportArgs) -> anyhow::Result<()> {
+    let mut out: Box<dyn Write + Send> = match &args.out {
+        Some(path) => Box::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?,
+        ),
+        None => Box::new(std::io::stdout()),
+    };
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, &mut out);
+    let started = Instant::now();
+    let lines = match &args.server {
+        Some(server) => runtime()?.block_on(async {
+            let client = Client::new(server)?;
+            let response = client.http().get(client.url("/v1/admin/dump")).send().await;
+            let mut response = client::check(
+                "/v1/admin/dump",
+                response.context("cannot reach the server")?,
+            )
+            .await?;
+            let mut lines = 0u64;
+            while let Some(chunk) = response.chunk().await.context("the dump was interrupted")? {
+                lines += chunk.iter().filter(|b| **b == b'\n').count() as u64;
+                out.write_all(&chunk).context("cannot write the dump")?;
+            }
+            Ok::<u64, anyhow::Error>(lines)
+        })?,
+        None => {
+            let config = args.common.load(None)?;
+            let store = crate::store::Store::open(&config.store_path(), config.store_options())
+                .context("cannot open the store (if a server is running on it, use --server)")?;
+            let written = crate::transfer::write_dump(&store, &mut out);
+            store.shutdown();
+            written?
+        }
+    };
+    out.flush().context("cannot write the dump")?;
+    eprintln!(
+        "dumped {lines} records in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// `import --all`: loads a dump into an empty stopped data directory (then waits
+/// until it is searchable) or into a running server (`POST /v1/admin/load`).
+fn load_all(args: &ImportArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let summary: serde_json::Value = match &args.server {
+        Some(server) => runtime()?.block_on(async {
+            let client = Client::new(server)?;
+            let body = tokio::fs::read(&args.file)
+                .await
+                .with_context(|| format!("cannot read {}", args.file.display()))?;
+            let response = client
+                .http()
+                .post(client.url("/v1/admin/load"))
+                .header("content-type", "application/x-ndjson")
+                .body(body)
+                .send()
+                .await;
+            client::decode("/v1/admin/load", response).await
+        })?,
+        None => {
+            let file = std::fs::File::open(&args.file)
+                .with_context(|| format!("cannot read {}", args.file.display()))?;
+            let app = open_data_dir(&args.common)?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .context("cannot start the async runtime")?;
+            let loaded = crate::transfer::load_dump(
+                &app.state().store,
+                std::io::BufReader::new(file),
+                runtime.handle(),
+            );
+            if loaded.is_ok() && !args.no_wait {
+                app.wait_until_searchable(|_, _| {});
+            }
+            app.close();
+            serde_json::to_value(loaded?)?
+        }
+    };
+    println!(
+        "loaded {} in {:.1} s: {summary}",
+        args.file.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }

@@ -17,7 +17,8 @@ mod writer;
 
 pub use error::StoreError;
 pub use ops::{
-    BulkAction, CatalogTask, Identified, ImportMode, ImportedRow, MatchBy, Merged, ScopeGuard,
+    BulkAction, CatalogTask, DUMP_FORMAT, DumpLine, Identified, ImportMode, ImportedRow, MatchBy,
+    Merged, ScopeGuard,
 };
 pub use read::{ChangeBatch, Changed, ScrubStatus};
 pub use writer::{Command, CompactionStatus, WriteAck, WriterHealth, Written};

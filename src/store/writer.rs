@@ -123,6 +123,11 @@ pub enum Command {
         match_by: super::MatchBy,
         dry_run: bool,
     },
+    /// Records of a dump, into a store that must be empty when `first`.
+    Load {
+        lines: Vec<super::DumpLine>,
+        first: bool,
+    },
     /// Record a new job.
     PutJob(Box<crate::jobs::JobRecord>),
     ChangeJob {
@@ -177,6 +182,8 @@ pub enum Written {
     CompanyDeleted(usize),
     Inbox(Box<Inbox>),
     Purged(usize),
+    /// Records of a dump stored.
+    Loaded(usize),
     Job(Box<crate::jobs::JobStatus>),
     PrunedJobs(Vec<crate::jobs::JobRecord>),
     Nothing,
@@ -1026,6 +1033,10 @@ fn apply(tables: &mut TxnTables<'_>, command: Command) -> Outcome {
                 seq: seq_now(tables),
             }
         }
+        Command::Load { lines, first } => WriteAck {
+            written: Written::Loaded(tables.load_dump(lines, first)?),
+            seq: seq_now(tables),
+        },
         Command::PutJob(record) => {
             tables.put_job(&record)?;
             WriteAck {

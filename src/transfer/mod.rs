@@ -10,8 +10,10 @@
 
 mod export;
 mod import;
+mod migrate;
 mod rows;
 
 pub use export::{Admits, EXPORT_PAGE, Export};
 pub use import::{Format, ImportOptions, run_import};
+pub use migrate::{LoadSummary, MigrateError, load_dump, write_dump};
 pub use rows::{ExportRow, csv_header, csv_record, csv_row_to_input, export_row};

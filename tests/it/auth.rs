@@ -150,6 +150,8 @@ pub fn every_route() -> Vec<Route> {
         ),
         route(M::POST, "/v1/admin/reindex", Some(Owner)),
         route(M::POST, "/v1/admin/snapshot", Some(Owner)),
+        route(M::GET, "/v1/admin/dump", Some(Owner)),
+        route(M::POST, "/v1/admin/load", Some(Owner)),
         route(M::GET, "/v1/companies", Some(Agent)),
         with_body(route(M::POST, "/v1/companies", Some(Manager)), json!({})),
         route(

@@ -19,6 +19,7 @@ mod jobs;
 mod limits;
 mod live_config;
 mod merge;
+mod migration;
 mod model_check;
 mod openapi;
 mod ops;

@@ -40,6 +40,8 @@ pub fn routes() -> (axum::Router<AppState>, OpenApi) {
         .routes(routes!(transfer::cancel_job))
         .routes(routes!(admin::reindex))
         .routes(routes!(admin::snapshot))
+        .routes(routes!(admin::dump))
+        .routes(routes!(admin::load))
         .routes(routes!(contacts::identify))
         .routes(routes!(
             contacts::get_one,

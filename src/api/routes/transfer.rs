@@ -122,7 +122,7 @@ pub async fn import(
 /// Writes the body to `path`, refusing (413) a body over `import_max_bytes` or a line
 /// over `import_max_line_bytes` as soon as it arrives, so neither the disk nor the
 /// parser ever holds more.
-async fn spool_upload(
+pub(super) async fn spool_upload(
     request: Request,
     spool_dir: &std::path::Path,
     path: &std::path::Path,

@@ -11,6 +11,7 @@
 mod bulk;
 mod catalog;
 mod contacts;
+mod dump;
 mod identify;
 mod import;
 mod jobs;
@@ -20,6 +21,7 @@ mod tasks;
 
 pub use bulk::BulkAction;
 pub use catalog::patched_def;
+pub use dump::{DUMP_FORMAT, DumpLine};
 pub use identify::Identified;
 pub use import::{ImportMode, ImportedRow, MatchBy};
 pub use merge::Merged;
