@@ -136,10 +136,26 @@ impl App {
         let router = api::router(self.state.clone());
         let (stop_purge, purge_stopped) = tokio::sync::watch::channel(false);
         let purge = tokio::spawn(purge_trash(self.state.clone(), purge_stopped.clone()));
-        let prune = tokio::spawn(api::jobs::prune_finished(self.state.clone(), purge_stopped));
+        let prune = tokio::spawn(api::jobs::prune_finished(
+            self.state.clone(),
+            purge_stopped.clone(),
+        ));
         if let Err(error) = api::jobs::resume_unfinished(&self.state).await {
             tracing::error!(error = %error.message, "cannot resume the unfinished jobs");
         }
+        // Kept until serving ends: dropping it stops the watch.
+        let _drop_watcher = match self.state.config().drop_dir() {
+            Some(dir) => {
+                match crate::drop_folder::watch(self.state.clone(), dir.clone(), purge_stopped) {
+                    Ok(watcher) => Some(watcher),
+                    Err(error) => {
+                        tracing::error!(%error, dir = %dir.display(), "cannot watch the import drop folder");
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
         // After the signal, open requests (a long export, a slow upload) get
         // `shutdown_grace_ms` to finish; then their connections are dropped, so
         // shutdown ends within a bound whatever is running.

@@ -176,6 +176,9 @@ pub struct JobsConfig {
     /// Where `POST /v1/admin/snapshot` writes backups; relative to `data_dir` unless
     /// absolute. Never taken from a request.
     pub backups_dir: PathBuf,
+    /// A folder whose `.csv` and `.ndjson` files are imported (see
+    /// [`crate::drop_folder`]); relative to `data_dir` unless absolute; empty: none.
+    pub drop_dir: PathBuf,
 }
 
 impl Default for JobsConfig {
@@ -183,6 +186,7 @@ impl Default for JobsConfig {
         JobsConfig {
             keep_finished_secs: 7 * 24 * 3600,
             backups_dir: PathBuf::from("backups"),
+            drop_dir: PathBuf::new(),
         }
     }
 }
@@ -440,6 +444,12 @@ impl Config {
     /// Where snapshots go (see [`JobsConfig::backups_dir`]).
     pub fn backups_dir(&self) -> PathBuf {
         self.data_dir.join(&self.jobs.backups_dir)
+    }
+
+    /// The import drop folder, if one is configured.
+    pub fn drop_dir(&self) -> Option<PathBuf> {
+        (!self.jobs.drop_dir.as_os_str().is_empty())
+            .then(|| self.data_dir.join(&self.jobs.drop_dir))
     }
 
     /// Spooled inputs of jobs (uploads, bulk selections).

@@ -27,6 +27,7 @@ pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod drop_folder;
 pub mod generate;
 pub mod index;
 pub mod jobs;

@@ -2,9 +2,10 @@
 //! that reloads config.toml when it is saved.
 //!
 //! Live: API keys, `[limits]` (but the writer queue's size), `[rules]`, `[auth]`,
-//! `wait_timeout_ms`, `ready_max_lag`, the log filter and `search.walk_min_matches`.
-//! Everything else (listen address, data dir, body limit, shutdown grace, log format,
-//! store and sync tuning, `limits.writer_queue_max`) is read at start: a changed value is reported
+//! `wait_timeout_ms`, `ready_max_lag`, the log filter, `search.walk_min_matches`,
+//! `jobs.keep_finished_secs` and `jobs.backups_dir`. Everything else (listen address,
+//! data dir, body limit, shutdown grace, log format, store and sync tuning,
+//! `limits.writer_queue_max`, `jobs.drop_dir`) is read at start: a changed value is reported
 //! as needing a restart and the running one stays. A file that does not parse or
 //! validate is refused with one log line; the running config stays whole.
 //!
@@ -73,6 +74,7 @@ impl Live {
         keep!(store, "store");
         keep!(sync, "sync");
         keep!(limits.writer_queue_max, "limits.writer_queue_max");
+        keep!(jobs.drop_dir, "jobs.drop_dir");
         let new = Arc::new(new);
         *self.keys.write().expect("never poisoned") = Arc::new(Keys::new(&new.auth.keys));
         *self.rules.write().expect("never poisoned") = Arc::new(new.rules());

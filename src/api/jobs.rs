@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::scope::Within;
 use super::{ApiError, AppState};
-use crate::jobs::{JobChange, JobHandle, JobPlan, JobRecord, JobState, RunEnd, bulk};
+use crate::jobs::{ImportSource, JobChange, JobHandle, JobPlan, JobRecord, JobState, RunEnd, bulk};
 use crate::store::{Command, ScopeGuard, StoreError};
 use crate::transfer::{ImportOptions, run_import};
 
@@ -54,7 +54,7 @@ pub fn launch(state: &AppState, job: JobHandle, record: JobRecord) {
     match plan {
         JobPlan::Import {
             spool,
-            spooled,
+            source,
             format,
             mode,
             match_by,
@@ -75,8 +75,15 @@ pub fn launch(state: &AppState, job: JobHandle, record: JobRecord) {
                     cursor,
                     &runtime,
                 );
-                if end == RunEnd::Finished && spooled {
-                    remove_spool(&spool);
+                if end != RunEnd::Finished {
+                    return;
+                }
+                match source {
+                    ImportSource::Upload => remove_spool(&spool),
+                    ImportSource::LocalFile => {}
+                    ImportSource::DropFolder { name } => {
+                        crate::drop_folder::file_away(&state, &job.id, &spool, &name)
+                    }
                 }
             });
         }

@@ -227,7 +227,7 @@ fn import_into_data_dir(
         .with_context(|| format!("cannot resolve {}", args.file.display()))?;
     let plan = JobPlan::Import {
         spool: source.clone(),
-        spooled: false,
+        source: crate::jobs::ImportSource::LocalFile,
         format,
         mode: options.mode,
         match_by: options.match_by,

@@ -103,12 +103,10 @@ pub struct JobStatus {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum JobPlan {
-    /// Rows of the file at `spool`: an upload spooled by the server (`spooled`,
-    /// removed once the job ends), or the user's own file (`contactd import
-    /// --data-dir`, never removed).
+    /// Rows of the file at `spool`, which came from `source`.
     Import {
         spool: PathBuf,
-        spooled: bool,
+        source: ImportSource,
         format: crate::transfer::Format,
         mode: ImportMode,
         match_by: MatchBy,
@@ -142,13 +140,26 @@ impl JobPlan {
         match self {
             JobPlan::Import {
                 spool,
-                spooled: true,
+                source: ImportSource::Upload,
                 ..
             }
             | JobPlan::Bulk { spool, .. } => Some(spool),
             JobPlan::Import { .. } | JobPlan::Reindex | JobPlan::Snapshot { .. } => None,
         }
     }
+}
+
+/// Where an import's file came from, which says what becomes of it when the job ends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImportSource {
+    /// An upload the server spooled: removed.
+    Upload,
+    /// The user's own file (`contactd import --data-dir`): left alone.
+    LocalFile,
+    /// A file of the drop folder, named `name` there: moved to `done/` or `failed/`
+    /// beside a report (see [`crate::drop_folder`]).
+    DropFolder { name: String },
 }
 
 /// Where a job resumes: for an import the byte offset and line of the next row, for

@@ -11,6 +11,7 @@ mod compaction;
 mod companies;
 mod crud;
 mod custom_fields;
+mod drop_folder;
 mod events;
 mod filter_check;
 mod generated;

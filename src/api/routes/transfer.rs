@@ -14,7 +14,7 @@ use crate::api::extract::ApiQuery;
 use crate::api::scope::Within;
 use crate::api::{ApiError, AppState, Code};
 use crate::config::LimitsConfig;
-use crate::jobs::{JobChange, JobPlan, JobQuery, JobRecord, JobState, JobStatus};
+use crate::jobs::{ImportSource, JobChange, JobPlan, JobQuery, JobRecord, JobState, JobStatus};
 use crate::store::Command;
 use crate::store::{ImportMode, MatchBy};
 use crate::transfer::{Admits, EXPORT_PAGE, Export, Format};
@@ -90,7 +90,7 @@ pub async fn import(
     let path = spool_dir.join(format!("{id}.upload"));
     let plan = JobPlan::Import {
         spool: path.clone(),
-        spooled: true,
+        source: ImportSource::Upload,
         format,
         mode: params.mode,
         match_by: params.match_by,
