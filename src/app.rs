@@ -79,6 +79,7 @@ impl App {
                 jobs: Arc::default(),
                 sync_health,
                 reindexer,
+                duplicates: Arc::default(),
             },
             sync,
         })
@@ -144,7 +145,7 @@ impl App {
             tracing::error!(error = %error.message, "cannot resume the unfinished jobs");
         }
         // Kept until serving ends: dropping it stops the watch.
-        let _drop_watcher = match self.state.config().drop_dir() {
+        let drop_folder = match self.state.config().drop_dir() {
             Some(dir) => {
                 match crate::drop_folder::watch(self.state.clone(), dir.clone(), purge_stopped) {
                     Ok(watcher) => Some(watcher),
@@ -185,6 +186,12 @@ impl App {
         }
         if let Err(error) = prune.await {
             tracing::error!(%error, "job pruning task failed");
+        }
+        if let Some((watcher, task)) = drop_folder {
+            drop(watcher);
+            if let Err(error) = task.await {
+                tracing::error!(%error, "drop folder task failed");
+            }
         }
         tracing::info!("HTTP stopped; applying the last changes to the index");
         tokio::task::spawn_blocking(move || self.close())

@@ -256,6 +256,8 @@ pub fn required_role(method: &str, route: &str, permanent: bool) -> Access {
         ("POST", "/v1/contacts/{id}/merge" | "/v1/contacts/{id}/unmerge") => Manager,
         ("POST", "/v1/contacts/bulk") => Manager,
         ("POST", "/v1/contacts/import") | ("GET", "/v1/contacts/export") => Manager,
+        ("GET", "/v1/contacts/{id}/duplicates") => Agent,
+        ("GET", "/v1/duplicates") => Manager,
         ("GET", "/v1/jobs" | "/v1/jobs/{id}") | ("POST", "/v1/jobs/{id}/cancel") => Manager,
         ("POST", "/v1/admin/reindex" | "/v1/admin/snapshot" | "/v1/admin/load") => Owner,
         ("GET", "/v1/admin/dump") => Owner,
@@ -283,6 +285,7 @@ pub fn scoped_key_may(method: &str, route: &str) -> bool {
         (
             _,
             "/v1/stats"
+                | "/v1/duplicates"
                 | "/v1/contacts/import"
                 | "/v1/jobs"
                 | "/v1/jobs/{id}"

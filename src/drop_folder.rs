@@ -32,12 +32,12 @@ const FAILED: &str = "failed";
 const CLAIM_SEPARATOR: &str = "--";
 
 /// Watches `dir` and imports what lands there until `stop` turns true; the returned
-/// watcher must be kept alive as long.
+/// watcher must be kept alive as long, and the task awaited before the store closes.
 pub fn watch(
     state: AppState,
     dir: PathBuf,
     mut stop: tokio::sync::watch::Receiver<bool>,
-) -> anyhow::Result<notify::RecommendedWatcher> {
+) -> anyhow::Result<(notify::RecommendedWatcher, tokio::task::JoinHandle<()>)> {
     for sub in [PROCESSING, DONE, FAILED] {
         std::fs::create_dir_all(dir.join(sub))?;
     }
@@ -47,7 +47,7 @@ pub fn watch(
         notify::recommended_watcher(move |_: notify::Result<notify::Event>| changed.notify_one())?
     };
     watcher.watch(&dir, RecursiveMode::NonRecursive)?;
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         loop {
             let scanned = {
                 let (state, dir) = (state.clone(), dir.clone());
@@ -66,7 +66,7 @@ pub fn watch(
             }
         }
     });
-    Ok(watcher)
+    Ok((watcher, task))
 }
 
 /// Claims and imports every ready file, and finishes what a crash left in

@@ -24,6 +24,8 @@ pub struct AppState {
     pub sync_health: Arc<crate::sync::SyncHealth>,
     /// Rebuilds the index online (`POST /v1/admin/reindex`).
     pub reindexer: crate::sync::Reindexer,
+    /// The whole base's duplicate pairs, kept until the index moves on.
+    pub duplicates: Arc<super::routes::duplicates::PairsCache>,
 }
 
 impl AppState {

@@ -141,6 +141,11 @@ pub fn to_document(
             }
         }
     }
+    if contact.is_active() {
+        for key in crate::model::duplicates::match_keys(contact) {
+            doc.add_text(fields.duplicate_keys, key);
+        }
+    }
     add_group(&mut doc, fields.name, &text.name);
     add_group(&mut doc, fields.email, &text.email);
     add_group(&mut doc, fields.phone, &text.phone);

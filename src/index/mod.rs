@@ -8,6 +8,7 @@
 pub mod analysis;
 mod bits;
 pub mod document;
+mod duplicates;
 mod executor;
 pub mod facets;
 mod filter;

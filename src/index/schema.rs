@@ -9,7 +9,7 @@ use tantivy::schema::{
 use super::analysis;
 use super::text_query::Group;
 
-pub const SCHEMA_VERSION: u32 = 6;
+pub const SCHEMA_VERSION: u32 = 7;
 
 /// A group of searchable text, indexed in the three forms of [`analysis`].
 #[derive(Debug, Clone, Copy)]
@@ -74,6 +74,8 @@ pub struct Fields {
     /// The primary email (lower case) and phone (E.164, else digits), for `=`.
     pub email_keyword: Field,
     pub phone_keyword: Field,
+    /// An active contact's [`crate::model::duplicates::match_keys`].
+    pub duplicate_keys: Field,
 }
 
 pub const ID: &str = "id";
@@ -169,7 +171,10 @@ impl Fields {
         );
         let email_keyword = builder.add_text_field("email_kw", keyword_options());
         let phone_keyword = builder.add_text_field("phone_kw", keyword_options());
+        let duplicate_keys =
+            builder.add_text_field("dup_keys", form("raw", IndexRecordOption::Basic));
         Fields {
+            duplicate_keys,
             custom,
             custom_words,
             favorite,

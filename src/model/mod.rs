@@ -8,6 +8,7 @@
 mod company;
 mod contact;
 mod custom_field;
+pub mod duplicates;
 mod event;
 mod inbox;
 mod input;

@@ -29,6 +29,7 @@ impl Route {
             || path == "/v1/contacts/import"
             || path.starts_with("/v1/jobs")
             || path.starts_with("/v1/admin/")
+            || path == "/v1/duplicates"
             || (self.method != Method::GET
                 && (path.starts_with("/v1/companies") && !path.ends_with("/contacts")
                     || path.starts_with("/v1/custom-fields")))
@@ -141,6 +142,12 @@ pub fn every_route() -> Vec<Route> {
         ),
         route(M::GET, "/v1/contacts/export?format=ndjson", Some(Manager)),
         route(M::POST, "/v1/contacts/import?format=bogus", Some(Manager)),
+        route(M::GET, "/v1/duplicates", Some(Manager)),
+        route(
+            M::GET,
+            "/v1/contacts/01JD3Z6K8W6B9V8Y0Q4T2H5N7M/duplicates",
+            Some(Agent),
+        ),
         route(M::GET, "/v1/jobs", Some(Manager)),
         route(M::GET, "/v1/jobs/01JD3Z6K8W6B9V8Y0Q4T2H5N7M", Some(Manager)),
         route(

@@ -12,6 +12,7 @@ mod companies;
 mod crud;
 mod custom_fields;
 mod drop_folder;
+mod duplicates;
 mod events;
 mod filter_check;
 mod generated;

@@ -152,7 +152,7 @@ pub async fn get_one(
 }
 
 /// The contact when the key's scope admits it (outside the scope it does not exist).
-fn in_scope(
+pub(super) fn in_scope(
     state: &AppState,
     key: Option<&Bound>,
     contact: Option<Contact>,

@@ -5,6 +5,7 @@ mod bulk;
 mod companies;
 mod contacts;
 mod custom_fields;
+pub(crate) mod duplicates;
 mod events;
 mod inboxes;
 mod ops;
@@ -49,6 +50,8 @@ pub fn routes() -> (axum::Router<AppState>, OpenApi) {
             contacts::delete
         ))
         .routes(routes!(contacts::restore))
+        .routes(routes!(duplicates::of_contact))
+        .routes(routes!(duplicates::all_pairs))
         .routes(routes!(contacts::merge))
         .routes(routes!(contacts::unmerge))
         .routes(routes!(events::contact_event))
