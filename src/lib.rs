@@ -15,8 +15,10 @@
 //!
 //! [`model`] holds the validated contact types every layer shares. [`auth`] holds keys,
 //! roles and the route → role table; [`live`] the configuration a running server
-//! reloads when config.toml is saved. [`config`], [`app`] and [`cli`] wire the process
-//! together.
+//! reloads when config.toml is saved. [`jobs`] holds the records of background jobs
+//! (kept in the store, advanced in the same transaction as their chunks);
+//! [`transfer`] the import, export and migration formats; [`drop_folder`] the import
+//! folder. [`config`], [`app`] and [`cli`] wire the process together.
 
 pub mod api;
 pub mod app;

@@ -8,9 +8,10 @@
 //! bench's own server is started that way.
 //!
 //! Actions: an erase, 1,000 erases (a trash purge erases in such runs), a forced
-//! change of the `plan` custom field that clears one option's values, and the rename
-//! and the deletion of a company of [`COMPANY_MEMBERS`] contacts (imported first,
-//! outside the measurement).
+//! change of the `plan` custom field that clears one option's values, the rename of
+//! a company of [`COMPANY_MEMBERS`] contacts (imported first, outside the
+//! measurement), a bulk job tagging its members, a snapshot, an online reindex, and
+//! the deletion of the company.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -98,6 +99,30 @@ pub async fn run(
         measure(
             client,
             &next_row,
+            &format!("bulk add_tags to the company's {members} contacts (a job)"),
+            |c| {
+                let company = company.clone();
+                async move { bulk_tag_company(c, &company).await }
+            },
+        )
+        .await?,
+    );
+    results.push(
+        measure(client, &next_row, "snapshot (POST /v1/admin/snapshot)", |c| {
+            admin_job(c, "/v1/admin/snapshot")
+        })
+        .await?,
+    );
+    results.push(
+        measure(client, &next_row, "online reindex (POST /v1/admin/reindex)", |c| {
+            admin_job(c, "/v1/admin/reindex")
+        })
+        .await?,
+    );
+    results.push(
+        measure(
+            client,
+            &next_row,
             &format!("delete a company of {members} contacts"),
             |c| async move { delete_company(c, &company).await },
         )
@@ -158,6 +183,30 @@ async fn company_with_members(
     crate::cli::transfer::follow_job(client, &uploaded?.id).await?;
     crate::cli::transfer::wait_until_searchable(client).await?;
     Ok(id)
+}
+
+/// Tags every member of the company with one bulk job; done once searchable.
+async fn bulk_tag_company(client: Client, id: &str) -> anyhow::Result<()> {
+    let body = serde_json::json!({
+        "action": "add_tags", "tags": ["bench-bulk"], "filter": format!("company_id = \"{id}\""),
+    });
+    let job: crate::jobs::JobStatus = client.post("/v1/contacts/bulk", &body).await?;
+    finished(crate::cli::transfer::follow_job(&client, &job.id).await?)?;
+    crate::cli::transfer::wait_until_searchable(&client).await
+}
+
+/// Starts an admin job and waits for it to end.
+async fn admin_job(client: Client, path: &str) -> anyhow::Result<()> {
+    let job: crate::jobs::JobStatus = client.post(path, &serde_json::json!({})).await?;
+    finished(crate::cli::transfer::follow_job(&client, &job.id).await?)?;
+    crate::cli::transfer::wait_until_searchable(&client).await
+}
+
+fn finished(job: crate::jobs::JobStatus) -> anyhow::Result<()> {
+    if job.state != crate::jobs::JobState::Done {
+        bail!("job {} ended {}: {:?}", job.id, job.state.as_str(), job.errors.first());
+    }
+    Ok(())
 }
 
 /// Renames the company; done once its members are re-indexed.
