@@ -244,6 +244,8 @@ pub fn required_role(method: &str, route: &str, permanent: bool) -> Access {
     use Role::*;
     let role = match (method, route) {
         (_, "/healthz" | "/readyz" | "/openapi.json") => return Access::Public,
+        // The dashboard's page and assets; its data comes from the API with a key.
+        ("GET", "/" | "/assets/{file}") => return Access::Public,
         (_, "/metrics") => return Access::Metrics,
         ("GET", "/v1/stats") => Agent,
         ("GET", "/v1/contacts" | "/v1/contacts/lookup" | "/v1/contacts/{id}") => Agent,

@@ -6,6 +6,7 @@
 //! store's writer thread.
 
 mod auth;
+mod dashboard;
 mod error;
 mod extract;
 pub mod jobs;

@@ -60,74 +60,113 @@ pub struct SlowWrite {
 /// Writes issued by the writers: when each started and how long it took.
 type Samples = Arc<std::sync::Mutex<Vec<(Instant, Duration)>>>;
 
+/// The actions, by the names `--maintenance-only` takes.
+pub const ACTIONS: [&str; 8] = [
+    "erase",
+    "erase-batch",
+    "field-change",
+    "company-rename",
+    "bulk",
+    "snapshot",
+    "reindex",
+    "company-delete",
+];
+
+/// Runs the actions named in `only` (every action when empty), in the order of
+/// [`ACTIONS`].
 pub async fn run(
     client: &Client,
     next_row: Arc<AtomicU64>,
+    only: &[String],
 ) -> anyhow::Result<Vec<MaintenanceResult>> {
+    let wanted = |action: &str| only.is_empty() || only.iter().any(|o| o == action);
     let mut results = Vec::new();
-    results.push(measure(client, &next_row, "erase 1 contact", erase_one).await?);
-    results.push(
-        measure(client, &next_row, "erase 1,000 contacts", |c| {
-            erase_many(c, BATCH_ERASE)
-        })
-        .await?,
-    );
-    results.push(
-        measure(
-            client,
-            &next_row,
-            "forced custom-field change (plan loses 'enterprise')",
-            force_field_change,
-        )
-        .await?,
-    );
-    let company = company_with_members(client, &next_row, COMPANY_MEMBERS).await?;
+    if wanted("erase") {
+        results.push(measure(client, &next_row, "erase 1 contact", erase_one).await?);
+    }
+    if wanted("erase-batch") {
+        results.push(
+            measure(client, &next_row, "erase 1,000 contacts", |c| {
+                erase_many(c, BATCH_ERASE)
+            })
+            .await?,
+        );
+    }
+    if wanted("field-change") {
+        results.push(
+            measure(
+                client,
+                &next_row,
+                "forced custom-field change (plan loses 'enterprise')",
+                force_field_change,
+            )
+            .await?,
+        );
+    }
     let members = format!("{}k", COMPANY_MEMBERS / 1000);
-    results.push(
-        measure(
-            client,
-            &next_row,
-            &format!("rename a company of {members} contacts"),
-            |c| {
-                let company = company.clone();
-                async move { rename_company(c, &company).await }
-            },
-        )
-        .await?,
-    );
-    results.push(
-        measure(
-            client,
-            &next_row,
-            &format!("bulk add_tags to the company's {members} contacts (a job)"),
-            |c| {
-                let company = company.clone();
-                async move { bulk_tag_company(c, &company).await }
-            },
-        )
-        .await?,
-    );
-    results.push(
-        measure(client, &next_row, "snapshot (POST /v1/admin/snapshot)", |c| {
-            admin_job(c, "/v1/admin/snapshot")
-        })
-        .await?,
-    );
-    results.push(
-        measure(client, &next_row, "online reindex (POST /v1/admin/reindex)", |c| {
-            admin_job(c, "/v1/admin/reindex")
-        })
-        .await?,
-    );
-    results.push(
-        measure(
-            client,
-            &next_row,
-            &format!("delete a company of {members} contacts"),
-            |c| async move { delete_company(c, &company).await },
-        )
-        .await?,
-    );
+    let company = if ["company-rename", "bulk", "company-delete"]
+        .iter()
+        .any(|action| wanted(action))
+    {
+        Some(company_with_members(client, &next_row, COMPANY_MEMBERS).await?)
+    } else {
+        None
+    };
+    if let Some(company) = company.clone().filter(|_| wanted("company-rename")) {
+        results.push(
+            measure(
+                client,
+                &next_row,
+                &format!("rename a company of {members} contacts"),
+                |c| async move { rename_company(c, &company).await },
+            )
+            .await?,
+        );
+    }
+    if let Some(company) = company.clone().filter(|_| wanted("bulk")) {
+        results.push(
+            measure(
+                client,
+                &next_row,
+                &format!("bulk add_tags to the company's {members} contacts (a job)"),
+                |c| async move { bulk_tag_company(c, &company).await },
+            )
+            .await?,
+        );
+    }
+    if wanted("snapshot") {
+        results.push(
+            measure(
+                client,
+                &next_row,
+                "snapshot (POST /v1/admin/snapshot)",
+                |c| admin_job(c, "/v1/admin/snapshot"),
+            )
+            .await?,
+        );
+    }
+    if wanted("reindex") {
+        results.push(
+            measure(
+                client,
+                &next_row,
+                "online reindex (POST /v1/admin/reindex)",
+                |c| admin_job(c, "/v1/admin/reindex"),
+            )
+            .await?,
+        );
+    }
+    if let Some(company) = company.filter(|_| wanted("company-delete")) {
+        results.push(
+            measure(
+                client,
+                &next_row,
+                &format!("delete a company of {members} contacts"),
+                |c| async move { delete_company(c, &company).await },
+            )
+            .await?,
+        );
+    }
     Ok(results)
 }
 
@@ -204,7 +243,12 @@ async fn admin_job(client: Client, path: &str) -> anyhow::Result<()> {
 
 fn finished(job: crate::jobs::JobStatus) -> anyhow::Result<()> {
     if job.state != crate::jobs::JobState::Done {
-        bail!("job {} ended {}: {:?}", job.id, job.state.as_str(), job.errors.first());
+        bail!(
+            "job {} ended {}: {:?}",
+            job.id,
+            job.state.as_str(),
+            job.errors.first()
+        );
     }
     Ok(())
 }

@@ -79,6 +79,10 @@ pub struct BenchArgs {
     /// scrubs at once; a `--server` must run with `store.scrub_within_secs = 0`.
     #[arg(long)]
     pub maintenance: bool,
+    /// Only these maintenance actions, comma-separated [default: all]
+    #[arg(long, value_delimiter = ',', requires = "maintenance",
+          value_parser = clap::builder::PossibleValuesParser::new(maintenance::ACTIONS))]
+    pub maintenance_only: Vec<String>,
     /// Write the query mix as NDJSON (`kind`, `q`, `filter`, `sort`), so another system
     /// can be measured with the very same queries.
     #[arg(long, value_name = "FILE")]
@@ -211,7 +215,8 @@ async fn measure_all(
 
     record_sizes(client, report).await?;
     if args.maintenance {
-        report.maintenance = maintenance::run(client, next_row.clone()).await?;
+        report.maintenance =
+            maintenance::run(client, next_row.clone(), &args.maintenance_only).await?;
     }
 
     if let (Some(server), Some(dir)) = (own_server, own_dir) {

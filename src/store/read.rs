@@ -32,6 +32,9 @@ pub struct Changed {
     pub created: bool,
 }
 
+/// Contacts per read snapshot of [`Store::scan_chunked`].
+const SCAN_CHUNK: usize = 10_000;
+
 pub(super) fn last_seq(txn: &ReadTransaction) -> Result<u64, StoreError> {
     let meta = txn.open_table(META)?;
     Ok(meta.get(LAST_SEQ)?.map(|v| v.value()).unwrap_or(0))
@@ -365,6 +368,60 @@ impl Store {
             visit(record::decode_contact(bytes.value())?, &context)?;
         }
         Ok(seq)
+    }
+
+    /// Calls `visit` for every contact, [`SCAN_CHUNK`] at a time, each chunk from a
+    /// fresh read snapshot (with its own context) and resuming after the last id;
+    /// returns the sequence of the first snapshot. A contact changed during the scan
+    /// may be seen before or after its change, so the caller must apply the change
+    /// log after the returned sequence *as upserts* to be exact. Unlike [`Store::scan`]
+    /// it holds no snapshot for long: one held through a rebuild made the writer's next
+    /// commit free minutes of pages at once (a 4.9 s stall at 1M under writes).
+    pub fn scan_chunked<E: From<StoreError>>(
+        &self,
+        mut visit: impl FnMut(Contact, &ContactContext) -> Result<(), E>,
+    ) -> Result<u64, E> {
+        // The first snapshot fixes the sequence and the last id: contacts created
+        // later (new ids sort last) are the caller's to take from the change log, so
+        // the scan ends even under a steady stream of creations.
+        let (seq, end) = {
+            let txn = self.db().begin_read().map_err(StoreError::from)?;
+            let contacts = txn.open_table(CONTACTS).map_err(StoreError::from)?;
+            let end = contacts
+                .last()
+                .map_err(StoreError::from)?
+                .map(|(id, _)| id.value().to_string());
+            (last_seq(&txn)?, end)
+        };
+        let Some(end) = end else {
+            return Ok(seq);
+        };
+        let mut after: Option<String> = None;
+        loop {
+            let txn = self.db().begin_read().map_err(StoreError::from)?;
+            let contacts = txn.open_table(CONTACTS).map_err(StoreError::from)?;
+            let from = match &after {
+                Some(last) => std::ops::Bound::Excluded(last.as_str()),
+                None => std::ops::Bound::Unbounded,
+            };
+            let range = contacts
+                .range::<&str>((from, std::ops::Bound::Included(end.as_str())))
+                .map_err(StoreError::from)?;
+            let mut chunk = Vec::with_capacity(SCAN_CHUNK);
+            for entry in range.take(SCAN_CHUNK) {
+                let (id, bytes) = entry.map_err(StoreError::from)?;
+                after = Some(id.value().to_string());
+                chunk.push(record::decode_contact(bytes.value())?);
+            }
+            let context = context(&txn, Some(&chunk.iter().collect::<Vec<_>>()))?;
+            let done = chunk.len() < SCAN_CHUNK;
+            for contact in chunk {
+                visit(contact, &context)?;
+            }
+            if done {
+                return Ok(seq);
+            }
+        }
     }
 
     /// Contacts per status, maintained by the writer.

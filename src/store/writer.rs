@@ -669,12 +669,14 @@ impl Writer {
             }
             compact::Request::Finish(copy) => match compaction.purpose {
                 Purpose::Backup { target, reply } => {
-                    let finished =
-                        compact::finish_backup(&self.db(), copy, &compaction.journal, &target);
-                    if finished.is_err() {
-                        let _ = std::fs::remove_file(&target);
+                    match compact::finish_backup(&self.db(), &copy, &compaction.journal) {
+                        Ok(seq) => close_backup(copy, target, reply, seq),
+                        Err(error) => {
+                            drop(copy);
+                            let _ = std::fs::remove_file(&target);
+                            let _ = reply.send(Err(error));
+                        }
                     }
-                    let _ = reply.send(finished);
                 }
                 Purpose::Scrub => {
                     let swap_started = Instant::now();
@@ -1079,6 +1081,30 @@ fn apply(tables: &mut TxnTables<'_>, command: Command) -> Outcome {
             seq: seq_now(tables),
         },
     })
+}
+
+/// Closes a finished backup on a thread of its own, then answers its caller with the
+/// sequence it holds (a backup is done only once closed).
+fn close_backup(
+    copy: Database,
+    target: std::path::PathBuf,
+    reply: oneshot::Sender<Result<u64, StoreError>>,
+    seq: u64,
+) {
+    let spawned = std::thread::Builder::new()
+        .name("store-backup-close".into())
+        .spawn(move || {
+            let closed = compact::close_backup(copy, &target).map(|()| seq);
+            if closed.is_err() {
+                let _ = std::fs::remove_file(&target);
+            }
+            let _ = reply.send(closed);
+        });
+    // Without a thread the copy and the reply are dropped: the caller hears that the
+    // backup failed.
+    if let Err(error) = spawned {
+        tracing::error!(%error, "no thread for closing a backup");
+    }
 }
 
 /// Closes a database replaced by a compaction on a thread of its own. redb's close

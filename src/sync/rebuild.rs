@@ -89,7 +89,7 @@ pub fn build_beside(
         )?;
         updater.pause_merges(true);
         let mut contacts = 0u64;
-        let seq = store.scan(|contact, context| -> Result<(), SyncError> {
+        let seq = store.scan_chunked(|contact, context| -> Result<(), SyncError> {
             updater.add(&contact, context)?;
             contacts += 1;
             if contacts.is_multiple_of(50_000) {

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 
 use super::{SyncError, SyncOptions};
+use crate::index::SearchIndex;
 use crate::store::Store;
 
 /// A fresh index ready in `fresh_dir` at `seq`, for the worker to swap in; `done`
@@ -76,12 +77,22 @@ impl Reindexer {
     }
 
     fn build_and_swap(&self, progress: impl FnMut(u64)) -> Result<u64, SyncError> {
-        let (fresh_dir, seq, contacts) =
+        let (fresh_dir, built_at, contacts) =
             super::rebuild::build_beside(&self.store, &self.dir, &self.options, progress)?;
+        // Writes went on while it was built: catch up here, so the sync worker (and
+        // with it write → searchable) pauses only for the last few changes.
+        let seq = match catch_up(&self.store, &self.options, &fresh_dir, built_at, SWAP_GAP) {
+            Ok(seq) => seq,
+            Err(error) => {
+                discard(&fresh_dir);
+                return Err(error);
+            }
+        };
         tracing::info!(
             contacts,
+            built_at,
             seq,
-            "fresh index built; handing it to the sync worker"
+            "fresh index built and caught up; swapping it in"
         );
         let (done, answer) = tokio::sync::oneshot::channel();
         let swap = Swap {
@@ -104,6 +115,41 @@ fn stopped() -> SyncError {
     SyncError::Io(std::io::Error::other(
         "the sync worker stopped before the swap",
     ))
+}
+
+/// Changes the fresh index may still lack when it is handed to the sync worker.
+const SWAP_GAP: u64 = 5_000;
+
+/// Applies the change log after `from` to the closed index in `fresh_dir` until it
+/// lacks at most `gap` of the changes the store has committed, then commits and
+/// closes it; returns the sequence it reached. Creations are applied as upserts: the
+/// chunked scan may have seen a contact created after `from`.
+pub(super) fn catch_up(
+    store: &Store,
+    options: &SyncOptions,
+    fresh_dir: &Path,
+    from: u64,
+    gap: u64,
+) -> Result<u64, SyncError> {
+    let (index, _) = SearchIndex::open_usable(fresh_dir).map_err(std::io::Error::other)?;
+    let mut updater = index.updater(options.writer_memory_bytes, options.writer_threads)?;
+    let mut applied = from;
+    while store.committed().get().saturating_sub(applied) > gap {
+        let batch = store.changes_after(applied, options.batch_max)?;
+        if batch.up_to == applied {
+            break;
+        }
+        for change in &batch.contacts {
+            match &change.contact {
+                Some(contact) => updater.upsert(contact, &batch.context)?,
+                None => updater.remove(&change.id),
+            }
+        }
+        applied = batch.up_to;
+    }
+    updater.commit(applied)?;
+    updater.wait_merging_threads()?;
+    Ok(applied)
 }
 
 /// Removes a fresh index that will not be swapped in.

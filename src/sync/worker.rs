@@ -430,7 +430,9 @@ impl SyncWorker {
             seq,
             done,
         } = swap;
-        let caught_up = self.catch_up(&fresh_dir, seq);
+        // The reindex thread caught the fresh index up to within a few thousand
+        // changes; the rest is applied here, while the live index waits.
+        let caught_up = super::reindex::catch_up(&self.store, &self.options, &fresh_dir, seq, 0);
         let up_to = match caught_up {
             Ok(up_to) => up_to,
             Err(error) => {
@@ -511,37 +513,6 @@ impl SyncWorker {
                 Some(worker)
             }
         }
-    }
-
-    /// Applies the change log after `from` to the closed index in `fresh_dir` until it
-    /// has everything the store has committed, commits it and closes it; returns the
-    /// sequence it reached.
-    fn catch_up(&mut self, fresh_dir: &std::path::Path, from: u64) -> Result<u64, SyncError> {
-        let (index, _) = SearchIndex::open_usable(fresh_dir).map_err(std::io::Error::other)?;
-        let mut updater = index.updater(
-            self.options.writer_memory_bytes,
-            self.options.writer_threads,
-        )?;
-        let mut applied = from;
-        loop {
-            let batch = self.store.changes_after(applied, self.options.batch_max)?;
-            if batch.up_to == applied {
-                break;
-            }
-            for change in &batch.contacts {
-                match &change.contact {
-                    Some(contact) if change.created => updater.add(contact, &batch.context)?,
-                    Some(contact) => updater.upsert(contact, &batch.context)?,
-                    None => updater.remove(&change.id),
-                }
-            }
-            applied = batch.up_to;
-        }
-        // The store had committed everything the live index published when this read
-        // the log: the fresh index is at least as new.
-        updater.commit(applied)?;
-        updater.wait_merging_threads()?;
-        Ok(applied)
     }
 }
 

@@ -59,6 +59,8 @@ pub fn every_route() -> Vec<Route> {
         route(M::GET, "/healthz", None),
         route(M::GET, "/readyz", None),
         route(M::GET, "/openapi.json", None),
+        route(M::GET, "/", None),
+        route(M::GET, "/assets/app.js", None),
         // Any key (auth.public_metrics is off).
         route(M::GET, "/metrics", Some(Agent)),
         route(M::GET, "/v1/stats", Some(Agent)),

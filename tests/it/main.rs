@@ -4,6 +4,7 @@
 mod common;
 
 mod auth;
+mod browser;
 mod bulk;
 mod catalog_tasks;
 mod cli;

@@ -13,6 +13,9 @@ use crate::common::TestApp;
 /// `/v1/contacts/{id}` for a matrix path such as `/v1/contacts/01JD…?permanent=true`.
 fn pattern(path: &str) -> String {
     let path = path.split('?').next().unwrap();
+    if path.starts_with("/assets/") {
+        return "/assets/{file}".into();
+    }
     path.split('/')
         .enumerate()
         .map(|(i, part)| {

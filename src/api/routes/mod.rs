@@ -26,6 +26,8 @@ use super::AppState;
 pub fn routes() -> (axum::Router<AppState>, OpenApi) {
     OpenApiRouter::with_openapi(super::openapi::base())
         .routes(routes!(super::openapi::serve))
+        .routes(routes!(super::dashboard::page))
+        .routes(routes!(super::dashboard::asset))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::stats))

@@ -515,8 +515,14 @@ impl<'t> TxnTables<'t> {
     }
 
     /// Drops change-log entries up to `up_to` (the index has durably applied them).
+    /// Drops change-log entries up to `up_to`, at most [`TRIM_MAX`] of them (the
+    /// worker asks again after its next commit).
     pub fn trim_changes(&mut self, up_to: u64) -> Result<(), StoreError> {
-        self.changes.remove_through(up_to)?;
+        let Some(first) = self.changes.first()?.map(|(seq, _)| seq.value()) else {
+            return Ok(());
+        };
+        self.changes
+            .remove_through(up_to.min(first.saturating_add(TRIM_MAX - 1)))?;
         Ok(())
     }
 
@@ -528,6 +534,11 @@ impl<'t> TxnTables<'t> {
         self.count_delta[slot] += delta;
     }
 }
+
+/// Change-log entries one trim drops: after a long pause (an online reindex holds the
+/// trimming) the backlog is hundreds of thousands, and dropping them in one
+/// transaction stalled the writes behind it.
+const TRIM_MAX: u64 = 10_000;
 
 fn key_list(valid: &ValidContact) -> Vec<String> {
     valid
