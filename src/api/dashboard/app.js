@@ -437,6 +437,7 @@ function renderColumnsMenu() {
 
 function changed() {
   writeUrl();
+  showFilterState();
   renderColumnsMenu();
   search();
 }
@@ -688,6 +689,11 @@ function showFilterError(text, error) {
   node.hidden = false;
   $("#filters").hidden = false;
   $("#filters-toggle").setAttribute("aria-expanded", "true");
+}
+
+/// The Filters button says when a filter narrows the view.
+function showFilterState() {
+  $("#filters-toggle").textContent = view.filter ? "Filters (on)" : "Filters";
 }
 
 function applyFilter() {
@@ -1046,7 +1052,7 @@ function openImport() {
         status.textContent = `${job.state}: ${job.processed.toLocaleString()} rows, ${job.created} created, ${job.updated} updated, ${job.failed} rejected`;
         if (["done", "failed", "cancelled"].includes(job.state)) {
           errors.replaceChildren(el("tr", {}, el("th", { text: "line" }), el("th", { text: "field" }), el("th", { text: "message" })),
-            job.errors.map((e) => el("tr", {}, el("td", { text: e.line ?? "" }), el("td", { text: e.field ?? "" }), el("td", { text: e.message }))));
+            ...job.errors.map((e) => el("tr", {}, el("td", { text: e.line ?? "" }), el("td", { text: e.field ?? "" }), el("td", { text: e.message }))));
           errors.hidden = !job.errors.length;
           await waitSearchable();
           await loadInboxes();
@@ -1168,6 +1174,7 @@ async function start() {
   $("#q").value = view.q;
   setFilterText(view.filter);
   $("#page-size").value = String(view.limit);
+  showFilterState();
   renderBuilder();
   renderColumnsMenu();
   search();
