@@ -426,13 +426,7 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<()> {
         Format::Csv => "csv",
         Format::Ndjson => "ndjson",
     };
-    let mut out: Box<dyn Write + Send> = match &args.out {
-        Some(path) => Box::new(
-            std::fs::File::create(path)
-                .with_context(|| format!("cannot create {}", path.display()))?,
-        ),
-        None => Box::new(std::io::stdout()),
-    };
+    let mut out = output(args.out.as_deref())?;
     let mut out = std::io::BufWriter::with_capacity(1 << 20, &mut out);
     let started = Instant::now();
     let bar = progress::items("exporting", "rows", None);
@@ -562,13 +556,7 @@ async fn export_from_server(
 /// `export --all`: the dump of a stopped data directory (one store snapshot) or of a
 /// running server (`GET /v1/admin/dump`).
 fn dump_all(args: &ExportArgs) -> anyhow::Result<()> {
-    let mut out: Box<dyn Write + Send> = match &args.out {
-        Some(path) => Box::new(
-            std::fs::File::create(path)
-                .with_context(|| format!("cannot create {}", path.display()))?,
-        ),
-        None => Box::new(std::io::stdout()),
-    };
+    let mut out = output(args.out.as_deref())?;
     let mut out = std::io::BufWriter::with_capacity(1 << 20, &mut out);
     let started = Instant::now();
     let lines = match &args.server {
@@ -648,4 +636,15 @@ fn load_all(args: &ImportArgs) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// The file to write to, or standard output.
+fn output(path: Option<&Path>) -> anyhow::Result<Box<dyn Write + Send>> {
+    Ok(match path {
+        Some(path) => Box::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?,
+        ),
+        None => Box::new(std::io::stdout()),
+    })
 }

@@ -85,31 +85,24 @@ impl Store {
         })?;
         let read = |e: redb::StorageError| E::from(StoreError::from(e));
         let table = |e: redb::TableError| E::from(StoreError::from(e));
-        for entry in txn
-            .open_table(CUSTOM_FIELDS)
-            .map_err(table)?
-            .iter()
-            .map_err(read)?
-        {
-            let record = tables::decode(entry.map_err(read)?.1.value())?;
+        /// Every record of a JSON table, decoded.
+        fn records<T: serde::de::DeserializeOwned>(
+            txn: &redb::ReadTransaction,
+            def: redb::TableDefinition<&str, &[u8]>,
+        ) -> Result<Vec<T>, StoreError> {
+            let mut records = Vec::new();
+            for entry in txn.open_table(def)?.iter()? {
+                records.push(tables::decode(entry?.1.value())?);
+            }
+            Ok(records)
+        }
+        for record in records(&txn, CUSTOM_FIELDS)? {
             emit(DumpLine::CustomField { record })?;
         }
-        for entry in txn
-            .open_table(COMPANIES)
-            .map_err(table)?
-            .iter()
-            .map_err(read)?
-        {
-            let record = tables::decode(entry.map_err(read)?.1.value())?;
+        for record in records(&txn, COMPANIES)? {
             emit(DumpLine::Company { record })?;
         }
-        for entry in txn
-            .open_table(INBOXES)
-            .map_err(table)?
-            .iter()
-            .map_err(read)?
-        {
-            let record = tables::decode(entry.map_err(read)?.1.value())?;
+        for record in records(&txn, INBOXES)? {
             emit(DumpLine::Inbox { record })?;
         }
         let held = txn.open_multimap_table(HELD_IDENTITIES).map_err(table)?;
