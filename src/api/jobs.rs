@@ -143,13 +143,7 @@ async fn run_reindex(state: &AppState, job: &JobHandle) -> Result<(), ApiError> 
         .blocking(|state| Ok(state.store.counts()?.iter().map(|(_, n)| n).sum::<u64>()))
         .await?;
     let id = job.id.clone();
-    state
-        .store
-        .write_when_room(Command::ChangeJob {
-            id: id.clone(),
-            change: JobChange::Total(total),
-        })
-        .await?;
+    state.store.change_job(&id, JobChange::Total(total)).await?;
     let reindexer = state.reindexer.clone();
     let store = state.store.clone();
     let seq = tokio::task::spawn_blocking(move || {
@@ -165,13 +159,7 @@ async fn run_reindex(state: &AppState, job: &JobHandle) -> Result<(), ApiError> 
     .map_err(ApiError::internal)?
     .map_err(|error| ApiError::internal(format!("reindex failed: {error}")))?;
     let change = JobChange::Progress(total);
-    state
-        .store
-        .write_when_room(Command::ChangeJob {
-            id: job.id.clone(),
-            change,
-        })
-        .await?;
+    state.store.change_job(&job.id, change).await?;
     tracing::info!(seq, "reindex done");
     Ok(())
 }
@@ -226,15 +214,7 @@ async fn bulk_inputs(
 
 /// Records a job's end.
 async fn finish(state: &AppState, id: &str, change: JobChange) -> RunEnd {
-    let id = id.to_string();
-    match state
-        .store
-        .write_when_room(Command::ChangeJob { id, change })
-        .await
-    {
-        Ok(_) => RunEnd::Finished,
-        Err(_) => RunEnd::Interrupted,
-    }
+    crate::jobs::record_end(&state.store, id, change).await
 }
 
 fn remove_spool(spool: &Path) {
@@ -281,14 +261,7 @@ pub async fn resume_unfinished(state: &AppState) -> Result<(), ApiError> {
         let Ok(job) = state.jobs.register(&id, record.plan.kind(), RESUMED_MAX) else {
             continue;
         };
-        let change = JobChange::Resume;
-        state
-            .store
-            .write_when_room(Command::ChangeJob {
-                id: id.clone(),
-                change,
-            })
-            .await?;
+        state.store.change_job(&id, JobChange::Resume).await?;
         tracing::info!(job = %id, kind = record.plan.kind(), cursor = ?record.cursor, "resuming a job");
         needed.extend(record.plan.spool().map(Path::to_path_buf));
         launch(state, job, record);

@@ -140,12 +140,5 @@ pub async fn run(
             }
         }
     }
-    let id = job.id.clone();
-    match store
-        .write_when_room(Command::ChangeJob { id, change: end })
-        .await
-    {
-        Ok(_) => RunEnd::Finished,
-        Err(_) => RunEnd::Interrupted,
-    }
+    super::record_end(store, &job.id, end).await
 }

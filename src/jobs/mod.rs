@@ -33,6 +33,15 @@ pub enum RunEnd {
     Interrupted,
 }
 
+/// Records how a job ended; `Interrupted` when the store closed first (the job then
+/// resumes at the next start).
+pub async fn record_end(store: &crate::store::Store, id: &str, change: JobChange) -> RunEnd {
+    match store.change_job(id, change).await {
+        Ok(_) => RunEnd::Finished,
+        Err(_) => RunEnd::Interrupted,
+    }
+}
+
 /// Errors kept per job; the counts go on past it.
 pub const MAX_ERRORS: usize = 1000;
 

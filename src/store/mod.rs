@@ -233,6 +233,18 @@ impl Store {
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
+    /// Changes a job's state (waiting for room in the queue, like other background
+    /// work); its status after.
+    pub async fn change_job(
+        &self,
+        id: &str,
+        change: crate::jobs::JobChange,
+    ) -> Result<WriteAck, StoreError> {
+        let id = id.to_string();
+        self.write_when_room(Command::ChangeJob { id, change })
+            .await
+    }
+
     /// Queues a write without waiting for it (used for change-log trimming).
     pub fn write_detached(&self, command: Command) {
         // A closed writer means we are shutting down; the command can be dropped.

@@ -99,11 +99,10 @@ struct Run<'a> {
 
 impl<'a> Run<'a> {
     fn change(&self, change: JobChange) -> Result<(), Stop> {
-        let id = self.job.id.clone();
-        match self.runtime.block_on(
-            self.store
-                .write_when_room(Command::ChangeJob { id, change }),
-        ) {
+        match self
+            .runtime
+            .block_on(self.store.change_job(&self.job.id, change))
+        {
             Ok(_) => Ok(()),
             Err(StoreError::Closed) => Err(Stop::StoreClosed),
             Err(error) => Err(Stop::Failed(format!("storage failed: {error}"))),

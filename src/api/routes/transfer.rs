@@ -104,10 +104,7 @@ pub async fn import(
         .await?;
     if let Err(error) = spool_upload(request, &spool_dir, &path, limits).await {
         let change = JobChange::failed(&error.message);
-        state
-            .store
-            .write_when_room(Command::ChangeJob { id, change })
-            .await?;
+        state.store.change_job(&id, change).await?;
         if let Err(cause) = tokio::fs::remove_file(&path).await
             && cause.kind() != std::io::ErrorKind::NotFound
         {
