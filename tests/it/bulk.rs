@@ -36,18 +36,8 @@ async fn import_many(app: &TestApp, count: usize, tag: &str) {
 }
 
 async fn wait_job(app: &TestApp, id: &str) -> Value {
-    let started = std::time::Instant::now();
-    loop {
-        let job = app.get(&format!("/v1/jobs/{id}")).await.body;
-        if job["state"] == "done" || job["state"] == "failed" {
-            return job;
-        }
-        assert!(
-            started.elapsed().as_secs() < 120,
-            "job still running: {job}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let limit = std::time::Duration::from_secs(120);
+    crate::common::remote::wait_ended(&app.client, &app.base, id, limit).await
 }
 
 #[tokio::test]

@@ -28,19 +28,6 @@ async fn import(app: &TestApp, count: usize, domain: &str) -> Value {
     job
 }
 
-/// The job once it has ended in any state.
-async fn wait_ended(app_base: &str, client: &reqwest::Client, id: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let job = remote::get_json(client, &format!("{app_base}/v1/jobs/{id}")).await;
-        if ["done", "failed", "cancelled"].contains(&job["state"].as_str().unwrap_or_default()) {
-            return job;
-        }
-        assert!(Instant::now() < deadline, "job {id} did not end: {job}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn jobs_are_listed_newest_first_filtered_and_paged() {
     let app = TestApp::spawn().await;
@@ -133,7 +120,7 @@ async fn a_cancelled_bulk_stops_between_chunks_and_keeps_what_it_applied() {
     let id = started.body["id"].as_str().unwrap();
     let cancel = app.post(&format!("/v1/jobs/{id}/cancel"), json!({})).await;
     assert_eq!(cancel.status, StatusCode::ACCEPTED, "{}", cancel.body);
-    let job = wait_ended(&app.base, &app.client, id).await;
+    let job = remote::wait_ended(&app.client, &app.base, id, Duration::from_secs(120)).await;
     assert_eq!(job["state"], "cancelled", "{job}");
     let processed = job["processed"].as_u64().unwrap();
     assert!(processed < 6_000, "{job}");

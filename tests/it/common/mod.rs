@@ -371,17 +371,25 @@ pub mod remote {
         reply.body["id"].as_str().unwrap().to_string()
     }
 
-    /// The job's status once it is done (panics if it fails or takes over `limit`).
+    /// The job's status once it is done (panics if it fails, is cancelled or takes
+    /// over `limit`).
     pub async fn wait_job(client: &Client, base: &str, id: &str, limit: Duration) -> Value {
+        let job = wait_ended(client, base, id, limit).await;
+        assert_eq!(job["state"], "done", "{}", job["errors"][0]);
+        job
+    }
+
+    /// The job's status once it has ended, in any state (panics past `limit`).
+    pub async fn wait_ended(client: &Client, base: &str, id: &str, limit: Duration) -> Value {
         let deadline = Instant::now() + limit;
         loop {
             let job = get_json(client, &format!("{base}/v1/jobs/{id}")).await;
-            if job["state"] == "done" {
+            if ["done", "failed", "cancelled"].contains(&job["state"].as_str().unwrap_or_default())
+            {
                 return job;
             }
-            assert_ne!(job["state"], "failed", "{}", job["errors"][0]);
-            assert!(Instant::now() < deadline, "job {id} did not finish: {job}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            assert!(Instant::now() < deadline, "job {id} did not end: {job}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
