@@ -59,10 +59,10 @@ impl App {
         index.set_walk_min_matches(config.search.walk_min_matches);
         let index = Arc::new(crate::index::SharedIndex::new(Arc::new(index)));
         let indexed = Arc::new(SeqSignal::new(applied));
-        let worker = SyncWorker::new(store.clone(), index.clone(), indexed.clone(), sync_options)?;
-        let sync_health = worker.health();
-        let reindexer = worker.reindexer();
-        let sync = SyncHandle::spawn(worker)?;
+        let (sync, sync_health, reindexer) = {
+            let (store, index, indexed) = (store.clone(), index.clone(), indexed.clone());
+            SyncHandle::spawn(move || SyncWorker::new(store, index, indexed, sync_options))?
+        };
         tracing::info!(
             data_dir = %config.data_dir.display(),
             store_seq = store.committed().get(),

@@ -18,11 +18,13 @@
 //! reloads when config.toml is saved. [`jobs`] holds the records of background jobs
 //! (kept in the store, advanced in the same transaction as their chunks);
 //! [`transfer`] the import, export and migration formats; [`drop_folder`] the import
-//! folder. [`config`], [`app`] and [`cli`] wire the process together.
+//! folder. [`background`] runs background work below the requests' priority.
+//! [`config`], [`app`] and [`cli`] wire the process together.
 
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod background;
 pub mod bench;
 mod boundary;
 pub mod cli;

@@ -86,6 +86,7 @@ pub(super) fn start(
     std::thread::Builder::new()
         .name("store-compactor".into())
         .spawn(move || {
+            crate::background::lower_current_thread();
             let started = Instant::now();
             match build_copy(&live, &target, cache_bytes, &ask) {
                 Ok(Some(copy)) => {

@@ -55,15 +55,44 @@ pub struct SyncHandle {
 }
 
 impl SyncHandle {
-    pub fn spawn(worker: SyncWorker) -> std::io::Result<SyncHandle> {
+    /// Starts the worker thread at background priority (see [`crate::background`]);
+    /// `build` runs on it, so the tantivy writer's indexing and merge threads it
+    /// creates run at that priority too. Returns once the worker is built.
+    pub fn spawn(
+        build: impl FnOnce() -> Result<SyncWorker, SyncError> + Send + 'static,
+    ) -> Result<(SyncHandle, Arc<SyncHealth>, Reindexer), SyncError> {
         let stop = Arc::new(AtomicBool::new(false));
+        let (built_tx, built_rx) = std::sync::mpsc::channel();
         let thread = {
             let stop = stop.clone();
             std::thread::Builder::new()
                 .name("sync-worker".into())
-                .spawn(move || worker.run(&stop))?
+                .spawn(move || {
+                    crate::background::lower_current_thread();
+                    let worker = match build() {
+                        Ok(worker) => worker,
+                        Err(error) => {
+                            let _ = built_tx.send(Err(error));
+                            return;
+                        }
+                    };
+                    let _ = built_tx.send(Ok((worker.health(), worker.reindexer())));
+                    worker.run(&stop)
+                })?
         };
-        Ok(SyncHandle { stop, thread })
+        match built_rx.recv() {
+            Ok(Ok((health, reindexer))) => Ok((SyncHandle { stop, thread }, health, reindexer)),
+            Ok(Err(error)) => {
+                let _ = thread.join();
+                Err(error)
+            }
+            Err(_) => {
+                let _ = thread.join();
+                Err(SyncError::Panicked(
+                    "the sync worker panicked while starting".into(),
+                ))
+            }
+        }
     }
 
     /// Asks the worker to apply what is committed, then stop; waits for it.

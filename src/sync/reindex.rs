@@ -65,18 +65,21 @@ impl Reindexer {
     /// Rebuilds the index from the store and swaps it in (blocking: run on a blocking
     /// thread; one at a time). `progress` hears the contacts indexed so far. Returns
     /// the sequence the fresh index was swapped in at.
-    pub fn run(&self, progress: impl FnMut(u64)) -> Result<u64, SyncError> {
+    pub fn run(&self, progress: impl FnMut(u64) + Send) -> Result<u64, SyncError> {
         if self.building.swap(true, Ordering::SeqCst) {
             return Err(SyncError::Io(std::io::Error::other(
                 "another reindex is running",
             )));
         }
-        let outcome = self.build_and_swap(progress);
+        // At background priority: a reindex takes every core for minutes.
+        let outcome = crate::background::run("reindex", || self.build_and_swap(progress))
+            .map_err(SyncError::Io)
+            .and_then(|outcome| outcome);
         self.building.store(false, Ordering::SeqCst);
         outcome
     }
 
-    fn build_and_swap(&self, progress: impl FnMut(u64)) -> Result<u64, SyncError> {
+    fn build_and_swap(&self, progress: impl FnMut(u64) + Send) -> Result<u64, SyncError> {
         let (fresh_dir, built_at, contacts) =
             super::rebuild::build_beside(&self.store, &self.dir, &self.options, progress)?;
         // Writes went on while it was built: catch up here, so the sync worker (and
