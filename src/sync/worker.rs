@@ -32,11 +32,18 @@ const MERGED_SEGMENTS: usize = 2;
 /// --data-dir`, which exits without merging) is merged once the worker is idle.
 const MAX_SEGMENTS_AT_START: usize = 8;
 
-/// During a bulk load (see [`Store::bulk_load`]) the worker commits at most this
-/// often: each commit is an fsync and a new segment to merge later. Otherwise it
+/// While catching up (see [`SyncWorker::catching_up`]) the worker commits at most
+/// this often: each commit is an fsync and a new segment to merge later. Otherwise it
 /// commits every batch at once, so single writes stay searchable within
 /// milliseconds.
 const CATCH_UP_COMMIT_EVERY: Duration = Duration::from_secs(3);
+
+/// A backlog of more changes than this is caught up like a bulk load: merges paused,
+/// commits every [`CATCH_UP_COMMIT_EVERY`], one merge at the end. A bulk job over 1M
+/// contacts leaves such a backlog; indexed commit by commit with merges running, the
+/// merge policy rewrote the large segments (each holding more and more deleted
+/// documents) again and again, and merging took over half of the CPU.
+const CATCH_UP_BACKLOG: u64 = 50_000;
 
 /// Changes applied to the index writer but not committed yet.
 #[derive(Debug, Clone, Copy)]
@@ -139,7 +146,7 @@ impl SyncWorker {
                 return Ok(Tick::Idle);
             };
             let wait = CATCH_UP_COMMIT_EVERY.saturating_sub(pending.since.elapsed());
-            if self.store.bulk_loading() && !wait.is_zero() {
+            if self.catching_up(applied) && !wait.is_zero() {
                 // The load goes on: wait for its next rows rather than commit.
                 self.store
                     .committed()
@@ -177,7 +184,8 @@ impl SyncWorker {
         pending.up_to = batch.up_to;
         pending.contacts += batch.contacts.len();
         let since = pending.since;
-        if self.store.bulk_loading() {
+        let catching_up = self.catching_up(batch.up_to);
+        if catching_up {
             if !self.merges_paused {
                 self.updater.pause_merges(true);
                 self.merges_paused = true;
@@ -190,10 +198,18 @@ impl SyncWorker {
             }
         }
         let (contacts, up_to) = self.commit()?;
-        if !self.store.bulk_loading() {
+        if !catching_up {
             self.resume_merges();
         }
         Ok(Tick::Applied { contacts, up_to })
+    }
+
+    /// Whether to index like a bulk load: while one runs (see [`Store::bulk_load`]),
+    /// or while the index lags more than [`CATCH_UP_BACKLOG`] changes behind the
+    /// store after `applied`.
+    fn catching_up(&self, applied: u64) -> bool {
+        self.store.bulk_loading()
+            || self.store.committed().get().saturating_sub(applied) > CATCH_UP_BACKLOG
     }
 
     fn resume_merges(&mut self) {
