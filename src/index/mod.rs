@@ -7,6 +7,7 @@
 
 pub mod analysis;
 mod bits;
+mod directory;
 pub mod document;
 mod duplicates;
 mod executor;
@@ -25,7 +26,6 @@ pub use search::{SearchPage, SearchRequest};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use tantivy::directory::MmapDirectory;
 use tantivy::indexer::LogMergePolicy;
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
@@ -96,7 +96,7 @@ impl SearchIndex {
         std::fs::create_dir_all(dir)?;
         let fields = Fields::build();
         let index = Index::create(
-            MmapDirectory::open(dir)?,
+            directory::WritebackDirectory::open(dir)?,
             fields.schema.clone(),
             tantivy::IndexSettings::default(),
         )?;
@@ -111,7 +111,7 @@ impl SearchIndex {
             return Err("no index".into());
         }
         let open = || -> Result<SearchIndex, IndexError> {
-            let index = Index::open(MmapDirectory::open(dir)?)?;
+            let index = Index::open(directory::WritebackDirectory::open(dir)?)?;
             Self::with_index(index, Fields::build(), dir)
         };
         let index = open().map_err(|e| format!("unreadable index: {e}"))?;
