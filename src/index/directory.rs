@@ -8,7 +8,9 @@
 //! reached the disk in those final syncs, and the store writer's own fsync (which
 //! every acknowledged write waits for) queued behind them: writes waited 0.5 s as the
 //! index scrub's merge ended. Synced as they grow, files leave a final sync little to
-//! write. The merge threads wait for their own syncs; they work in the background.
+//! write. After each sync the writing thread pauses as long as the sync took, so the
+//! store's fsyncs get the disk half the time; only background threads (merges, a
+//! rebuild's or a catch-up's segment flushes) write files this large.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
