@@ -514,9 +514,8 @@ impl<'t> TxnTables<'t> {
         Ok(())
     }
 
-    /// Drops change-log entries up to `up_to` (the index has durably applied them).
-    /// Drops change-log entries up to `up_to`, at most [`TRIM_MAX`] of them (the
-    /// worker asks again after its next commit).
+    /// Drops change-log entries up to `up_to` (the index has durably applied them),
+    /// at most [`TRIM_MAX`] of them (the worker asks again after its next commit).
     pub fn trim_changes(&mut self, up_to: u64) -> Result<(), StoreError> {
         let Some(first) = self.changes.first()?.map(|(seq, _)| seq.value()) else {
             return Ok(());
