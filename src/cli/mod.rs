@@ -334,8 +334,7 @@ fn restore(snapshot: &std::path::Path, config: &Config, force: bool) -> anyhow::
             let change = crate::jobs::JobChange::failed(
                 "the snapshot was taken while this job ran; it does not resume after a restore",
             );
-            let id = record.status.id;
-            runtime.block_on(store.write(crate::store::Command::ChangeJob { id, change }))?;
+            runtime.block_on(store.change_job(&record.status.id, change))?;
             failed += 1;
         }
         Ok::<_, crate::store::StoreError>(failed)
