@@ -9,13 +9,21 @@
 //!
 //! Forms (tantivy's n-gram tokenizer puts every gram at position 0 and ignores word
 //! boundaries, so the forms come from this module's own tokenizers, [`FormTokenizer`],
-//! registered under [`WORDS`], [`PREFIXES`], [`HANDLE_PREFIXES`] and [`TRIGRAMS`]; a
-//! document field holds the folded words joined by single spaces):
-//! - **word**: the folded word (exact matches);
-//! - **prefix**: every prefix of the word up to [`MAX_PREFIX`] bytes (edge grams);
+//! registered under [`WORDS`], [`SHORT_PREFIXES`] and [`TRIGRAMS`]; a document field
+//! holds the folded words joined by single spaces):
+//! - **word**: the folded word (exact matches, and every longer prefix: the words a
+//!   prefix of more than [`SHORT_PREFIX`] bytes opens are a range of the word
+//!   dictionary);
+//! - **short prefix**: every prefix of the word up to [`SHORT_PREFIX`] bytes (edge
+//!   grams), for the prefixes that open too many words to union at query time;
 //! - **trigram**: every 3-byte gram, at consecutive positions within a word and with a
 //!   gap between words, so a substring of 4+ letters is an exact phrase query of its
 //!   trigrams and never matches across words.
+//!
+//! Why only short edge grams: indexing costs in proportion to tokens, and edge grams up
+//! to 20 bytes were half of a contact's tokens. A prefix of four or more letters opens
+//! few enough dictionary words that reading them at query time costs less than
+//! indexing them (BENCHMARKS.md, "Fewer index forms").
 //!
 //! Folded words never contain a space, so joining and splitting on spaces is exact.
 //! Tokenizing inside tantivy's indexing threads (instead of handing it pre-tokenized
@@ -24,10 +32,8 @@
 
 use tantivy::tokenizer::{TextAnalyzer, Token, TokenStream, TokenizerManager};
 
-/// Longest prefix indexed; a longer query word is matched as a substring instead.
-pub const MAX_PREFIX: usize = 20;
-/// Longest prefix of a whole email or identity value indexed (see [`fold_handle`]).
-pub const MAX_HANDLE_PREFIX: usize = 40;
+/// Longest prefix indexed as an edge gram; a longer one is a word dictionary range.
+pub const SHORT_PREFIX: usize = 3;
 /// Characters kept inside a handle (an email or identity value) besides letters and
 /// digits, so a fragment such as `jean.dup` or `zielke@` matches contiguously.
 pub const HANDLE_SEPARATORS: &str = "@._+-";
@@ -102,10 +108,8 @@ pub fn trigrams(word: &str) -> impl Iterator<Item = &str> {
 
 /// Tokenizer name of the exact form.
 pub const WORDS: &str = "contactd_words";
-/// Tokenizer name of the prefix form (up to [`MAX_PREFIX`]).
-pub const PREFIXES: &str = "contactd_prefixes";
-/// Tokenizer name of the prefix form of whole handles (up to [`MAX_HANDLE_PREFIX`]).
-pub const HANDLE_PREFIXES: &str = "contactd_handle_prefixes";
+/// Tokenizer name of the short prefix form (up to [`SHORT_PREFIX`]).
+pub const SHORT_PREFIXES: &str = "contactd_short_prefixes";
 /// Tokenizer name of the trigram form.
 pub const TRIGRAMS: &str = "contactd_trigrams";
 
@@ -113,8 +117,7 @@ pub const TRIGRAMS: &str = "contactd_trigrams";
 pub fn register_tokenizers(manager: &TokenizerManager) {
     let forms = [
         (WORDS, Form::Words),
-        (PREFIXES, Form::Prefixes(MAX_PREFIX)),
-        (HANDLE_PREFIXES, Form::Prefixes(MAX_HANDLE_PREFIX)),
+        (SHORT_PREFIXES, Form::ShortPrefixes),
         (TRIGRAMS, Form::Trigrams),
     ];
     for (name, form) in forms {
@@ -130,8 +133,8 @@ pub fn joined(words: &[String]) -> String {
 #[derive(Debug, Clone, Copy)]
 enum Form {
     Words,
-    /// Prefixes up to this many bytes.
-    Prefixes(usize),
+    /// Prefixes up to [`SHORT_PREFIX`] bytes.
+    ShortPrefixes,
     Trigrams,
 }
 
@@ -185,7 +188,7 @@ impl FormStream<'_> {
             self.word = word;
             self.word_index += 1;
             self.next = match self.form {
-                Form::Prefixes(_) => 1,
+                Form::ShortPrefixes => 1,
                 Form::Words | Form::Trigrams => 0,
             };
             return true;
@@ -211,8 +214,8 @@ impl TokenStream for FormStream<'_> {
                     }
                     return self.emit(self.word, self.word_index - 1);
                 }
-                Form::Prefixes(max) => {
-                    if self.word_index > 0 && self.next <= self.word.len().min(max) {
+                Form::ShortPrefixes => {
+                    if self.word_index > 0 && self.next <= self.word.len().min(SHORT_PREFIX) {
                         let end = self.next;
                         self.next += 1;
                         return self.emit(&self.word[..end], self.word_index - 1);
@@ -292,12 +295,13 @@ mod tests {
     fn words_and_prefixes_take_the_word_position() {
         assert_eq!(tokens(WORDS, "ab cd"), pairs(&[("ab", 0), ("cd", 1)]));
         assert_eq!(
-            tokens(PREFIXES, "ab c"),
+            tokens(SHORT_PREFIXES, "ab c"),
             pairs(&[("a", 0), ("ab", 0), ("c", 1)])
         );
-        let long = "x".repeat(MAX_PREFIX + 5);
-        assert_eq!(tokens(PREFIXES, &long).len(), MAX_PREFIX);
-        assert_eq!(tokens(HANDLE_PREFIXES, &long).len(), MAX_PREFIX + 5);
+        assert_eq!(
+            tokens(SHORT_PREFIXES, "dupont"),
+            pairs(&[("d", 0), ("du", 0), ("dup", 0)])
+        );
         assert!(tokens(TRIGRAMS, "").is_empty());
     }
 }

@@ -150,8 +150,10 @@ pub fn to_document(
     add_group(&mut doc, fields.email, &text.email);
     add_group(&mut doc, fields.phone, &text.phone);
     add_group(&mut doc, fields.other, &text.other);
-    for international in &text.phone_international {
-        doc.add_text(fields.phone_international, international);
+    if !text.phone_international.is_empty() {
+        let international = joined(&text.phone_international);
+        doc.add_text(fields.phone_international.words, &international);
+        doc.add_text(fields.phone_international.short_prefixes, international);
     }
     // A phone typed whole with its `+` ranks like an email typed whole.
     let mut whole: Vec<String> = text.handles.clone();
@@ -161,7 +163,7 @@ pub fn to_document(
     }
     if !text.handles.is_empty() {
         let handles = joined(&text.handles);
-        doc.add_text(fields.handles.prefixes, &handles);
+        doc.add_text(fields.handles.short_prefixes, &handles);
         doc.add_text(fields.handles.trigrams, handles);
     }
 
@@ -251,7 +253,7 @@ fn add_group(doc: &mut TantivyDocument, group: TextGroup, words: &[String]) {
     }
     let value = joined(words);
     doc.add_text(group.words, &value);
-    doc.add_text(group.prefixes, &value);
+    doc.add_text(group.short_prefixes, &value);
     doc.add_text(group.trigrams, value);
 }
 

@@ -23,7 +23,8 @@
 
 use tantivy::postings::{Postings, SegmentPostings};
 use tantivy::query::{EnableScoring, FuzzyTermQuery, Query, Weight};
-use tantivy::schema::IndexRecordOption;
+use tantivy::schema::{Field, IndexRecordOption};
+use tantivy::termdict::{TermDictionary, TermStreamer};
 use tantivy::{DocId, DocSet, SegmentReader, TERMINATED, Term};
 
 use super::bits::DocBits;
@@ -32,8 +33,15 @@ use super::segment_cache::SegmentCache;
 /// One way a part can match, and the level a match gets.
 #[derive(Debug, Clone)]
 pub enum Probe {
-    /// Documents holding the term (an exact word, a prefix, one trigram).
+    /// Documents holding the term (an exact word, a short prefix, one trigram).
     Term { term: Term, level: u8 },
+    /// Documents holding a word of `field` that starts with `prefix`: the words of a
+    /// dictionary range, for a prefix longer than the indexed edge grams.
+    WordRange {
+        field: Field,
+        prefix: String,
+        level: u8,
+    },
     /// A substring of 4+ letters: its trigrams at consecutive positions.
     Phrase { terms: Vec<Term>, level: u8 },
     /// A whole word within `distance` edits (transpositions count as one).
@@ -44,6 +52,7 @@ impl Probe {
     pub fn level(&self) -> u8 {
         match self {
             Probe::Term { level, .. }
+            | Probe::WordRange { level, .. }
             | Probe::Phrase { level, .. }
             | Probe::Fuzzy { level, .. } => *level,
         }
@@ -388,6 +397,30 @@ fn probe_bits(
                 read()
             }
         }
+        Probe::WordRange { field, prefix, .. } => {
+            let index = segment.inverted_index(*field)?;
+            let read = || -> tantivy::Result<DocBits> {
+                let mut bits = DocBits::empty(max_doc);
+                let mut words = word_range(index.terms(), prefix)?;
+                while words.advance() {
+                    let mut postings = index
+                        .read_postings_from_terminfo(words.value(), IndexRecordOption::Basic)?;
+                    bits.insert_all(&mut postings);
+                }
+                Ok(bits)
+            };
+            let mut words = word_range(index.terms(), prefix)?;
+            let mut postings_len = 0;
+            while words.advance() && postings_len < CACHED_PROBE_MIN_DOCS {
+                postings_len += words.value().doc_freq;
+            }
+            if postings_len >= CACHED_PROBE_MIN_DOCS {
+                let key = format!("words {field:?} {prefix}");
+                Ok(DocBits::clone(&*cache.condition(segment, &key, read)?))
+            } else {
+                read()
+            }
+        }
         Probe::Phrase { terms, .. } => {
             let mut bits = DocBits::empty(max_doc);
             let Some(field) = terms.first().map(Term::field) else {
@@ -432,6 +465,32 @@ fn probe_bits(
         }
         Probe::Fuzzy { .. } => unreachable!("typo probes are applied through their weight"),
     }
+}
+
+/// The words of a dictionary that start with `prefix`.
+pub fn word_range<'a>(
+    words: &'a TermDictionary,
+    prefix: &str,
+) -> std::io::Result<TermStreamer<'a>> {
+    let range = words.range().ge(prefix.as_bytes());
+    match prefix_successor(prefix.as_bytes()) {
+        Some(end) => range.lt(end),
+        None => range,
+    }
+    .into_stream()
+}
+
+/// The least byte string greater than every string starting with `prefix` (none when
+/// it is all 0xFF bytes: the range is then unbounded above).
+pub fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
 }
 
 /// Whether the trigrams sit at consecutive positions in `doc` (every posting list is

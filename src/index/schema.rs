@@ -9,16 +9,33 @@ use tantivy::schema::{
 use super::analysis;
 use super::text_query::Group;
 
-pub const SCHEMA_VERSION: u32 = 7;
+pub const SCHEMA_VERSION: u32 = 8;
 
 /// A group of searchable text, indexed in the three forms of [`analysis`].
 #[derive(Debug, Clone, Copy)]
 pub struct TextGroup {
     pub words: Field,
-    pub prefixes: Field,
+    pub short_prefixes: Field,
     pub trigrams: Field,
     /// Where its matches rank: name before email before phone before the rest.
     pub group: Group,
+}
+
+/// The two fields any prefix of a word is found in: a short prefix is a term of
+/// `short_prefixes`, a longer one a range of the `words` dictionary.
+#[derive(Debug, Clone, Copy)]
+pub struct PrefixForms {
+    pub words: Field,
+    pub short_prefixes: Field,
+}
+
+impl TextGroup {
+    pub fn prefix_forms(&self) -> PrefixForms {
+        PrefixForms {
+            words: self.words,
+            short_prefixes: self.short_prefixes,
+        }
+    }
 }
 
 /// Keyword (exact, filterable, facetable) fields.
@@ -56,12 +73,11 @@ pub struct Fields {
     pub email: TextGroup,
     pub phone: TextGroup,
     pub other: TextGroup,
-    /// Prefixes of international phone digits, for fragments typed with `+`.
-    pub phone_international: Field,
+    /// International phone digits, for fragments typed with `+` (prefixes only).
+    pub phone_international: PrefixForms,
     /// Whole email and identity values ([`super::analysis::fold_handle`]) in the three
-    /// forms (prefixes up to [`super::analysis::MAX_HANDLE_PREFIX`]), for handle
-    /// fragments; the exact form also holds `+` and the international digits of
-    /// every phone, for a phone typed whole.
+    /// forms, for handle fragments; the exact form also holds `+` and the
+    /// international digits of every phone, for a phone typed whole.
     pub handles: TextGroup,
     pub keywords: Keywords,
     pub dates: Dates,
@@ -102,14 +118,14 @@ fn keyword_options() -> TextOptions {
 impl Fields {
     pub fn build() -> Fields {
         let mut builder = Schema::builder();
-        let mut group = |name: &str, group: Group, prefixes: &str| TextGroup {
+        let mut group = |name: &str, group: Group| TextGroup {
             words: builder.add_text_field(
                 &format!("{name}_w"),
                 form(analysis::WORDS, IndexRecordOption::Basic),
             ),
-            prefixes: builder.add_text_field(
+            short_prefixes: builder.add_text_field(
                 &format!("{name}_p"),
-                form(prefixes, IndexRecordOption::Basic),
+                form(analysis::SHORT_PREFIXES, IndexRecordOption::Basic),
             ),
             trigrams: builder.add_text_field(
                 &format!("{name}_t"),
@@ -117,15 +133,21 @@ impl Fields {
             ),
             group,
         };
-        let name = group("name", Group::Name, analysis::PREFIXES);
-        let email = group("email", Group::Email, analysis::PREFIXES);
-        let phone = group("phone", Group::Phone, analysis::PREFIXES);
-        let other = group("other", Group::Other, analysis::PREFIXES);
-        let handles = group("handle", Group::Email, analysis::HANDLE_PREFIXES);
-        let phone_international = builder.add_text_field(
-            "phone_intl_p",
-            form(analysis::PREFIXES, IndexRecordOption::Basic),
-        );
+        let name = group("name", Group::Name);
+        let email = group("email", Group::Email);
+        let phone = group("phone", Group::Phone);
+        let other = group("other", Group::Other);
+        let handles = group("handle", Group::Email);
+        let phone_international = PrefixForms {
+            words: builder.add_text_field(
+                "phone_intl_w",
+                form(analysis::WORDS, IndexRecordOption::Basic),
+            ),
+            short_prefixes: builder.add_text_field(
+                "phone_intl_p",
+                form(analysis::SHORT_PREFIXES, IndexRecordOption::Basic),
+            ),
+        };
         // Hits are read from the fast column (nothing is stored in tantivy's doc store).
         let id = builder.add_text_field(ID, keyword_options());
         let status = builder.add_text_field("status", keyword_options());

@@ -6,19 +6,20 @@
 //! walking that order and taking the first matches met, so the cost follows the page
 //! rather than the match count; small results are ranked match by match.
 
+use std::ops::Bound;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use tantivy::collector::{Collector, SegmentCollector};
-use tantivy::query::{EnableScoring, Query, TermQuery};
+use tantivy::query::{EnableScoring, InvertedIndexRangeQuery, Query, TermQuery};
 use tantivy::schema::IndexRecordOption;
 use tantivy::{Searcher, Term};
 
-use super::analysis::{MAX_HANDLE_PREFIX, MAX_PREFIX, MIN_SUBSTRING, trigrams};
-use super::executor::{FilterPlan, PartPlan, Plan, Probe, SegmentMatches};
+use super::analysis::{MIN_SUBSTRING, SHORT_PREFIX, trigrams};
+use super::executor::{FilterPlan, PartPlan, Plan, Probe, SegmentMatches, prefix_successor};
 use super::facets::{FacetCounts, Facets};
-use super::schema::TextGroup;
+use super::schema::{PrefixForms, TextGroup};
 use super::sort::{After, SegmentOrder, SortField, SortSpec, SortedPage, encode_score};
 use super::text_query::{
     Group, MatchTier, QueryPart, TYPO_THRESHOLD, WHOLE_VALUE, level, parse, typo_distance,
@@ -253,7 +254,7 @@ impl SearchIndex {
                 let mut probes = Vec::new();
                 for alternative in alternatives {
                     for group in fields.text_groups() {
-                        word_probes(group, alternative, MAX_PREFIX, &mut probes);
+                        word_probes(group, alternative, &mut probes);
                         if let Some(distance) = typo_distance(alternative) {
                             probes.push(Probe::Fuzzy {
                                 term: Term::from_field_text(group.words, alternative),
@@ -271,7 +272,6 @@ impl SearchIndex {
                 ..
             } => {
                 let whole = Term::from_field_text(fields.handles.words, &format!("+{digits}"));
-                let prefix = Term::from_field_text(fields.phone_international, digits);
                 push_best_first(
                     &mut plan,
                     vec![
@@ -279,10 +279,11 @@ impl SearchIndex {
                             term: whole,
                             level: WHOLE_VALUE,
                         },
-                        Probe::Term {
-                            term: prefix,
-                            level: level(MatchTier::Prefix, Group::Phone),
-                        },
+                        prefix_probe(
+                            fields.phone_international,
+                            digits,
+                            level(MatchTier::Prefix, Group::Phone),
+                        ),
                     ],
                 );
             }
@@ -294,10 +295,10 @@ impl SearchIndex {
                     term: whole,
                     level: WHOLE_VALUE,
                 }];
-                word_probes(fields.phone, digits, MAX_PREFIX, &mut probes);
+                word_probes(fields.phone, digits, &mut probes);
                 if let Some(word) = as_word {
                     for group in [fields.name, fields.email, fields.other] {
-                        word_probes(group, word, MAX_PREFIX, &mut probes);
+                        word_probes(group, word, &mut probes);
                     }
                 }
                 push_best_first(&mut plan, probes);
@@ -308,7 +309,7 @@ impl SearchIndex {
                     term: whole,
                     level: WHOLE_VALUE,
                 }];
-                word_probes(fields.handles, text, MAX_HANDLE_PREFIX, &mut probes);
+                word_probes(fields.handles, text, &mut probes);
                 push_best_first(&mut plan, probes);
             }
         }
@@ -393,17 +394,16 @@ fn push_best_first(plan: &mut PartPlan, mut probes: Vec<Probe>) {
 }
 
 /// Exact, prefix and substring probes of one word on one field group.
-fn word_probes(group: TextGroup, word: &str, max_prefix: usize, out: &mut Vec<Probe>) {
+fn word_probes(group: TextGroup, word: &str, out: &mut Vec<Probe>) {
     out.push(Probe::Term {
         term: Term::from_field_text(group.words, word),
         level: level(MatchTier::Exact, group.group),
     });
-    if word.len() <= max_prefix {
-        out.push(Probe::Term {
-            term: Term::from_field_text(group.prefixes, word),
-            level: level(MatchTier::Prefix, group.group),
-        });
-    }
+    out.push(prefix_probe(
+        group.prefix_forms(),
+        word,
+        level(MatchTier::Prefix, group.group),
+    ));
     let substring = level(MatchTier::Substring, group.group);
     if word.len() == MIN_SUBSTRING {
         out.push(Probe::Term {
@@ -420,14 +420,41 @@ fn word_probes(group: TextGroup, word: &str, max_prefix: usize, out: &mut Vec<Pr
     }
 }
 
+/// The documents holding a word that starts with `prefix`: a short prefix is one
+/// edge gram term, a longer one the range of words it opens.
+fn prefix_probe(forms: PrefixForms, prefix: &str, level: u8) -> Probe {
+    if prefix.len() <= SHORT_PREFIX {
+        Probe::Term {
+            term: Term::from_field_text(forms.short_prefixes, prefix),
+            level,
+        }
+    } else {
+        Probe::WordRange {
+            field: forms.words,
+            prefix: prefix.to_string(),
+            level,
+        }
+    }
+}
+
 /// The exact, prefix and substring forms of one word on one field group, as a query
 /// (for `CONTAINS` in filters).
 pub(super) fn word_tiers(group: TextGroup, word: &str, out: &mut Vec<Box<dyn Query>>) {
     let mut probes = Vec::new();
-    word_probes(group, word, MAX_PREFIX, &mut probes);
+    word_probes(group, word, &mut probes);
     for probe in probes {
         match probe {
             Probe::Term { term, .. } => out.push(Box::new(term_query(term))),
+            Probe::WordRange { field, prefix, .. } => {
+                let end = match prefix_successor(prefix.as_bytes()) {
+                    Some(end) => Bound::Excluded(Term::from_field_bytes(field, &end)),
+                    None => Bound::Unbounded,
+                };
+                out.push(Box::new(InvertedIndexRangeQuery::new(
+                    Bound::Included(Term::from_field_text(field, &prefix)),
+                    end,
+                )))
+            }
             Probe::Phrase { terms, .. } => {
                 out.push(Box::new(tantivy::query::PhraseQuery::new(terms)))
             }

@@ -24,9 +24,7 @@
 //! the reference the index's execution in [`super::executor`] must agree with, and
 //! the property tests check exactly that.
 
-use super::analysis::{
-    MAX_HANDLE_PREFIX, MAX_PREFIX, MIN_SUBSTRING, fold, fold_handle, raw_words, spellings,
-};
+use super::analysis::{MIN_SUBSTRING, fold, fold_handle, raw_words, spellings};
 use super::document::SearchableText;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,22 +194,12 @@ pub fn word_match(query: &str, indexed: &str) -> Option<MatchTier> {
     }
 }
 
-/// [`word_match`] as the index ranks it: a query longer than the longest indexed
-/// prefix (`max_prefix`) is found by its substring form, so it ranks as a substring.
-fn ranked_match(query: &str, indexed: &str, max_prefix: usize) -> Option<MatchTier> {
-    match word_match(query, indexed)? {
-        MatchTier::Prefix if query.len() > max_prefix => Some(MatchTier::Substring),
-        tier => Some(tier),
-    }
-}
-
 /// The best level of `query` over `words` of one group.
 fn best_level(query: &str, words: &[String], group: Group, typos: bool) -> Option<u8> {
     words
         .iter()
         .filter_map(|w| {
-            ranked_match(query, w, MAX_PREFIX)
-                .or_else(|| typos.then(|| typo_match(query, w)).flatten())
+            word_match(query, w).or_else(|| typos.then(|| typo_match(query, w)).flatten())
         })
         .max()
         .map(|tier| level(tier, group))
@@ -289,8 +277,7 @@ impl QueryPart {
                     if value == fragment {
                         Some(WHOLE_VALUE)
                     } else {
-                        ranked_match(fragment, value, MAX_HANDLE_PREFIX)
-                            .map(|tier| level(tier, Group::Email))
+                        word_match(fragment, value).map(|tier| level(tier, Group::Email))
                     }
                 })
                 .max(),

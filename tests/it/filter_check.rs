@@ -141,6 +141,7 @@ fn leaf() -> impl Strategy<Value = String> {
             Just("mar"),
             Just("du"),
             Just("lukasz"),
+            Just("luka"),
             Just("ann"),
             Just("tin")
         ]

@@ -123,6 +123,45 @@ async fn ranking_puts_exact_before_prefix_before_substring_and_name_first() {
     app.stop().await;
 }
 
+/// Prefixes of any length rank as prefixes: a long one is read from the word
+/// dictionary (no edge gram is indexed past three letters), in every group.
+#[tokio::test]
+async fn long_prefixes_rank_as_prefixes_in_names_handles_and_phones() {
+    let app = TestApp::spawn().await;
+    // Created first: equal levels would list the newer one first.
+    let starts = app
+        .create(
+            json!({"name": "Ann Wolfeschlegelsteinhausenbergerdorff", "email": "a2@example.com"}),
+        )
+        .await;
+    let inside = app
+        .create(json!({"name": "Ann Xwolfeschlegelsteinhausenberger", "email": "a1@example.com"}))
+        .await;
+    let id = |c: &serde_json::Value| c["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        app.search_ids("wolfeschlegelsteinhausen").await,
+        [id(&starts), id(&inside)],
+        "a 24-letter prefix ranks above the same letters inside a word"
+    );
+    let handle = app
+        .create(json!({"email": "b@example.com",
+                       "identities": [{"channel": "telegram", "value": "+33.wolfe_fan"}]}))
+        .await;
+    let phoned = app
+        .create(json!({"email": "c@example.com", "phone": "+33 6 98 76 54 32"}))
+        .await;
+    // `+33 6 98 7` is a phone prefix: it finds the phone, not the identity that
+    // starts with the same characters.
+    assert_eq!(app.search_ids("+33 6 98 7").await, [id(&phoned)]);
+    assert_eq!(app.search_ids("+33.wolfe").await, [id(&handle)]);
+    let filtered = app
+        .get("/v1/contacts?filter=name%20CONTAINS%20%22wolfeschlegel%22")
+        .await;
+    let ids: Vec<String> = crate::common::hit_ids(&filtered.body);
+    assert_eq!(ids.len(), 2, "{}", filtered.body);
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn empty_query_lists_newest_first_with_total_and_limit() {
     let app = TestApp::spawn().await;

@@ -39,7 +39,12 @@ pub fn test_config(data_dir: &Path) -> Config {
         listen: Some("127.0.0.1:0".parse().unwrap()),
         data_dir: Some(data_dir.to_path_buf()),
     };
-    Config::from_sources("", [], &overrides).expect("test config is valid")
+    let mut config = Config::from_sources("", [], &overrides).expect("test config is valid");
+    // The suite runs a hundred servers and a browser at once on two cores, with every
+    // index worker at background priority: a `?wait=indexed` past the default 5 s
+    // there is the load, not a lost write.
+    config.wait_timeout_ms = 30_000;
+    config
 }
 
 pub struct TestApp {
