@@ -9,21 +9,25 @@
 //!
 //! Forms (tantivy's n-gram tokenizer puts every gram at position 0 and ignores word
 //! boundaries, so the forms come from this module's own tokenizers, [`FormTokenizer`],
-//! registered under [`WORDS`], [`SHORT_PREFIXES`] and [`TRIGRAMS`]; a document field
-//! holds the folded words joined by single spaces):
-//! - **word**: the folded word (exact matches, and every longer prefix: the words a
-//!   prefix of more than [`SHORT_PREFIX`] bytes opens are a range of the word
-//!   dictionary);
+//! registered under [`WORDS`], [`SHORT_PREFIXES`], [`DIGIT_PREFIXES`] and
+//! [`TRIGRAMS`]; a document field holds the folded words joined by single spaces):
+//! - **word**: the folded word (exact matches);
 //! - **short prefix**: every prefix of the word up to [`SHORT_PREFIX`] bytes (edge
-//!   grams), for the prefixes that open too many words to union at query time;
+//!   grams);
 //! - **trigram**: every 3-byte gram, at consecutive positions within a word and with a
 //!   gap between words, so a substring of 4+ letters is an exact phrase query of its
-//!   trigrams and never matches across words.
+//!   trigrams and never matches across words. The first [`WORD_START_LEN`] bytes of a
+//!   word are also indexed as its **word start** (`^` and the bytes, at the position of
+//!   its first trigram): a prefix of exactly that length is one term, and a longer one
+//!   the phrase of its word start and its trigrams past it.
 //!
 //! Why only short edge grams: indexing costs in proportion to tokens, and edge grams up
-//! to 20 bytes were half of a contact's tokens. A prefix of four or more letters opens
-//! few enough dictionary words that reading them at query time costs less than
-//! indexing them (BENCHMARKS.md, "Fewer index forms").
+//! to 20 bytes were half of a contact's tokens; a word start adds one token a word,
+//! and the lead of a longer prefix's phrase is as rare as a 4-letter edge gram.
+//! Reading a longer prefix from the word dictionary instead was tried and dropped: an
+//! email word carries a number (`smith2`), so `smit` opens thousands of words
+//! (BENCHMARKS.md, "Fewer index forms"). International phone digits, which have no
+//! trigrams, keep their edge grams ([`DIGIT_PREFIXES`]).
 //!
 //! Folded words never contain a space, so joining and splitting on spaces is exact.
 //! Tokenizing inside tantivy's indexing threads (instead of handing it pre-tokenized
@@ -32,8 +36,15 @@
 
 use tantivy::tokenizer::{TextAnalyzer, Token, TokenStream, TokenizerManager};
 
-/// Longest prefix indexed as an edge gram; a longer one is a word dictionary range.
+/// Longest prefix indexed as an edge gram; a longer one is found through its
+/// [`word_start`].
 pub const SHORT_PREFIX: usize = 3;
+/// Bytes of a word start (see the module docs).
+pub const WORD_START_LEN: usize = SHORT_PREFIX + 1;
+/// Longest prefix of international phone digits indexed (E.164 numbers have at most 15).
+pub const MAX_DIGIT_PREFIX: usize = 20;
+/// Marks a word start in the trigram form; never part of a folded word or handle.
+const WORD_START: char = '^';
 /// Characters kept inside a handle (an email or identity value) besides letters and
 /// digits, so a fragment such as `jean.dup` or `zielke@` matches contiguously.
 pub const HANDLE_SEPARATORS: &str = "@._+-";
@@ -99,6 +110,11 @@ pub fn fold_handle(value: &str) -> String {
         .collect()
 }
 
+/// The word start token of a word whose first [`WORD_START_LEN`] bytes are `start`.
+pub fn word_start(start: &str) -> String {
+    format!("{WORD_START}{start}")
+}
+
 /// Every trigram of a word, in order.
 pub fn trigrams(word: &str) -> impl Iterator<Item = &str> {
     (0..=word.len().saturating_sub(MIN_SUBSTRING))
@@ -110,6 +126,9 @@ pub fn trigrams(word: &str) -> impl Iterator<Item = &str> {
 pub const WORDS: &str = "contactd_words";
 /// Tokenizer name of the short prefix form (up to [`SHORT_PREFIX`]).
 pub const SHORT_PREFIXES: &str = "contactd_short_prefixes";
+/// Tokenizer name of the prefix form of international phone digits (up to
+/// [`MAX_DIGIT_PREFIX`]).
+pub const DIGIT_PREFIXES: &str = "contactd_digit_prefixes";
 /// Tokenizer name of the trigram form.
 pub const TRIGRAMS: &str = "contactd_trigrams";
 
@@ -117,7 +136,8 @@ pub const TRIGRAMS: &str = "contactd_trigrams";
 pub fn register_tokenizers(manager: &TokenizerManager) {
     let forms = [
         (WORDS, Form::Words),
-        (SHORT_PREFIXES, Form::ShortPrefixes),
+        (SHORT_PREFIXES, Form::Prefixes(SHORT_PREFIX)),
+        (DIGIT_PREFIXES, Form::Prefixes(MAX_DIGIT_PREFIX)),
         (TRIGRAMS, Form::Trigrams),
     ];
     for (name, form) in forms {
@@ -133,8 +153,8 @@ pub fn joined(words: &[String]) -> String {
 #[derive(Debug, Clone, Copy)]
 enum Form {
     Words,
-    /// Prefixes up to [`SHORT_PREFIX`] bytes.
-    ShortPrefixes,
+    /// Prefixes up to this many bytes.
+    Prefixes(usize),
     Trigrams,
 }
 
@@ -155,6 +175,7 @@ impl tantivy::tokenizer::Tokenizer for FormTokenizer {
             word_index: 0,
             next: 0,
             trigram_base: 0,
+            word_start_due: false,
             token: Token::default(),
         }
     }
@@ -171,6 +192,8 @@ pub struct FormStream<'a> {
     next: usize,
     /// Position of the current word's first trigram.
     trigram_base: usize,
+    /// Whether the current word's start token is still to be emitted.
+    word_start_due: bool,
     token: Token,
 }
 
@@ -188,9 +211,11 @@ impl FormStream<'_> {
             self.word = word;
             self.word_index += 1;
             self.next = match self.form {
-                Form::ShortPrefixes => 1,
+                Form::Prefixes(_) => 1,
                 Form::Words | Form::Trigrams => 0,
             };
+            self.word_start_due =
+                matches!(self.form, Form::Trigrams) && word.len() >= WORD_START_LEN;
             return true;
         }
         false
@@ -214,14 +239,22 @@ impl TokenStream for FormStream<'_> {
                     }
                     return self.emit(self.word, self.word_index - 1);
                 }
-                Form::ShortPrefixes => {
-                    if self.word_index > 0 && self.next <= self.word.len().min(SHORT_PREFIX) {
+                Form::Prefixes(max) => {
+                    if self.word_index > 0 && self.next <= self.word.len().min(max) {
                         let end = self.next;
                         self.next += 1;
                         return self.emit(&self.word[..end], self.word_index - 1);
                     }
                 }
                 Form::Trigrams => {
+                    if self.word_start_due {
+                        self.word_start_due = false;
+                        self.token.text.clear();
+                        self.token.text.push(WORD_START);
+                        self.token.text.push_str(&self.word[..WORD_START_LEN]);
+                        self.token.position = self.trigram_base;
+                        return true;
+                    }
                     if self.word_index > 0 && self.next + MIN_SUBSTRING <= self.word.len() {
                         let start = self.next;
                         self.next += 1;
@@ -287,7 +320,7 @@ mod tests {
 
     #[test]
     fn trigram_positions_do_not_cross_words() {
-        let expected = [("abc", 0), ("bcd", 1), ("efg", 3), ("hij", 6)];
+        let expected = [("^abcd", 0), ("abc", 0), ("bcd", 1), ("efg", 3), ("hij", 6)];
         assert_eq!(tokens(TRIGRAMS, "abcd efg xy hij"), pairs(&expected));
     }
 
@@ -302,6 +335,8 @@ mod tests {
             tokens(SHORT_PREFIXES, "dupont"),
             pairs(&[("d", 0), ("du", 0), ("dup", 0)])
         );
+        let long = "1".repeat(MAX_DIGIT_PREFIX + 5);
+        assert_eq!(tokens(DIGIT_PREFIXES, &long).len(), MAX_DIGIT_PREFIX);
         assert!(tokens(TRIGRAMS, "").is_empty());
     }
 }

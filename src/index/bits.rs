@@ -33,20 +33,14 @@ impl DocBits {
     /// The documents of a posting list (or any doc set), read block by block.
     pub fn of_docs(max_doc: DocId, docs: &mut impl DocSet) -> DocBits {
         let mut bits = DocBits::empty(max_doc);
-        bits.insert_all(docs);
-        bits
-    }
-
-    /// Adds the documents of a posting list (or any doc set), read block by block.
-    pub fn insert_all(&mut self, docs: &mut impl DocSet) {
         let mut buffer = [0; COLLECT_BLOCK_BUFFER_LEN];
         loop {
             let filled = docs.fill_buffer(&mut buffer);
             for &doc in &buffer[..filled] {
-                self.insert(doc);
+                bits.insert(doc);
             }
             if filled < COLLECT_BLOCK_BUFFER_LEN {
-                return;
+                return bits;
             }
         }
     }

@@ -150,10 +150,8 @@ pub fn to_document(
     add_group(&mut doc, fields.email, &text.email);
     add_group(&mut doc, fields.phone, &text.phone);
     add_group(&mut doc, fields.other, &text.other);
-    if !text.phone_international.is_empty() {
-        let international = joined(&text.phone_international);
-        doc.add_text(fields.phone_international.words, &international);
-        doc.add_text(fields.phone_international.short_prefixes, international);
+    for international in &text.phone_international {
+        doc.add_text(fields.phone_international, international);
     }
     // A phone typed whole with its `+` ranks like an email typed whole.
     let mut whole: Vec<String> = text.handles.clone();

@@ -23,8 +23,7 @@
 
 use tantivy::postings::{Postings, SegmentPostings};
 use tantivy::query::{EnableScoring, FuzzyTermQuery, Query, Weight};
-use tantivy::schema::{Field, IndexRecordOption};
-use tantivy::termdict::{TermDictionary, TermStreamer};
+use tantivy::schema::IndexRecordOption;
 use tantivy::{DocId, DocSet, SegmentReader, TERMINATED, Term};
 
 use super::bits::DocBits;
@@ -35,15 +34,10 @@ use super::segment_cache::SegmentCache;
 pub enum Probe {
     /// Documents holding the term (an exact word, a short prefix, one trigram).
     Term { term: Term, level: u8 },
-    /// Documents holding a word of `field` that starts with `prefix`: the words of a
-    /// dictionary range, for a prefix longer than the indexed edge grams.
-    WordRange {
-        field: Field,
-        prefix: String,
-        level: u8,
-    },
-    /// A substring of 4+ letters: its trigrams at consecutive positions.
-    Phrase { terms: Vec<Term>, level: u8 },
+    /// Terms at these offsets from one another: a substring of 4+ letters (its
+    /// trigrams at consecutive positions), or a prefix of 5+ letters (its word start,
+    /// then its trigrams past it).
+    Phrase { terms: Vec<(u32, Term)>, level: u8 },
     /// A whole word within `distance` edits (transpositions count as one).
     Fuzzy { term: Term, distance: u8, level: u8 },
 }
@@ -52,7 +46,6 @@ impl Probe {
     pub fn level(&self) -> u8 {
         match self {
             Probe::Term { level, .. }
-            | Probe::WordRange { level, .. }
             | Probe::Phrase { level, .. }
             | Probe::Fuzzy { level, .. } => *level,
         }
@@ -397,40 +390,16 @@ fn probe_bits(
                 read()
             }
         }
-        Probe::WordRange { field, prefix, .. } => {
-            let index = segment.inverted_index(*field)?;
-            let read = || -> tantivy::Result<DocBits> {
-                let mut bits = DocBits::empty(max_doc);
-                let mut words = word_range(index.terms(), prefix)?;
-                while words.advance() {
-                    let mut postings = index
-                        .read_postings_from_terminfo(words.value(), IndexRecordOption::Basic)?;
-                    bits.insert_all(&mut postings);
-                }
-                Ok(bits)
-            };
-            let mut words = word_range(index.terms(), prefix)?;
-            let mut postings_len = 0;
-            while words.advance() && postings_len < CACHED_PROBE_MIN_DOCS {
-                postings_len += words.value().doc_freq;
-            }
-            if postings_len >= CACHED_PROBE_MIN_DOCS {
-                let key = format!("words {field:?} {prefix}");
-                Ok(DocBits::clone(&*cache.condition(segment, &key, read)?))
-            } else {
-                read()
-            }
-        }
         Probe::Phrase { terms, .. } => {
             let mut bits = DocBits::empty(max_doc);
-            let Some(field) = terms.first().map(Term::field) else {
+            let Some(field) = terms.first().map(|(_, term)| term.field()) else {
                 return Ok(bits);
             };
             let index = segment.inverted_index(field)?;
             let mut postings = Vec::with_capacity(terms.len());
-            for (offset, term) in terms.iter().enumerate() {
+            for (offset, term) in terms {
                 match index.read_postings(term, IndexRecordOption::WithFreqsAndPositions)? {
-                    Some(p) => postings.push((offset as u32, p)),
+                    Some(p) => postings.push((*offset, p)),
                     // A trigram absent from the segment: nothing here holds the phrase.
                     None => return Ok(bits),
                 }
@@ -465,32 +434,6 @@ fn probe_bits(
         }
         Probe::Fuzzy { .. } => unreachable!("typo probes are applied through their weight"),
     }
-}
-
-/// The words of a dictionary that start with `prefix`.
-pub fn word_range<'a>(
-    words: &'a TermDictionary,
-    prefix: &str,
-) -> std::io::Result<TermStreamer<'a>> {
-    let range = words.range().ge(prefix.as_bytes());
-    match prefix_successor(prefix.as_bytes()) {
-        Some(end) => range.lt(end),
-        None => range,
-    }
-    .into_stream()
-}
-
-/// The least byte string greater than every string starting with `prefix` (none when
-/// it is all 0xFF bytes: the range is then unbounded above).
-pub fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < u8::MAX {
-            end.push(last + 1);
-            return Some(end);
-        }
-    }
-    None
 }
 
 /// Whether the trigrams sit at consecutive positions in `doc` (every posting list is

@@ -21,23 +21,6 @@ pub struct TextGroup {
     pub group: Group,
 }
 
-/// The two fields any prefix of a word is found in: a short prefix is a term of
-/// `short_prefixes`, a longer one a range of the `words` dictionary.
-#[derive(Debug, Clone, Copy)]
-pub struct PrefixForms {
-    pub words: Field,
-    pub short_prefixes: Field,
-}
-
-impl TextGroup {
-    pub fn prefix_forms(&self) -> PrefixForms {
-        PrefixForms {
-            words: self.words,
-            short_prefixes: self.short_prefixes,
-        }
-    }
-}
-
 /// Keyword (exact, filterable, facetable) fields.
 #[derive(Debug, Clone, Copy)]
 pub struct Keywords {
@@ -73,8 +56,8 @@ pub struct Fields {
     pub email: TextGroup,
     pub phone: TextGroup,
     pub other: TextGroup,
-    /// International phone digits, for fragments typed with `+` (prefixes only).
-    pub phone_international: PrefixForms,
+    /// Prefixes of international phone digits, for fragments typed with `+`.
+    pub phone_international: Field,
     /// Whole email and identity values ([`super::analysis::fold_handle`]) in the three
     /// forms, for handle fragments; the exact form also holds `+` and the
     /// international digits of every phone, for a phone typed whole.
@@ -138,16 +121,10 @@ impl Fields {
         let phone = group("phone", Group::Phone);
         let other = group("other", Group::Other);
         let handles = group("handle", Group::Email);
-        let phone_international = PrefixForms {
-            words: builder.add_text_field(
-                "phone_intl_w",
-                form(analysis::WORDS, IndexRecordOption::Basic),
-            ),
-            short_prefixes: builder.add_text_field(
-                "phone_intl_p",
-                form(analysis::SHORT_PREFIXES, IndexRecordOption::Basic),
-            ),
-        };
+        let phone_international = builder.add_text_field(
+            "phone_intl_p",
+            form(analysis::DIGIT_PREFIXES, IndexRecordOption::Basic),
+        );
         // Hits are read from the fast column (nothing is stored in tantivy's doc store).
         let id = builder.add_text_field(ID, keyword_options());
         let status = builder.add_text_field("status", keyword_options());

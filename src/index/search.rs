@@ -6,20 +6,19 @@
 //! walking that order and taking the first matches met, so the cost follows the page
 //! rather than the match count; small results are ranked match by match.
 
-use std::ops::Bound;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use tantivy::collector::{Collector, SegmentCollector};
-use tantivy::query::{EnableScoring, InvertedIndexRangeQuery, Query, TermQuery};
+use tantivy::query::{EnableScoring, Query, TermQuery};
 use tantivy::schema::IndexRecordOption;
 use tantivy::{Searcher, Term};
 
-use super::analysis::{MIN_SUBSTRING, SHORT_PREFIX, trigrams};
-use super::executor::{FilterPlan, PartPlan, Plan, Probe, SegmentMatches, prefix_successor};
+use super::analysis::{MIN_SUBSTRING, SHORT_PREFIX, WORD_START_LEN, trigrams, word_start};
+use super::executor::{FilterPlan, PartPlan, Plan, Probe, SegmentMatches};
 use super::facets::{FacetCounts, Facets};
-use super::schema::{PrefixForms, TextGroup};
+use super::schema::TextGroup;
 use super::sort::{After, SegmentOrder, SortField, SortSpec, SortedPage, encode_score};
 use super::text_query::{
     Group, MatchTier, QueryPart, TYPO_THRESHOLD, WHOLE_VALUE, level, parse, typo_distance,
@@ -279,11 +278,10 @@ impl SearchIndex {
                             term: whole,
                             level: WHOLE_VALUE,
                         },
-                        prefix_probe(
-                            fields.phone_international,
-                            digits,
-                            level(MatchTier::Prefix, Group::Phone),
-                        ),
+                        Probe::Term {
+                            term: Term::from_field_text(fields.phone_international, digits),
+                            level: level(MatchTier::Prefix, Group::Phone),
+                        },
                     ],
                 );
             }
@@ -400,7 +398,7 @@ fn word_probes(group: TextGroup, word: &str, out: &mut Vec<Probe>) {
         level: level(MatchTier::Exact, group.group),
     });
     out.push(prefix_probe(
-        group.prefix_forms(),
+        group,
         word,
         level(MatchTier::Prefix, group.group),
     ));
@@ -413,28 +411,38 @@ fn word_probes(group: TextGroup, word: &str, out: &mut Vec<Probe>) {
     } else if word.len() > MIN_SUBSTRING {
         out.push(Probe::Phrase {
             terms: trigrams(word)
-                .map(|g| Term::from_field_text(group.trigrams, g))
+                .zip(0..)
+                .map(|(gram, offset)| (offset, Term::from_field_text(group.trigrams, gram)))
                 .collect(),
             level: substring,
         });
     }
 }
 
-/// The documents holding a word that starts with `prefix`: a short prefix is one
-/// edge gram term, a longer one the range of words it opens.
-fn prefix_probe(forms: PrefixForms, prefix: &str, level: u8) -> Probe {
+/// The documents holding a word of `group` that starts with `prefix` (see
+/// [`super::analysis`]): a short prefix is an edge gram; a 4-byte one a word start;
+/// a longer one its word start followed by its trigrams past it.
+fn prefix_probe(group: TextGroup, prefix: &str, level: u8) -> Probe {
     if prefix.len() <= SHORT_PREFIX {
-        Probe::Term {
-            term: Term::from_field_text(forms.short_prefixes, prefix),
+        return Probe::Term {
+            term: Term::from_field_text(group.short_prefixes, prefix),
             level,
-        }
-    } else {
-        Probe::WordRange {
-            field: forms.words,
-            prefix: prefix.to_string(),
-            level,
-        }
+        };
     }
+    let start = Term::from_field_text(group.trigrams, &word_start(&prefix[..WORD_START_LEN]));
+    if prefix.len() == WORD_START_LEN {
+        return Probe::Term { term: start, level };
+    }
+    // The word start covers bytes 0..4, the trigrams from byte 2 on cover the rest.
+    let terms = std::iter::once((0, start))
+        .chain(
+            trigrams(prefix)
+                .zip(0..)
+                .skip(WORD_START_LEN - MIN_SUBSTRING + 1)
+                .map(|(gram, offset)| (offset, Term::from_field_text(group.trigrams, gram))),
+        )
+        .collect();
+    Probe::Phrase { terms, level }
 }
 
 /// The exact, prefix and substring forms of one word on one field group, as a query
@@ -445,18 +453,11 @@ pub(super) fn word_tiers(group: TextGroup, word: &str, out: &mut Vec<Box<dyn Que
     for probe in probes {
         match probe {
             Probe::Term { term, .. } => out.push(Box::new(term_query(term))),
-            Probe::WordRange { field, prefix, .. } => {
-                let end = match prefix_successor(prefix.as_bytes()) {
-                    Some(end) => Bound::Excluded(Term::from_field_bytes(field, &end)),
-                    None => Bound::Unbounded,
-                };
-                out.push(Box::new(InvertedIndexRangeQuery::new(
-                    Bound::Included(Term::from_field_text(field, &prefix)),
-                    end,
-                )))
-            }
             Probe::Phrase { terms, .. } => {
-                out.push(Box::new(tantivy::query::PhraseQuery::new(terms)))
+                let terms = terms.into_iter().map(|(o, t)| (o as usize, t)).collect();
+                out.push(Box::new(tantivy::query::PhraseQuery::new_with_offset(
+                    terms,
+                )))
             }
             Probe::Fuzzy { .. } => {}
         }

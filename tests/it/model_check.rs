@@ -30,10 +30,11 @@ const DOMAINS: [&str; 4] = ["orange.fr", "gmail.com", "example.de", "mail.pl"];
 const TAGS: [&str; 5] = ["vip", "Lead", "newsletter", "churn-risk", "VIP"];
 /// Query material: prefixes, substrings, accents, case, typos that must not match,
 /// and phone fragments in several formats.
-/// Prefixes of 1–3 letters are edge gram terms; longer ones ("dupon", "lemarti",
-/// "ann.mar", "+33 6 12 34") are ranges of the word dictionary: both are here.
-const QUERIES: [&str; 31] = [
+/// Prefixes of 1–3 letters are edge gram terms, of 4 a word start ("mart"), longer
+/// ones a phrase led by the word start ("dupon", "lemarti", "ann.mar"): all are here.
+const QUERIES: [&str; 32] = [
     "",
+    "mart",
     "dupon",
     "lemarti",
     "ann.mar",

@@ -123,8 +123,8 @@ async fn ranking_puts_exact_before_prefix_before_substring_and_name_first() {
     app.stop().await;
 }
 
-/// Prefixes of any length rank as prefixes: a long one is read from the word
-/// dictionary (no edge gram is indexed past three letters), in every group.
+/// Prefixes of any length rank as prefixes: past three letters no edge gram is
+/// indexed, and a long prefix is found through its word start, in every group.
 #[tokio::test]
 async fn long_prefixes_rank_as_prefixes_in_names_handles_and_phones() {
     let app = TestApp::spawn().await;
