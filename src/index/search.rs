@@ -454,7 +454,10 @@ pub(super) fn word_tiers(group: TextGroup, word: &str, out: &mut Vec<Box<dyn Que
         match probe {
             Probe::Term { term, .. } => out.push(Box::new(term_query(term))),
             Probe::Phrase { terms, .. } => {
-                let terms = terms.into_iter().map(|(o, t)| (o as usize, t)).collect();
+                let terms = terms
+                    .into_iter()
+                    .map(|(offset, term)| (offset as usize, term))
+                    .collect();
                 out.push(Box::new(tantivy::query::PhraseQuery::new_with_offset(
                     terms,
                 )))
