@@ -150,8 +150,8 @@ async fn long_prefixes_rank_as_prefixes_in_names_handles_and_phones() {
     let phoned = app
         .create(json!({"email": "c@example.com", "phone": "+33 6 98 76 54 32"}))
         .await;
-    // `+33 6 98 7` is a phone prefix: it finds the phone, not the identity that
-    // starts with the same characters.
+    // `+33 6 98 7` is a phone prefix: it finds the phone, not the identity that also
+    // starts with `+33`.
     assert_eq!(app.search_ids("+33 6 98 7").await, [id(&phoned)]);
     assert_eq!(app.search_ids("+33.wolfe").await, [id(&handle)]);
     let filtered = app
