@@ -110,9 +110,19 @@ pub fn fold_handle(value: &str) -> String {
         .collect()
 }
 
-/// The word start token of a word whose first [`WORD_START_LEN`] bytes are `start`.
+/// The word start token of a word whose first [`WORD_START_LEN`] bytes are `start`:
+/// what a query looks up, written as [`push_word_start`] indexes it.
 pub fn word_start(start: &str) -> String {
-    format!("{WORD_START}{start}")
+    let mut token = String::with_capacity(1 + start.len());
+    push_word_start(&mut token, start);
+    token
+}
+
+/// Appends the word start token of `start` to `out` (the one definition of its form,
+/// shared by indexing and querying).
+fn push_word_start(out: &mut String, start: &str) {
+    out.push(WORD_START);
+    out.push_str(start);
 }
 
 /// Every trigram of a word, in order.
@@ -250,8 +260,7 @@ impl TokenStream for FormStream<'_> {
                     if self.word_start_due {
                         self.word_start_due = false;
                         self.token.text.clear();
-                        self.token.text.push(WORD_START);
-                        self.token.text.push_str(&self.word[..WORD_START_LEN]);
+                        push_word_start(&mut self.token.text, &self.word[..WORD_START_LEN]);
                         self.token.position = self.trigram_base;
                         return true;
                     }
