@@ -316,18 +316,20 @@ fn copy_table<K: Key + 'static, V: Value + 'static>(
 ) -> Result<(), StoreError> {
     let mut resume_after: Option<Vec<u8>> = None;
     loop {
-        let snapshot = live.begin_read()?;
-        let from = snapshot.open_table(def)?;
-        let entries = match &resume_after {
-            None => from.iter()?,
-            Some(last) => from.range::<K::SelfType<'_>>((
-                Bound::Excluded(K::from_bytes(last)),
-                Bound::Unbounded,
-            ))?,
-        };
         let txn = target.begin_write()?;
         let mut copied = 0;
+        // The live snapshot ends with this block, before the copy's durable commit and
+        // its pause: redb frees no page while a snapshot that could read it is alive.
         {
+            let snapshot = live.begin_read()?;
+            let from = snapshot.open_table(def)?;
+            let entries = match &resume_after {
+                None => from.iter()?,
+                Some(last) => from.range::<K::SelfType<'_>>((
+                    Bound::Excluded(K::from_bytes(last)),
+                    Bound::Unbounded,
+                ))?,
+            };
             let mut to = txn.open_table(def)?;
             let mut last = None;
             for entry in entries.take(chunk) {
@@ -356,19 +358,20 @@ fn copy_multimap<K: Key + 'static, V: Key + 'static>(
 ) -> Result<(), StoreError> {
     let mut resume_after: Option<Vec<u8>> = None;
     loop {
-        let snapshot = live.begin_read()?;
-        let from = snapshot.open_multimap_table(def)?;
-        let entries = match &resume_after {
-            None => from.iter()?,
-            Some(last) => from.range::<K::SelfType<'_>>((
-                Bound::Excluded(K::from_bytes(last)),
-                Bound::Unbounded,
-            ))?,
-        };
         let txn = target.begin_write()?;
         let mut copied = 0;
         let mut exhausted = true;
+        // As in `copy_table`, the live snapshot ends before the commit.
         {
+            let snapshot = live.begin_read()?;
+            let from = snapshot.open_multimap_table(def)?;
+            let entries = match &resume_after {
+                None => from.iter()?,
+                Some(last) => from.range::<K::SelfType<'_>>((
+                    Bound::Excluded(K::from_bytes(last)),
+                    Bound::Unbounded,
+                ))?,
+            };
             let mut to = txn.open_multimap_table(def)?;
             for entry in entries {
                 let (key, values) = entry?;

@@ -398,22 +398,28 @@ impl Store {
         };
         let mut after: Option<String> = None;
         loop {
-            let txn = self.db().begin_read().map_err(StoreError::from)?;
-            let contacts = txn.open_table(CONTACTS).map_err(StoreError::from)?;
-            let from = match &after {
-                Some(last) => std::ops::Bound::Excluded(last.as_str()),
-                None => std::ops::Bound::Unbounded,
+            // The snapshot is dropped before the chunk is visited: the visitor may block
+            // for seconds (an index writer flushing a segment), and while a snapshot is
+            // alive redb frees none of the pages the writer's commits give up.
+            let (chunk, context) = {
+                let txn = self.db().begin_read().map_err(StoreError::from)?;
+                let contacts = txn.open_table(CONTACTS).map_err(StoreError::from)?;
+                let from = match &after {
+                    Some(last) => std::ops::Bound::Excluded(last.as_str()),
+                    None => std::ops::Bound::Unbounded,
+                };
+                let range = contacts
+                    .range::<&str>((from, std::ops::Bound::Included(end.as_str())))
+                    .map_err(StoreError::from)?;
+                let mut chunk = Vec::with_capacity(SCAN_CHUNK);
+                for entry in range.take(SCAN_CHUNK) {
+                    let (id, bytes) = entry.map_err(StoreError::from)?;
+                    after = Some(id.value().to_string());
+                    chunk.push(record::decode_contact(bytes.value())?);
+                }
+                let context = context(&txn, Some(&chunk.iter().collect::<Vec<_>>()))?;
+                (chunk, context)
             };
-            let range = contacts
-                .range::<&str>((from, std::ops::Bound::Included(end.as_str())))
-                .map_err(StoreError::from)?;
-            let mut chunk = Vec::with_capacity(SCAN_CHUNK);
-            for entry in range.take(SCAN_CHUNK) {
-                let (id, bytes) = entry.map_err(StoreError::from)?;
-                after = Some(id.value().to_string());
-                chunk.push(record::decode_contact(bytes.value())?);
-            }
-            let context = context(&txn, Some(&chunk.iter().collect::<Vec<_>>()))?;
             let done = chunk.len() < SCAN_CHUNK;
             for contact in chunk {
                 visit(contact, &context)?;
