@@ -58,7 +58,11 @@ pub fn rebuild(
 ) -> Result<(SearchIndex, u64), SyncError> {
     let started = Instant::now();
     let (fresh_dir, seq, contacts) = build_beside(store, dir, options, |_| {})?;
-    put_in_place(&fresh_dir, dir)?;
+    // Removed before returning: an offline `reindex` or `restore` exits right after,
+    // and a thread of its own would die with the process, leaving the old index on disk.
+    if let Some(old_dir) = put_in_place(&fresh_dir, dir)? {
+        std::fs::remove_dir_all(&old_dir)?;
+    }
     let (index, payload) = SearchIndex::open_usable(dir).map_err(|reason| {
         std::io::Error::other(format!("the rebuilt index does not open: {reason}"))
     })?;
@@ -115,26 +119,35 @@ pub fn build_beside(
     }
 }
 
-/// Moves the closed index in `fresh_dir` to `dir`, replacing what `dir` held (whose
-/// files stay readable by whoever has them open until they let go).
-pub fn put_in_place(fresh_dir: &Path, dir: &Path) -> std::io::Result<()> {
-    if dir.exists() {
+/// Moves the closed index in `fresh_dir` to `dir`. What `dir` held is renamed aside
+/// (its files stay readable by whoever has them open until they let go) and that
+/// directory is returned for the caller to remove: at once when nothing waits, or on a
+/// thread of its own when writes and searches go on (see [`remove_in_background`]).
+pub fn put_in_place(fresh_dir: &Path, dir: &Path) -> std::io::Result<Option<PathBuf>> {
+    let replaced = if dir.exists() {
         let old_dir = sibling(dir, "old");
         std::fs::rename(dir, &old_dir)?;
-        std::fs::rename(fresh_dir, dir)?;
-        std::thread::Builder::new()
-            .name("index-remove-old".into())
-            .spawn(move || {
-                if let Err(error) = std::fs::remove_dir_all(&old_dir) {
-                    tracing::warn!(%error, dir = %old_dir.display(), "cannot remove a replaced index");
-                }
-            })?;
+        Some(old_dir)
     } else {
-        std::fs::rename(fresh_dir, dir)?;
-    }
+        None
+    };
+    std::fs::rename(fresh_dir, dir)?;
     if let Some(parent) = dir.parent() {
         std::fs::File::open(parent)?.sync_all()?;
     }
+    Ok(replaced)
+}
+
+/// Removes a replaced index directory without making the caller wait for it. A crash
+/// before it is gone leaves it to [`remove_leftovers`] at the next start.
+pub fn remove_in_background(old_dir: PathBuf) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("index-remove-old".into())
+        .spawn(move || {
+            if let Err(error) = std::fs::remove_dir_all(&old_dir) {
+                tracing::warn!(%error, dir = %old_dir.display(), "cannot remove a replaced index");
+            }
+        })?;
     Ok(())
 }
 

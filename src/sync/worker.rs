@@ -485,7 +485,8 @@ impl SyncWorker {
             requests,
             reindexer,
         };
-        let moved = super::rebuild::put_in_place(&fresh_dir, &dir);
+        let moved = super::rebuild::put_in_place(&fresh_dir, &dir)
+            .and_then(|replaced| replaced.map_or(Ok(()), super::rebuild::remove_in_background));
         let opened = SearchIndex::open_usable(&dir);
         match (moved, opened) {
             (Ok(()), Ok((index, payload))) => {

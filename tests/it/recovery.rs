@@ -81,6 +81,14 @@ fn reindex_command_rebuilds_offline() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(String::from_utf8_lossy(&output.stdout).contains("1 documents"));
+    // The replaced index is removed before the command exits, not left for the next
+    // start to find.
+    let index_dirs: Vec<String> = std::fs::read_dir(temp.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("search"))
+        .collect();
+    assert_eq!(index_dirs, ["search"]);
     runtime.block_on(async {
         let app = TestApp::spawn_in(temp.path()).await;
         assert_eq!(app.search_ids("offline").await.len(), 1);
