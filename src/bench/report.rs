@@ -278,13 +278,16 @@ impl Report {
             rows.push((
                 format!("writes during: {}", run.action),
                 format!(
-                    "max {:.0} ms, p99 {:.0} ms (baseline max {:.0}, p99 {:.0}); scrubbed in {:.1} s, swap {:.0} ms",
+                    "max {:.0} ms, p99 {:.0} ms (baseline max {:.0}, p99 {:.0}); took {:.1} s{}",
                     run.during.max_ms,
                     run.during.p99_ms,
                     run.baseline.max_ms,
                     run.baseline.p99_ms,
                     run.seconds,
-                    run.compaction_swap_ms.unwrap_or(f64::NAN),
+                    // The server's last store compaction (an erase's scrub), if one ran.
+                    run.compaction_swap_ms
+                        .map(|ms| format!(", store copy swapped in {ms:.0} ms"))
+                        .unwrap_or_default(),
                 ),
                 "no wait > 100 ms",
             ));
