@@ -60,8 +60,11 @@ pub fn rebuild(
     let (fresh_dir, seq, contacts) = build_beside(store, dir, options, |_| {})?;
     // Removed before returning: an offline `reindex` or `restore` exits right after,
     // and a thread of its own would die with the process, leaving the old index on disk.
-    if let Some(old_dir) = put_in_place(&fresh_dir, dir)? {
-        std::fs::remove_dir_all(&old_dir)?;
+    // The new index is in place either way: one left behind is removed at next start.
+    if let Some(old_dir) = put_in_place(&fresh_dir, dir)?
+        && let Err(error) = std::fs::remove_dir_all(&old_dir)
+    {
+        tracing::warn!(%error, dir = %old_dir.display(), "cannot remove a replaced index");
     }
     let (index, payload) = SearchIndex::open_usable(dir).map_err(|reason| {
         std::io::Error::other(format!("the rebuilt index does not open: {reason}"))
@@ -138,17 +141,20 @@ pub fn put_in_place(fresh_dir: &Path, dir: &Path) -> std::io::Result<Option<Path
     Ok(replaced)
 }
 
-/// Removes a replaced index directory without making the caller wait for it. A crash
-/// before it is gone leaves it to [`remove_leftovers`] at the next start.
-pub fn remove_in_background(old_dir: PathBuf) -> std::io::Result<()> {
-    std::thread::Builder::new()
+/// Removes a replaced index directory without making the caller wait for it. It is
+/// only clean-up: a failure is logged, and whatever is left (also after a crash) is
+/// removed by [`remove_leftovers`] at the next start.
+pub fn remove_in_background(old_dir: PathBuf) {
+    let spawned = std::thread::Builder::new()
         .name("index-remove-old".into())
         .spawn(move || {
             if let Err(error) = std::fs::remove_dir_all(&old_dir) {
                 tracing::warn!(%error, dir = %old_dir.display(), "cannot remove a replaced index");
             }
-        })?;
-    Ok(())
+        });
+    if let Err(error) = spawned {
+        tracing::warn!(%error, "cannot start removing a replaced index");
+    }
 }
 
 fn sibling(dir: &Path, purpose: &str) -> PathBuf {

@@ -485,8 +485,11 @@ impl SyncWorker {
             requests,
             reindexer,
         };
-        let moved = super::rebuild::put_in_place(&fresh_dir, &dir)
-            .and_then(|replaced| replaced.map_or(Ok(()), super::rebuild::remove_in_background));
+        let moved = super::rebuild::put_in_place(&fresh_dir, &dir).map(|replaced| {
+            if let Some(old_dir) = replaced {
+                super::rebuild::remove_in_background(old_dir);
+            }
+        });
         let opened = SearchIndex::open_usable(&dir);
         match (moved, opened) {
             (Ok(()), Ok((index, payload))) => {
