@@ -410,10 +410,7 @@ fn word_probes(group: TextGroup, word: &str, out: &mut Vec<Probe>) {
         });
     } else if word.len() > MIN_SUBSTRING {
         out.push(Probe::Phrase {
-            terms: trigrams(word)
-                .zip(0..)
-                .map(|(gram, offset)| (offset, Term::from_field_text(group.trigrams, gram)))
-                .collect(),
+            terms: trigram_terms(group, word).collect(),
             level: substring,
         });
     }
@@ -435,14 +432,17 @@ fn prefix_probe(group: TextGroup, prefix: &str, level: u8) -> Probe {
     }
     // The word start covers bytes 0..4, the trigrams from byte 2 on cover the rest.
     let terms = std::iter::once((0, start))
-        .chain(
-            trigrams(prefix)
-                .zip(0..)
-                .skip(WORD_START_LEN - MIN_SUBSTRING + 1)
-                .map(|(gram, offset)| (offset, Term::from_field_text(group.trigrams, gram))),
-        )
+        .chain(trigram_terms(group, prefix).skip(WORD_START_LEN - MIN_SUBSTRING + 1))
         .collect();
     Probe::Phrase { terms, level }
+}
+
+/// The trigram terms of `word` in `group`, each with its offset in the word (the
+/// phrase positions of [`Probe::Phrase`]).
+fn trigram_terms(group: TextGroup, word: &str) -> impl Iterator<Item = (u32, Term)> + '_ {
+    trigrams(word)
+        .zip(0..)
+        .map(move |(gram, offset)| (offset, Term::from_field_text(group.trigrams, gram)))
 }
 
 /// The exact, prefix and substring forms of one word on one field group, as a query
