@@ -166,6 +166,10 @@ pub struct StoreConfig {
     /// An erased contact's bytes leave the store and index files within this many
     /// seconds (the files are rewritten at half of it, batching the erases).
     pub scrub_within_secs: u64,
+    /// Once imports have written this many rows since the store file was last
+    /// rewritten, and at least a quarter of the store, the file is rewritten densely
+    /// when the load ends (see [`crate::store::compact`]); 0 never.
+    pub compact_after_import_rows: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -242,6 +246,7 @@ impl Default for StoreConfig {
             group_commit_max: 1_024,
             cache_mb: 256,
             scrub_within_secs: 3_600,
+            compact_after_import_rows: 50_000,
         }
     }
 }
@@ -405,6 +410,7 @@ impl Config {
             rules: self.rules(),
             clock: crate::clock::Clock::default(),
             scrub_within: Duration::from_secs(self.store.scrub_within_secs),
+            compact_after_import_rows: self.store.compact_after_import_rows,
             queue_max: self.limits.writer_queue_max,
         }
     }

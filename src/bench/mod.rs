@@ -315,7 +315,7 @@ async fn import(
     }
     wait_until_searchable(client).await?;
     let searchable = started.elapsed();
-    let settled = wait_until_merged(client).await?.then(|| started.elapsed());
+    let settled = wait_until_settled(client, started).await?;
     Ok(report::ImportResult {
         rows: job.processed,
         created: job.created,
@@ -324,23 +324,42 @@ async fn import(
         bytes: size,
         stored_seconds: stored.as_secs_f64(),
         searchable_seconds: searchable.as_secs_f64(),
-        merged_seconds: settled.map(|t| t.as_secs_f64()),
+        merged_seconds: settled.merged.map(|t| t.as_secs_f64()),
+        packed_seconds: settled.packed.map(|t| t.as_secs_f64()),
         rows_per_second: job.processed as f64 / searchable.as_secs_f64(),
     })
 }
 
-/// After a bulk load the server merges its index in the background (searches answer
-/// meanwhile, slower); the search scenarios measure the index once it has settled.
-/// Waits at most five minutes; false when the server reported no merge.
-async fn wait_until_merged(client: &Client) -> anyhow::Result<bool> {
+/// When the background work after a load ended, measured from its start (`None`: the
+/// server reported none).
+#[derive(Default)]
+struct Settled {
+    merged: Option<Duration>,
+    packed: Option<Duration>,
+}
+
+/// After a bulk load the server merges its index and packs its store file in the
+/// background (searches answer meanwhile, slower); the search scenarios and the disk
+/// size are measured once both are done. Waits at most five minutes.
+async fn wait_until_settled(client: &Client, started: Instant) -> anyhow::Result<Settled> {
     let limit = Instant::now() + Duration::from_secs(300);
-    let mut merged = false;
+    let mut settled = Settled::default();
+    let (mut merging, mut packing) = (false, false);
     loop {
         let stats: Value = client.get("/v1/stats").await?;
-        if stats["index_merging"] != Value::Bool(true) || Instant::now() > limit {
-            return Ok(merged);
+        let merging_now = stats["index_merging"] == Value::Bool(true);
+        let packing_now = stats["scrubs"]["compaction"]["running"] == Value::Bool(true);
+        if merging && !merging_now && settled.merged.is_none() {
+            settled.merged = Some(started.elapsed());
         }
-        merged = true;
+        if packing && !packing_now && settled.packed.is_none() {
+            settled.packed = Some(started.elapsed());
+        }
+        merging |= merging_now;
+        packing |= packing_now;
+        if !(merging_now || packing_now) || Instant::now() > limit {
+            return Ok(settled);
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

@@ -30,6 +30,9 @@ pub struct ImportResult {
     /// From the first uploaded byte until the index was merged after the load (when
     /// the server merged it).
     pub merged_seconds: Option<f64>,
+    /// From the first uploaded byte until the store file was packed after the load
+    /// (when the server packed it).
+    pub packed_seconds: Option<f64>,
     /// Rows over `searchable_seconds`.
     pub rows_per_second: f64,
 }
@@ -166,7 +169,7 @@ impl Report {
             rows.push((
                 "import until all searchable".into(),
                 format!(
-                    "{:.1} s, {:.0} rows/s ({} rejected; stored after {:.1} s{})",
+                    "{:.1} s, {:.0} rows/s ({} rejected; stored after {:.1} s{}{})",
                     import.searchable_seconds,
                     import.rows_per_second,
                     import.rejected,
@@ -174,6 +177,10 @@ impl Report {
                     import
                         .merged_seconds
                         .map(|s| format!("; merged after {s:.1} s"))
+                        .unwrap_or_default(),
+                    import
+                        .packed_seconds
+                        .map(|s| format!("; store packed after {s:.1} s"))
                         .unwrap_or_default()
                 ),
                 "≤ 40 s for 1M",

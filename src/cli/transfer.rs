@@ -39,7 +39,8 @@ pub struct ImportArgs {
     /// Validate every row and report what would happen, changing nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Return once the rows are stored, without waiting until they are searchable.
+    /// Return once the rows are stored, without waiting until they are searchable
+    /// (nor, with --data-dir, for the store file to be packed after a large load).
     #[arg(long)]
     pub no_wait: bool,
     /// Custom field definitions to create before the rows (a JSON array, as
@@ -105,6 +106,8 @@ struct ImportOutcome {
     job: JobStatus,
     stored_after: Duration,
     searchable_after: Option<Duration>,
+    /// When the store file was packed after the load (offline imports wait for it).
+    packed_after: Option<Duration>,
 }
 
 pub fn import(args: &ImportArgs) -> anyhow::Result<std::process::ExitCode> {
@@ -151,6 +154,12 @@ pub fn import(args: &ImportArgs) -> anyhow::Result<std::process::ExitCode> {
     if let Some(after) = outcome.searchable_after {
         println!(
             "all searchable {:.1} s after the start",
+            after.as_secs_f64()
+        );
+    }
+    if let Some(after) = outcome.packed_after {
+        println!(
+            "store file packed {:.1} s after the start",
             after.as_secs_f64()
         );
     }
@@ -206,8 +215,10 @@ fn import_into_data_dir(
     let options = import_options(args)?;
     let app = open_data_dir(&args.common)?;
     let state = app.state().clone();
-    // The rows' writes only await the store's writer thread: no I/O driver is needed.
+    // The rows' writes only await the store's writer thread, and the wait for the
+    // store's pack polls a timer: no I/O driver is needed.
     let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
         .build()
         .context("cannot start the async runtime")?;
     for definition in definitions {
@@ -237,6 +248,7 @@ fn import_into_data_dir(
     runtime
         .block_on(state.store.write(Command::PutJob(Box::new(record))))
         .context("cannot record the import job")?;
+    let packs_before = state.store.compaction_status().completed;
     let started = Instant::now();
     let bar = progress::items("importing", "rows", None);
     let job_status = || {
@@ -282,11 +294,23 @@ fn import_into_data_dir(
         bar.finish_and_clear();
         started.elapsed()
     });
+    // A large load is followed by a pack of the store file (see `store.
+    // compact_after_import_rows`); closing the store now would abandon it.
+    let packed_after = if args.no_wait || args.dry_run {
+        None
+    } else {
+        let bar = progress::items("packing the store file", "", None);
+        let waited = runtime.block_on(state.store.wait_for_compaction());
+        bar.finish_and_clear();
+        waited.context("the store closed while packing")?;
+        (state.store.compaction_status().completed > packs_before).then(|| started.elapsed())
+    };
     app.close();
     Ok(ImportOutcome {
         job,
         stored_after,
         searchable_after,
+        packed_after,
     })
 }
 
@@ -335,6 +359,7 @@ async fn import_to_server(
         job,
         stored_after,
         searchable_after,
+        packed_after: None,
     })
 }
 

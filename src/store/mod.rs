@@ -44,6 +44,9 @@ pub struct StoreOptions {
     pub clock: crate::clock::Clock,
     /// An erased contact's bytes leave the store and index files within this time.
     pub scrub_within: std::time::Duration,
+    /// Rows imported since the file was last rewritten that make the end of a load
+    /// rewrite it densely (with at least a quarter of the store); 0 never.
+    pub compact_after_import_rows: u64,
     /// Commands waiting for the writer; [`Store::write`] answers
     /// [`StoreError::Overloaded`] beyond (a bounded queue instead of a growing one).
     pub queue_max: usize,
@@ -123,6 +126,7 @@ impl Store {
         let health = Arc::new(writer::WriterHealth::default());
         let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let pending_rules = Arc::new(Mutex::new(None));
+        let bulk_loads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let (jobs, queue) = std::sync::mpsc::sync_channel(options.queue_max);
         let jobs = Arc::new(jobs);
         let scrub_within = options.scrub_within;
@@ -138,6 +142,7 @@ impl Store {
                 health: health.clone(),
                 queued: queued.clone(),
                 pending_rules: pending_rules.clone(),
+                bulk_loads: bulk_loads.clone(),
             },
             options,
             path.to_path_buf(),
@@ -154,7 +159,7 @@ impl Store {
                 jobs,
                 writer_thread: Mutex::new(Some(writer_thread)),
                 committed,
-                bulk_loads: Arc::default(),
+                bulk_loads,
                 default_country,
                 health,
                 queued,
@@ -215,6 +220,26 @@ impl Store {
             }
         }
         answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Waits until the store file is not being compacted, including a compaction the
+    /// writes acknowledged so far call for (the pack after a load): an offline import
+    /// waits for it before closing the store, which would abandon the copy.
+    pub async fn wait_for_compaction(&self) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let store = self.clone();
+        let sent =
+            tokio::task::spawn_blocking(move || store.queue_waiting(writer::Job::Barrier(reply)))
+                .await
+                .unwrap_or(false);
+        if !sent {
+            return Err(StoreError::Closed);
+        }
+        answer.await.map_err(|_| StoreError::Closed)?;
+        while self.compaction_status().running {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        Ok(())
     }
 
     /// Copies the store into a new file at `target` while writes go on (see

@@ -432,16 +432,20 @@ impl Store {
 
     /// Contacts per status, maintained by the writer.
     pub fn counts(&self) -> Result<Vec<(Status, u64)>, StoreError> {
-        let txn = self.db().begin_read()?;
-        let meta = txn.open_table(META)?;
-        Status::ALL
-            .into_iter()
-            .map(|status| {
-                let count = meta.get(tables::count_key(status).as_str())?;
-                Ok((status, count.map(|v| v.value()).unwrap_or(0)))
-            })
-            .collect()
+        counts(&self.db().begin_read()?)
     }
+}
+
+/// Contacts per status in `txn`'s snapshot.
+pub(super) fn counts(txn: &ReadTransaction) -> Result<Vec<(Status, u64)>, StoreError> {
+    let meta = txn.open_table(META)?;
+    Status::ALL
+        .into_iter()
+        .map(|status| {
+            let count = meta.get(tables::count_key(status).as_str())?;
+            Ok((status, count.map(|v| v.value()).unwrap_or(0)))
+        })
+        .collect()
 }
 
 /// Erases not yet scrubbed from the files, for `/v1/stats` and the index's scrubber.

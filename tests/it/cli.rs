@@ -10,8 +10,14 @@ use serde_json::Value;
 use crate::common::ServerProcess;
 
 fn contactd(args: &[&str], dir: &Path) -> Output {
+    contactd_with(args, dir, &[])
+}
+
+/// `contactd` with extra environment variables (`CONTACTD_*` settings).
+fn contactd_with(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_contactd"))
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(dir)
         .output()
         .expect("the contactd binary runs")
@@ -70,6 +76,8 @@ fn data_dir_import_then_export_through_csv_reproduces_every_contact() {
         "{first}"
     );
     assert!(first.contains("all searchable"), "{first}");
+    // 300 rows are under the default threshold of a pack.
+    assert!(!first.contains("packed"), "{first}");
 
     ok(contactd(
         &["export", "--data-dir", "a", "--out", "a.csv"],
@@ -79,7 +87,9 @@ fn data_dir_import_then_export_through_csv_reproduces_every_contact() {
         &["export", "--data-dir", "a", "--out", "a.ndjson"],
         work,
     ));
-    let second = ok(contactd(
+    // Over a lowered threshold the import packs the store file before it exits; the
+    // comparison below checks the packed file.
+    let second = ok(contactd_with(
         &[
             "import",
             "a.csv",
@@ -89,8 +99,14 @@ fn data_dir_import_then_export_through_csv_reproduces_every_contact() {
             "defs.json",
         ],
         work,
+        &[("CONTACTD_STORE__COMPACT_AFTER_IMPORT_ROWS", "100")],
     ));
     assert!(second.contains("300 created"), "{second}");
+    assert!(second.contains("store file packed"), "{second}");
+    assert!(
+        !work.join("b/contacts.redb.compact").exists(),
+        "no copy is left behind"
+    );
     ok(contactd(
         &["export", "--data-dir", "b", "--out", "b.ndjson"],
         work,

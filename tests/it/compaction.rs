@@ -218,3 +218,164 @@ async fn check_writes_survived(app: &TestApp, model: &Model) -> usize {
     }
     model.len()
 }
+
+/// Imports `rows` new contacts (numbered from `first`) and waits for the job's end.
+async fn import_rows(app: &TestApp, first: usize, rows: usize, dry_run: bool) -> Value {
+    let body: String = (first..first + rows)
+        .map(|n| {
+            format!(
+                "{}\n",
+                json!({"name": format!("Loaded Person{n}"), "email": format!("load{n}@pack.example"),
+                       "tags": ["loaded"]})
+            )
+        })
+        .collect();
+    let response = app
+        .client
+        .post(app.url(&format!("/v1/contacts/import?dry_run={dry_run}")))
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let reply = Reply::from(response).await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
+    let id = reply.body["id"].as_str().unwrap().to_string();
+    let started = Instant::now();
+    loop {
+        let job = app.get(&format!("/v1/jobs/{id}")).await.body;
+        if job["state"] == "done" {
+            return job;
+        }
+        assert!(
+            job["state"] == "running" && started.elapsed() < Duration::from_secs(60),
+            "{job}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Store-file compactions completed so far, once none is running.
+async fn compactions_when_idle(app: &TestApp) -> u64 {
+    let started = Instant::now();
+    loop {
+        let compaction = app.stats().await["scrubs"]["compaction"].clone();
+        if compaction["running"] == false {
+            return compaction["completed"].as_u64().unwrap();
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{compaction}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until `count` compactions have completed (and none runs).
+async fn wait_compactions(app: &TestApp, count: u64) {
+    let started = Instant::now();
+    while compactions_when_idle(app).await < count {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "compaction {count} never ran"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// No compaction starts within a second and a half (a pack is started right after
+/// the import's last write, so a wrong one would show by then).
+async fn assert_no_compaction_after(app: &TestApp, completed: u64) {
+    let until = Instant::now() + Duration::from_millis(1_500);
+    while Instant::now() < until {
+        let compaction = app.stats().await["scrubs"]["compaction"].clone();
+        assert_eq!(compaction["running"], false, "{compaction}");
+        assert_eq!(compaction["completed"], completed, "{compaction}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A large import is followed by a pack of the store file; a dry run, a load below
+/// the threshold and a load under a quarter of the store are not; nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_import_packs_the_store_file_and_keeps_every_contact() {
+    let temp = tempfile::TempDir::new().unwrap();
+    let mut config = crate::common::test_config(temp.path());
+    config.store.compact_after_import_rows = 100;
+    let app = TestApp::spawn_with(config.clone()).await;
+
+    let job = import_rows(&app, 0, 400, false).await;
+    assert_eq!(job["created"], 400, "{job}");
+    wait_compactions(&app, 1).await;
+
+    // Not counted: a dry run writes nothing.
+    let job = import_rows(&app, 1_000, 150, true).await;
+    assert_eq!(job["created"], 150, "{job}");
+    assert_no_compaction_after(&app, 1).await;
+    // Enough rows, but a small part of the store (100 of 500).
+    import_rows(&app, 2_000, 100, false).await;
+    assert_no_compaction_after(&app, 1).await;
+    // 200 of 600 since the last pack: at least a quarter.
+    import_rows(&app, 3_000, 100, false).await;
+    wait_compactions(&app, 2).await;
+
+    // Every contact is in the packed file, and writes go on after it.
+    let created = app
+        .create(json!({"name": "After Pack", "email": "after@pack.example"}))
+        .await;
+    assert_eq!(app.stats().await["contacts"]["active"], 601);
+    for n in [0, 399, 2_050, 3_099] {
+        let email = format!("load{n}@pack.example");
+        let found = app.search(&email).await;
+        let emails: Vec<&Value> = found["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|hit| &hit["email"])
+            .collect();
+        assert!(emails.contains(&&json!(email)), "{email}: {emails:?}");
+    }
+    app.stop().await;
+    let again = TestApp::spawn_with(config).await;
+    again.wait_caught_up().await;
+    assert_eq!(again.stats().await["contacts"]["active"], 601);
+    assert_eq!(
+        again
+            .get(&format!("/v1/contacts/{}", created["id"].as_str().unwrap()))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    again.stop().await;
+}
+
+/// A pack that fails is retried after its pause with no write to wake the writer, and
+/// succeeds once it can.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_pack_is_retried_until_it_succeeds() {
+    let temp = tempfile::TempDir::new().unwrap();
+    let mut config = crate::common::test_config(temp.path());
+    config.store.compact_after_import_rows = 100;
+    // Retries come after a tenth of the scrub bound, at least a second.
+    config.store.scrub_within_secs = 10;
+    let app = TestApp::spawn_with(config).await;
+    // The compactor cannot replace a directory with its copy: every attempt fails.
+    let blocker = app.data_dir.join("contacts.redb.compact");
+    std::fs::create_dir(&blocker).unwrap();
+
+    import_rows(&app, 0, 200, false).await;
+    let started = Instant::now();
+    loop {
+        let compaction = app.stats().await["scrubs"]["compaction"].clone();
+        if compaction["failures"].as_u64().unwrap() >= 2 {
+            assert_eq!(compaction["completed"], 0, "{compaction}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{compaction}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    std::fs::remove_dir(&blocker).unwrap();
+    wait_compactions(&app, 1).await;
+    let stats = app.stats().await;
+    assert_eq!(stats["scrubs"]["compaction"]["failures"], 0);
+    assert_eq!(stats["contacts"]["active"], 200);
+    app.stop().await;
+}

@@ -75,6 +75,9 @@ pub(super) struct TxnTables<'t> {
     pub erased: bool,
     /// Set when a custom field definition changed (cached definitions are stale).
     pub defs_changed: bool,
+    /// Rows imports wrote in this transaction (a pack of the store file follows a
+    /// large load).
+    pub imported_rows: u64,
     /// The task the last command queued, if any: its caller is answered when the
     /// task is done.
     pub queued_task: Option<u64>,
@@ -150,6 +153,7 @@ impl<'t> TxnTables<'t> {
             count_delta: [0; 3],
             erased: false,
             defs_changed: false,
+            imported_rows: 0,
             queued_task: None,
             guard: None,
             dry_run: false,
