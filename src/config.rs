@@ -168,7 +168,7 @@ pub struct StoreConfig {
     pub scrub_within_secs: u64,
     /// Once imports have written this many rows since the store file was last
     /// rewritten, and at least a quarter of the store, the file is rewritten densely
-    /// when the load ends (see [`crate::store::compact`]); 0 never.
+    /// a few seconds after the last load ends (see [`crate::store::compact`]); 0 never.
     pub compact_after_import_rows: u64,
 }
 

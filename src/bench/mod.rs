@@ -348,7 +348,9 @@ async fn wait_until_settled(client: &Client, started: Instant) -> anyhow::Result
     loop {
         let stats: Value = client.get("/v1/stats").await?;
         let merging_now = stats["index_merging"] == Value::Bool(true);
-        let packing_now = stats["scrubs"]["compaction"]["running"] == Value::Bool(true);
+        let compaction = &stats["scrubs"]["compaction"];
+        let packing_now = compaction["running"] == Value::Bool(true)
+            || compaction["pack_pending"] == Value::Bool(true);
         if merging && !merging_now && settled.merged.is_none() {
             settled.merged = Some(started.elapsed());
         }

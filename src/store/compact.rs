@@ -1,7 +1,9 @@
 //! Online compaction: a fresh, dense copy of the store file, built while writes go on.
 //!
 //! redb is copy-on-write and does not zero freed pages, so an erased record's bytes
-//! survive in free space until the file is rewritten. A compaction:
+//! survive in free space until the file is rewritten. The copy, made in key order,
+//! also packs the B-tree pages that random inserts leave part empty: the writer runs
+//! one after large imports for that alone. A compaction:
 //! 1. on the writer thread, between two batches: notes the sequence of the last
 //!    commit and starts noting every key (and multimap pair) the writer changes from
 //!    then on (a [`Journal`]);

@@ -222,10 +222,12 @@ impl Store {
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
-    /// Waits until the store file is not being compacted, including a compaction the
-    /// writes acknowledged so far call for (the pack after a load): an offline import
-    /// waits for it before closing the store, which would abandon the copy.
-    pub async fn wait_for_compaction(&self) -> Result<(), StoreError> {
+    /// Waits until the store file is not being compacted and no pack is pending,
+    /// counting what the writes acknowledged so far call for (the pack after a load):
+    /// an offline import waits for it before closing the store, which would abandon
+    /// the copy. A failed attempt ends the wait with its error message (attempts are
+    /// retried after a pause of up to a minute).
+    pub async fn wait_for_compaction(&self) -> Result<Option<String>, StoreError> {
         let (reply, answer) = oneshot::channel();
         let store = self.clone();
         let sent =
@@ -236,10 +238,17 @@ impl Store {
             return Err(StoreError::Closed);
         }
         answer.await.map_err(|_| StoreError::Closed)?;
-        while self.compaction_status().running {
+        let failures = self.compaction_status().failures;
+        loop {
+            let status = self.compaction_status();
+            if status.failures > failures {
+                return Ok(Some(status.last_error.unwrap_or_default()));
+            }
+            if !(status.running || status.pack_pending) {
+                return Ok(None);
+            }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-        Ok(())
     }
 
     /// Copies the store into a new file at `target` while writes go on (see

@@ -199,6 +199,8 @@ pub struct WriteAck {
 /// A group commit taking this long is logged at debug level, with whether a compaction
 /// was running (an import batch of 2,048 rows takes longer: that is expected).
 const SLOW_COMMIT: Duration = Duration::from_millis(100);
+/// How long no load may have run before a pack of the store file starts.
+const PACK_QUIET: Duration = Duration::from_secs(5);
 
 /// What the writer thread receives.
 pub(super) enum Job {
@@ -228,6 +230,9 @@ pub(super) type SharedDb = Arc<RwLock<Arc<Database>>>;
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct CompactionStatus {
     pub running: bool,
+    /// Imports wrote enough rows for a pack of the store file, which starts once
+    /// no load has run for a few seconds (or runs now: see `running`).
+    pub pack_pending: bool,
     /// Failed attempts since the last success (each is retried).
     pub failures: u32,
     pub last_error: Option<String>,
@@ -385,6 +390,10 @@ struct Writer {
         std::collections::VecDeque<(std::path::PathBuf, oneshot::Sender<Result<u64, StoreError>>)>,
     /// Rows imports wrote since the store file was last replaced.
     imported_rows: u64,
+    /// Those rows call for a pack (see [`Writer::count_imported`]).
+    pack_wanted: bool,
+    /// When the writer last saw a load running.
+    load_seen_at: Option<Instant>,
 }
 
 impl Writer {
@@ -402,6 +411,8 @@ impl Writer {
             awaiting_tasks: std::collections::HashMap::new(),
             backups: std::collections::VecDeque::new(),
             imported_rows: 0,
+            pack_wanted: false,
+            load_seen_at: None,
         };
         writer.reload_unscrubbed();
         writer
@@ -418,6 +429,7 @@ impl Writer {
     fn run(mut self, queue: &Receiver<Job>) {
         let mut stopping = false;
         while !stopping {
+            self.note_loads();
             let wait = match (self.until_compaction_due(), self.until_task_due()) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -534,7 +546,7 @@ impl Writer {
                 defs_changed,
                 imported_rows,
             }) => {
-                self.imported_rows += imported_rows;
+                self.count_imported(imported_rows);
                 if defs_changed {
                     self.shared.defs.invalidate();
                 }
@@ -629,15 +641,16 @@ impl Writer {
         if self.compaction.is_some() {
             return None;
         }
-        let Some(oldest) = self.oldest_unscrubbed else {
-            // A pack that failed is looked at again when its pause ends, once (a wait
-            // of zero would spin while a load runs); otherwise after the next write.
-            let now = Instant::now();
-            return self
-                .retry_at
-                .filter(|at| *at > now && self.pack_wanted())
-                .map(|at| at - now);
-        };
+        let scrub = self.until_scrub_due();
+        match (scrub, self.until_pack_due()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// How long until the oldest unscrubbed erase is due for a compaction.
+    fn until_scrub_due(&self) -> Option<Duration> {
+        let oldest = self.oldest_unscrubbed?;
         // Compacting at half the bound batches the erases of that half.
         let due = oldest + chrono::Duration::from_std(self.options.scrub_within / 2).ok()?;
         let mut wait = (due - self.options.clock.now())
@@ -649,42 +662,58 @@ impl Writer {
         Some(wait)
     }
 
-    /// Whether imports wrote enough rows since the last rewrite for a pack (the
-    /// loads may still be running).
-    fn pack_wanted(&self) -> bool {
-        let threshold = self.options.compact_after_import_rows;
-        threshold > 0 && self.imported_rows >= threshold
+    /// How long until a wanted pack may start: once no load has been seen for
+    /// [`PACK_QUIET`] (a pack that started between two files of a series would copy
+    /// the store while the next file's rows pour in) and no failure pauses
+    /// compactions. Never zero while a load runs, so the writer does not spin.
+    fn until_pack_due(&self) -> Option<Duration> {
+        if !self.pack_wanted {
+            return None;
+        }
+        let now = Instant::now();
+        let quiet_from = self.load_seen_at.map(|at| at + PACK_QUIET);
+        let from = quiet_from.max(self.retry_at).unwrap_or(now);
+        Some(from.saturating_duration_since(now))
     }
 
-    /// Whether the store file should be packed now: enough rows imported, at least a
-    /// quarter of the store (a small load into a large store is not worth a copy of
-    /// it), no load running any more, and no failure pausing compactions.
-    fn pack_due(&self) -> bool {
-        if !self.pack_wanted()
-            || self
-                .shared
-                .bulk_loads
-                .load(std::sync::atomic::Ordering::SeqCst)
-                > 0
-            || self.retry_at.is_some_and(|at| at > Instant::now())
-        {
-            return false;
+    /// Notes a running load (called at every turn of the writer's loop).
+    fn note_loads(&mut self) {
+        let loading = self
+            .shared
+            .bulk_loads
+            .load(std::sync::atomic::Ordering::SeqCst)
+            > 0;
+        if loading {
+            self.load_seen_at = Some(Instant::now());
         }
-        let contacts = self
+    }
+
+    /// Adds the rows a commit imported and decides whether a pack is wanted: enough
+    /// rows since the last rewrite, and at least a quarter of the store (a small load
+    /// into a large store is not worth a copy of it).
+    fn count_imported(&mut self, rows: u64) {
+        self.imported_rows += rows;
+        let threshold = self.options.compact_after_import_rows;
+        if rows == 0 || threshold == 0 || self.imported_rows < threshold {
+            return;
+        }
+        let counts = self
             .db()
             .begin_read()
             .map_err(StoreError::from)
             .and_then(|txn| super::read::counts(&txn));
-        match contacts {
+        match counts {
             Ok(counts) => {
                 let total: u64 = counts.iter().map(|(_, count)| count).sum();
-                self.imported_rows.saturating_mul(4) >= total
+                self.set_pack_wanted(self.imported_rows.saturating_mul(4) >= total);
             }
-            Err(error) => {
-                tracing::error!(%error, "cannot read the contact counts");
-                false
-            }
+            Err(error) => tracing::error!(%error, "cannot read the contact counts"),
         }
+    }
+
+    fn set_pack_wanted(&mut self, wanted: bool) {
+        self.pack_wanted = wanted;
+        self.status().pack_pending = wanted;
     }
 
     /// Starts a compaction when none runs: a scrub when one is due, else the oldest
@@ -693,13 +722,12 @@ impl Writer {
         if self.compaction.is_some() {
             return;
         }
-        let purpose = if self.oldest_unscrubbed.is_some()
-            && self.until_compaction_due() == Some(Duration::ZERO)
-        {
+        self.note_loads();
+        let purpose = if self.until_scrub_due() == Some(Duration::ZERO) {
             Purpose::Replace(Replacement::Scrub)
         } else if let Some((target, reply)) = self.backups.pop_front() {
             Purpose::Backup { target, reply }
-        } else if self.pack_due() {
+        } else if self.until_pack_due() == Some(Duration::ZERO) {
             Purpose::Replace(Replacement::Pack)
         } else {
             return;
@@ -801,9 +829,11 @@ impl Writer {
                             self.retry_at = None;
                             // The copy holds every row imported so far, packed.
                             self.imported_rows = 0;
+                            self.pack_wanted = false;
                             let mut status = self.status();
                             *status = CompactionStatus {
                                 running: false,
+                                pack_pending: false,
                                 failures: 0,
                                 last_error: None,
                                 last_seconds: Some(seconds),
