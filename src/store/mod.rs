@@ -44,8 +44,8 @@ pub struct StoreOptions {
     pub clock: crate::clock::Clock,
     /// An erased contact's bytes leave the store and index files within this time.
     pub scrub_within: std::time::Duration,
-    /// Rows imported since the file was last rewritten that make the end of a load
-    /// rewrite it densely (with at least a quarter of the store); 0 never.
+    /// Rows imported since the file was last rewritten that make the writer rewrite
+    /// it densely once loads pause (with at least a quarter of the store); 0 never.
     pub compact_after_import_rows: u64,
     /// Commands waiting for the writer; [`Store::write`] answers
     /// [`StoreError::Overloaded`] beyond (a bounded queue instead of a growing one).

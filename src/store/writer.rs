@@ -215,8 +215,9 @@ pub(super) enum Job {
         target: std::path::PathBuf,
         reply: oneshot::Sender<Result<u64, StoreError>>,
     },
-    /// Answered once every job queued before it is handled and any compaction they
-    /// call for has started (see [`super::Store::wait_for_compaction`]).
+    /// Answered once every job queued before it is handled and the compaction status
+    /// shows what they call for: running, or a pack pending (see
+    /// [`super::Store::wait_for_compaction`]).
     Barrier(oneshot::Sender<()>),
 }
 
