@@ -230,29 +230,9 @@ async fn import_rows(app: &TestApp, first: usize, rows: usize, dry_run: bool) ->
             )
         })
         .collect();
-    let response = app
-        .client
-        .post(app.url(&format!("/v1/contacts/import?dry_run={dry_run}")))
-        .header("content-type", "application/x-ndjson")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let reply = Reply::from(response).await;
-    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
-    let id = reply.body["id"].as_str().unwrap().to_string();
-    let started = Instant::now();
-    loop {
-        let job = app.get(&format!("/v1/jobs/{id}")).await.body;
-        if job["state"] == "done" {
-            return job;
-        }
-        assert!(
-            job["state"] == "running" && started.elapsed() < Duration::from_secs(60),
-            "{job}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let query = format!("?dry_run={dry_run}");
+    let id = remote::start_import_with(&app.client, &app.base, &query, body).await;
+    remote::wait_job(&app.client, &app.base, &id, Duration::from_secs(60)).await
 }
 
 /// Store-file compactions completed so far, once none is running or pending.

@@ -364,8 +364,18 @@ pub mod remote {
 
     /// Uploads NDJSON rows to `POST /v1/contacts/import`; returns the job id.
     pub async fn start_import(client: &Client, base: &str, rows: String) -> String {
+        start_import_with(client, base, "", rows).await
+    }
+
+    /// [`start_import`] with a query string (`?dry_run=true`, ...).
+    pub async fn start_import_with(
+        client: &Client,
+        base: &str,
+        query: &str,
+        rows: String,
+    ) -> String {
         let response = client
-            .post(format!("{base}/v1/contacts/import"))
+            .post(format!("{base}/v1/contacts/import{query}"))
             .header("content-type", "application/x-ndjson")
             .body(rows)
             .send()
