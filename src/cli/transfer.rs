@@ -207,6 +207,22 @@ fn open_data_dir(common: &CommonArgs) -> anyhow::Result<App> {
     })
 }
 
+/// Waits for the pack of the store file that a large load calls for (see `store.
+/// compact_after_import_rows`): closing the store would abandon it. A failed pack is
+/// a warning: the rows are in, in the file as the load left it.
+fn wait_for_pack(
+    store: &crate::store::Store,
+    runtime: &tokio::runtime::Runtime,
+) -> anyhow::Result<()> {
+    let bar = progress::items("packing the store file", "", None);
+    let waited = runtime.block_on(store.wait_for_compaction());
+    bar.finish_and_clear();
+    if let Some(error) = waited.context("the store closed while packing")? {
+        eprintln!("warning: the store file was not packed after the load: {error}");
+    }
+    Ok(())
+}
+
 fn import_into_data_dir(
     args: &ImportArgs,
     format: Format,
@@ -294,19 +310,10 @@ fn import_into_data_dir(
         bar.finish_and_clear();
         started.elapsed()
     });
-    // A large load is followed by a pack of the store file (see `store.
-    // compact_after_import_rows`); closing the store now would abandon it.
     let packed_after = if args.no_wait || args.dry_run {
         None
     } else {
-        let bar = progress::items("packing the store file", "", None);
-        let waited = runtime.block_on(state.store.wait_for_compaction());
-        bar.finish_and_clear();
-        // The rows are in either way: a failed pack only leaves the file as the load
-        // left it.
-        if let Some(error) = waited.context("the store closed while packing")? {
-            eprintln!("warning: the store file was not packed after the load: {error}");
-        }
+        wait_for_pack(&state.store, &runtime)?;
         (state.store.compaction_status().completed > packs_before).then(|| started.elapsed())
     };
     app.close();
@@ -644,18 +651,29 @@ fn load_all(args: &ImportArgs) -> anyhow::Result<()> {
             let file = std::fs::File::open(&args.file)
                 .with_context(|| format!("cannot read {}", args.file.display()))?;
             let app = open_data_dir(&args.common)?;
+            // The wait for the pack after the load polls a timer.
             let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
                 .build()
                 .context("cannot start the async runtime")?;
-            let loaded = crate::transfer::load_dump(
-                &app.state().store,
-                std::io::BufReader::new(file),
-                runtime.handle(),
-            );
-            if loaded.is_ok() && !args.no_wait {
+            let store = &app.state().store;
+            let packs_before = store.compaction_status().completed;
+            let loaded =
+                crate::transfer::load_dump(store, std::io::BufReader::new(file), runtime.handle());
+            let packed = if loaded.is_ok() && !args.no_wait {
                 app.wait_until_searchable(|_, _| {});
+                wait_for_pack(store, &runtime)
+            } else {
+                Ok(())
+            };
+            if store.compaction_status().completed > packs_before {
+                println!(
+                    "store file packed {:.1} s after the start",
+                    started.elapsed().as_secs_f64()
+                );
             }
             app.close();
+            packed?;
             serde_json::to_value(loaded?)?
         }
     };

@@ -54,6 +54,9 @@ pub fn load_dump(
     input: impl BufRead,
     runtime: &tokio::runtime::Handle,
 ) -> Result<LoadSummary, MigrateError> {
+    // A load is a bulk load: the index commits less often and merges once at the
+    // end, and the store file is packed after it (see `Store::bulk_load`).
+    let _bulk = store.bulk_load();
     let mut summary = LoadSummary::default();
     let mut chunk = Vec::with_capacity(LOAD_CHUNK);
     let mut first = true;

@@ -235,31 +235,6 @@ async fn import_rows(app: &TestApp, first: usize, rows: usize, dry_run: bool) ->
     remote::wait_job(&app.client, &app.base, &id, Duration::from_secs(60)).await
 }
 
-/// Store-file compactions completed so far, once none is running or pending.
-async fn compactions_when_idle(app: &TestApp) -> u64 {
-    let started = Instant::now();
-    loop {
-        let compaction = app.stats().await["scrubs"]["compaction"].clone();
-        if compaction["running"] == false && compaction["pack_pending"] == false {
-            return compaction["completed"].as_u64().unwrap();
-        }
-        assert!(started.elapsed() < Duration::from_secs(60), "{compaction}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Waits until `count` compactions have completed (and none runs).
-async fn wait_compactions(app: &TestApp, count: u64) {
-    let started = Instant::now();
-    while compactions_when_idle(app).await < count {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "compaction {count} never ran"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// No compaction runs or waits to start (whether a pack is wanted is decided in the
 /// commit of the rows, before the import job can end).
 async fn assert_no_compaction_after(app: &TestApp, completed: u64) {
@@ -286,7 +261,7 @@ async fn a_large_import_packs_the_store_file_and_keeps_every_contact() {
     assert_eq!(compaction["pack_pending"], true, "{compaction}");
     assert_eq!(compaction["running"], false, "{compaction}");
     assert_eq!(compaction["completed"], 0, "{compaction}");
-    wait_compactions(&app, 1).await;
+    app.wait_compactions(1).await;
 
     // Not counted: a dry run writes nothing.
     let job = import_rows(&app, 1_000, 150, true).await;
@@ -297,7 +272,7 @@ async fn a_large_import_packs_the_store_file_and_keeps_every_contact() {
     assert_no_compaction_after(&app, 1).await;
     // 200 of 600 since the last pack: at least a quarter.
     import_rows(&app, 3_000, 100, false).await;
-    wait_compactions(&app, 2).await;
+    app.wait_compactions(2).await;
 
     // Every contact is in the packed file, and writes go on after it.
     let created = app
@@ -356,7 +331,7 @@ async fn a_failed_pack_is_retried_until_it_succeeds() {
     }
 
     std::fs::remove_dir(&blocker).unwrap();
-    wait_compactions(&app, 1).await;
+    app.wait_compactions(1).await;
     let stats = app.stats().await;
     assert_eq!(stats["scrubs"]["compaction"]["failures"], 0);
     assert_eq!(stats["contacts"]["active"], 200);

@@ -43,8 +43,14 @@ async fn load(app: &TestApp, dump: String) -> crate::common::Reply {
 }
 
 fn contactd(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    contactd_with(args, &[])
+}
+
+/// `contactd` with extra environment variables (`CONTACTD_*` settings).
+fn contactd_with(args: &[&std::ffi::OsStr], env: &[(&str, &str)]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_contactd"))
         .args(args)
+        .envs(env.iter().copied())
         .output()
         .unwrap()
 }
@@ -157,12 +163,17 @@ async fn a_dump_loaded_into_an_empty_server_gives_back_every_record() {
     let from_cli = std::fs::read_to_string(&file).unwrap();
     assert_eq!(records(&from_cli), records(&over_http));
 
-    // Over HTTP into an empty server: every record comes back as it was.
-    let target = TestApp::spawn().await;
+    // Over HTTP into an empty server: every record comes back as it was, from the
+    // store file packed after the load (the threshold lowered to see it).
+    let target_dir = tempfile::TempDir::new().unwrap();
+    let mut config = crate::common::test_config(target_dir.path());
+    config.store.compact_after_import_rows = 10;
+    let target = TestApp::spawn_with(config).await;
     let loaded = load(&target, over_http.clone()).await;
     assert_eq!(loaded.status, StatusCode::OK, "{}", loaded.body);
     assert_eq!(loaded.body["contacts"], 33);
     assert_eq!(loaded.body["merges"], 1);
+    target.wait_compactions(1).await;
     assert_eq!(
         records(&dump(&target).await),
         records(&over_http),
@@ -234,22 +245,28 @@ async fn a_dump_loaded_into_an_empty_server_gives_back_every_record() {
     );
     empty.stop().await;
 
-    // The CLI loads a dump into a stopped, empty data directory.
+    // The CLI loads a dump into a stopped, empty data directory, and packs the store
+    // file before it exits (the threshold lowered to see it).
     let offline_dir = temp.path().join("offline");
-    let imported = contactd(&[
-        "import".as_ref(),
-        file.as_os_str(),
-        "--all".as_ref(),
-        "--config".as_ref(),
-        "/dev/null".as_ref(),
-        "--data-dir".as_ref(),
-        offline_dir.as_os_str(),
-    ]);
+    let imported = contactd_with(
+        &[
+            "import".as_ref(),
+            file.as_os_str(),
+            "--all".as_ref(),
+            "--config".as_ref(),
+            "/dev/null".as_ref(),
+            "--data-dir".as_ref(),
+            offline_dir.as_os_str(),
+        ],
+        &[("CONTACTD_STORE__COMPACT_AFTER_IMPORT_ROWS", "10")],
+    );
     assert!(
         imported.status.success(),
         "{}",
         String::from_utf8_lossy(&imported.stderr)
     );
+    let printed = String::from_utf8_lossy(&imported.stdout);
+    assert!(printed.contains("store file packed"), "{printed}");
     let offline = TestApp::spawn_in(&offline_dir).await;
     assert_eq!(records(&dump(&offline).await), records(&over_http));
     assert_eq!(offline.search("helene").await["total"], 1);

@@ -220,6 +220,7 @@ impl TxnTables<'_> {
                     identity_keys,
                 } => {
                     self.save(None, *record, Some(identity_keys))?;
+                    self.imported_rows += 1;
                 }
                 DumpLine::Merge {
                     survivor,

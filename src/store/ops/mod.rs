@@ -75,8 +75,8 @@ pub(super) struct TxnTables<'t> {
     pub erased: bool,
     /// Set when a custom field definition changed (cached definitions are stale).
     pub defs_changed: bool,
-    /// Rows imports wrote in this transaction (a pack of the store file follows a
-    /// large load).
+    /// Contacts imports and dump loads wrote in this transaction (a pack of the store
+    /// file follows a large load).
     pub imported_rows: u64,
     /// The task the last command queued, if any: its caller is answered when the
     /// task is done.

@@ -227,6 +227,24 @@ impl TestApp {
         }
     }
 
+    /// Waits until `count` store-file compactions have completed and none runs or
+    /// waits to start.
+    pub async fn wait_compactions(&self, count: u64) {
+        let started = std::time::Instant::now();
+        loop {
+            let compaction = self.stats().await["scrubs"]["compaction"].clone();
+            let idle = compaction["running"] == false && compaction["pack_pending"] == false;
+            if idle && compaction["completed"].as_u64().unwrap() >= count {
+                return;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(60),
+                "compaction {count} never ran: {compaction}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// Waits until the index has applied everything the store has committed.
     pub async fn wait_caught_up(&self) {
         let seq = self.store.committed().get();
