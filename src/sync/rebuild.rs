@@ -61,10 +61,8 @@ pub fn rebuild(
     // Removed before returning: an offline `reindex` or `restore` exits right after,
     // and a thread of its own would die with the process, leaving the old index on disk.
     // The new index is in place either way: one left behind is removed at next start.
-    if let Some(old_dir) = put_in_place(&fresh_dir, dir)?
-        && let Err(error) = std::fs::remove_dir_all(&old_dir)
-    {
-        tracing::warn!(%error, dir = %old_dir.display(), "cannot remove a replaced index");
+    if let Some(old_dir) = put_in_place(&fresh_dir, dir)? {
+        remove_replaced(&old_dir);
     }
     let (index, payload) = SearchIndex::open_usable(dir).map_err(|reason| {
         std::io::Error::other(format!("the rebuilt index does not open: {reason}"))
@@ -147,13 +145,16 @@ pub fn put_in_place(fresh_dir: &Path, dir: &Path) -> std::io::Result<Option<Path
 pub fn remove_in_background(old_dir: PathBuf) {
     let spawned = std::thread::Builder::new()
         .name("index-remove-old".into())
-        .spawn(move || {
-            if let Err(error) = std::fs::remove_dir_all(&old_dir) {
-                tracing::warn!(%error, dir = %old_dir.display(), "cannot remove a replaced index");
-            }
-        });
+        .spawn(move || remove_replaced(&old_dir));
     if let Err(error) = spawned {
         tracing::warn!(%error, "cannot start removing a replaced index");
+    }
+}
+
+/// Removes a replaced index directory; a failure is logged (clean-up only).
+fn remove_replaced(old_dir: &Path) {
+    if let Err(error) = std::fs::remove_dir_all(old_dir) {
+        tracing::warn!(%error, dir = %old_dir.display(), "cannot remove a replaced index");
     }
 }
 
