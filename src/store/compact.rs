@@ -32,7 +32,7 @@ use std::time::Instant;
 
 use redb::{
     Database, Key, MultimapTableDefinition, MultimapTableHandle, ReadTransaction, ReadableDatabase,
-    ReadableMultimapTable, ReadableTable, TableDefinition, TableHandle, Value, WriteTransaction,
+    ReadableTable, TableDefinition, TableHandle, Value, WriteTransaction,
 };
 
 use super::StoreError;
@@ -304,6 +304,16 @@ fn apply_journal(
     Ok(())
 }
 
+/// The keys after `last` (redb's bytes of the last key copied), or every key.
+fn keys_after<K: Key + 'static>(
+    last: &Option<Vec<u8>>,
+) -> (Bound<K::SelfType<'_>>, Bound<K::SelfType<'_>>) {
+    match last {
+        Some(last) => (Bound::Excluded(K::from_bytes(last)), Bound::Unbounded),
+        None => (Bound::Unbounded, Bound::Unbounded),
+    }
+}
+
 /// Copies a table chunk by chunk, each chunk from a fresh snapshot of `live`, resuming
 /// after the last key copied. Fresh snapshots are as good as the first one: every key
 /// changed since the compaction began is in the journal and is copied again from a
@@ -325,13 +335,7 @@ fn copy_table<K: Key + 'static, V: Value + 'static>(
         {
             let snapshot = live.begin_read()?;
             let from = snapshot.open_table(def)?;
-            let entries = match &resume_after {
-                None => from.iter()?,
-                Some(last) => from.range::<K::SelfType<'_>>((
-                    Bound::Excluded(K::from_bytes(last)),
-                    Bound::Unbounded,
-                ))?,
-            };
+            let entries = from.range(keys_after::<K>(&resume_after))?;
             let mut to = txn.open_table(def)?;
             let mut last = None;
             for entry in entries.take(chunk) {
@@ -367,13 +371,7 @@ fn copy_multimap<K: Key + 'static, V: Key + 'static>(
         {
             let snapshot = live.begin_read()?;
             let from = snapshot.open_multimap_table(def)?;
-            let entries = match &resume_after {
-                None => from.iter()?,
-                Some(last) => from.range::<K::SelfType<'_>>((
-                    Bound::Excluded(K::from_bytes(last)),
-                    Bound::Unbounded,
-                ))?,
-            };
+            let entries = from.range(keys_after::<K>(&resume_after))?;
             let mut to = txn.open_multimap_table(def)?;
             for entry in entries {
                 let (key, values) = entry?;
@@ -489,6 +487,7 @@ fn catch_up_pairs<K: Key + 'static, V: Key + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use redb::ReadableMultimapTable;
 
     /// The contacts and names tables, entry by entry, for comparing two files.
     fn dump(db: &Database) -> Vec<(String, String)> {
