@@ -202,6 +202,14 @@ const SLOW_COMMIT: Duration = Duration::from_millis(100);
 /// How long no load may have run before a pack of the store file starts.
 const PACK_QUIET: Duration = Duration::from_secs(5);
 
+/// The shorter of two waits, where `None` is no deadline.
+fn sooner(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// What the writer thread receives.
 pub(super) enum Job {
     Write {
@@ -431,10 +439,7 @@ impl Writer {
         let mut stopping = false;
         while !stopping {
             self.note_loads();
-            let wait = match (self.until_compaction_due(), self.until_task_due()) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let wait = sooner(self.until_compaction_due(), self.until_task_due());
             let first = match wait {
                 Some(wait) => match queue.recv_timeout(wait) {
                     Ok(job) => Some(job),
@@ -642,11 +647,7 @@ impl Writer {
         if self.compaction.is_some() {
             return None;
         }
-        let scrub = self.until_scrub_due();
-        match (scrub, self.until_pack_due()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        sooner(self.until_scrub_due(), self.until_pack_due())
     }
 
     /// How long until the oldest unscrubbed erase is due for a compaction.
