@@ -158,10 +158,7 @@ pub fn import(args: &ImportArgs) -> anyhow::Result<std::process::ExitCode> {
         );
     }
     if let Some(after) = outcome.packed_after {
-        println!(
-            "store file packed {:.1} s after the start",
-            after.as_secs_f64()
-        );
+        print_packed(after);
     }
     for error in job.errors.iter().take(20) {
         let line = error["line"].as_u64().map_or("-".into(), |l| l.to_string());
@@ -209,18 +206,29 @@ fn open_data_dir(common: &CommonArgs) -> anyhow::Result<App> {
 
 /// Waits for the pack of the store file that a large load calls for (see `store.
 /// compact_after_import_rows`): closing the store would abandon it. A failed pack is
-/// a warning: the rows are in, in the file as the load left it.
+/// a warning: the rows are in, in the file as the load left it. Returns when the store
+/// was packed (measured from `started`), if a compaction completed after
+/// `packs_before` were.
 fn wait_for_pack(
     store: &crate::store::Store,
     runtime: &tokio::runtime::Runtime,
-) -> anyhow::Result<()> {
+    packs_before: u64,
+    started: Instant,
+) -> anyhow::Result<Option<Duration>> {
     let bar = progress::items("packing the store file", "", None);
     let waited = runtime.block_on(store.wait_for_compaction());
     bar.finish_and_clear();
     if let Some(error) = waited.context("the store closed while packing")? {
         eprintln!("warning: the store file was not packed after the load: {error}");
     }
-    Ok(())
+    Ok((store.compaction_status().completed > packs_before).then(|| started.elapsed()))
+}
+
+fn print_packed(after: Duration) {
+    println!(
+        "store file packed {:.1} s after the start",
+        after.as_secs_f64()
+    );
 }
 
 fn import_into_data_dir(
@@ -313,8 +321,7 @@ fn import_into_data_dir(
     let packed_after = if args.no_wait || args.dry_run {
         None
     } else {
-        wait_for_pack(&state.store, &runtime)?;
-        (state.store.compaction_status().completed > packs_before).then(|| started.elapsed())
+        wait_for_pack(&state.store, &runtime, packs_before, started)?
     };
     app.close();
     Ok(ImportOutcome {
@@ -662,18 +669,14 @@ fn load_all(args: &ImportArgs) -> anyhow::Result<()> {
                 crate::transfer::load_dump(store, std::io::BufReader::new(file), runtime.handle());
             let packed = if loaded.is_ok() && !args.no_wait {
                 app.wait_until_searchable(|_, _| {});
-                wait_for_pack(store, &runtime)
+                wait_for_pack(store, &runtime, packs_before, started)
             } else {
-                Ok(())
+                Ok(None)
             };
-            if store.compaction_status().completed > packs_before {
-                println!(
-                    "store file packed {:.1} s after the start",
-                    started.elapsed().as_secs_f64()
-                );
-            }
             app.close();
-            packed?;
+            if let Some(after) = packed? {
+                print_packed(after);
+            }
             serde_json::to_value(loaded?)?
         }
     };
