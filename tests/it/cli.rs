@@ -7,20 +7,10 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-use crate::common::ServerProcess;
+use crate::common::{ServerProcess, run_contactd};
 
 fn contactd(args: &[&str], dir: &Path) -> Output {
-    contactd_with(args, dir, &[])
-}
-
-/// `contactd` with extra environment variables (`CONTACTD_*` settings).
-fn contactd_with(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_contactd"))
-        .args(args)
-        .envs(env.iter().copied())
-        .current_dir(dir)
-        .output()
-        .expect("the contactd binary runs")
+    run_contactd(args, Some(dir), &[])
 }
 
 fn ok(output: Output) -> String {
@@ -89,7 +79,7 @@ fn data_dir_import_then_export_through_csv_reproduces_every_contact() {
     ));
     // Over a lowered threshold the import packs the store file before it exits; the
     // comparison below checks the packed file.
-    let second = ok(contactd_with(
+    let second = ok(run_contactd(
         &[
             "import",
             "a.csv",
@@ -98,7 +88,7 @@ fn data_dir_import_then_export_through_csv_reproduces_every_contact() {
             "--define",
             "defs.json",
         ],
-        work,
+        Some(work),
         &[("CONTACTD_STORE__COMPACT_AFTER_IMPORT_ROWS", "100")],
     ));
     assert!(second.contains("300 created"), "{second}");

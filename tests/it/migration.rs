@@ -43,16 +43,7 @@ async fn load(app: &TestApp, dump: String) -> crate::common::Reply {
 }
 
 fn contactd(args: &[&std::ffi::OsStr]) -> std::process::Output {
-    contactd_with(args, &[])
-}
-
-/// `contactd` with extra environment variables (`CONTACTD_*` settings).
-fn contactd_with(args: &[&std::ffi::OsStr], env: &[(&str, &str)]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_contactd"))
-        .args(args)
-        .envs(env.iter().copied())
-        .output()
-        .unwrap()
+    crate::common::run_contactd(args, None, &[])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -248,7 +239,7 @@ async fn a_dump_loaded_into_an_empty_server_gives_back_every_record() {
     // The CLI loads a dump into a stopped, empty data directory, and packs the store
     // file before it exits (the threshold lowered to see it).
     let offline_dir = temp.path().join("offline");
-    let imported = contactd_with(
+    let imported = crate::common::run_contactd(
         &[
             "import".as_ref(),
             file.as_os_str(),
@@ -258,6 +249,7 @@ async fn a_dump_loaded_into_an_empty_server_gives_back_every_record() {
             "--data-dir".as_ref(),
             offline_dir.as_os_str(),
         ],
+        None,
         &[("CONTACTD_STORE__COMPACT_AFTER_IMPORT_ROWS", "10")],
     );
     assert!(

@@ -16,6 +16,21 @@ use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+/// Runs the real `contactd` binary to its end, with extra environment variables
+/// (`CONTACTD_*` settings) and, when given, a working directory.
+pub fn run_contactd<S: AsRef<std::ffi::OsStr>>(
+    args: &[S],
+    dir: Option<&Path>,
+    env: &[(&str, &str)],
+) -> std::process::Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_contactd"));
+    command.args(args).envs(env.iter().copied());
+    if let Some(dir) = dir {
+        command.current_dir(dir);
+    }
+    command.output().expect("the contactd binary runs")
+}
+
 static TRACING: Once = Once::new();
 
 fn init_test_logging() {
