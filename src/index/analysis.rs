@@ -53,8 +53,16 @@ pub const MIN_SUBSTRING: usize = 3;
 
 /// The folded words of `text`, umlaut spellings included.
 pub fn words(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
+    let mut out: Vec<String> = Vec::new();
     for raw in raw_words(text) {
+        // An ASCII word has one spelling and folds to its lower case whole; most
+        // words are, and this skips the three allocations of the general path.
+        if raw.is_ascii() {
+            if !out.iter().any(|word| word.eq_ignore_ascii_case(raw)) {
+                out.push(raw.to_ascii_lowercase());
+            }
+            continue;
+        }
         for spelling in spellings(raw) {
             for part in fold(&spelling) {
                 if !out.contains(&part) {

@@ -78,33 +78,10 @@ pub struct PhoneForms {
 /// Digit forms of a stored phone: from its E.164 form when known, else from the digits
 /// as typed (a typed leading `+` marks them as international).
 pub fn phone_forms(typed: &str, e164: Option<&str>) -> PhoneForms {
-    if let Some(number) = e164.and_then(|e| phonenumber::parse(None, e).ok()) {
-        // Built from the metadata's national prefix rather than the national formatter:
-        // the formatter runs a family of regexes per country, and phonenumber's shared
-        // cache of 100 compiled regexes thrashes when many countries are indexed.
-        let code = number.code().value();
-        let prefix = phonenumber::metadata::DATABASE
-            .by_code(&code)
-            .and_then(|regions| {
-                regions
-                    .first()
-                    .and_then(|m| m.national_prefix().map(str::to_string))
-            })
-            .unwrap_or_default();
-        let nsn = number.national();
-        let national = format!(
-            "{prefix}{}{}",
-            "0".repeat(usize::from(nsn.zeros())),
-            nsn.value()
-        );
-        return PhoneForms {
-            national,
-            international: Some(format!(
-                "{code}{}{}",
-                "0".repeat(usize::from(nsn.zeros())),
-                nsn.value()
-            )),
-        };
+    if let Some(forms) =
+        e164.and_then(|e| canonical_phone_forms(e).or_else(|| parsed_phone_forms(e)))
+    {
+        return forms;
     }
     let digits = digits_of(typed);
     let international = typed.trim_start().starts_with('+').then(|| digits.clone());
@@ -112,6 +89,64 @@ pub fn phone_forms(typed: &str, e164: Option<&str>) -> PhoneForms {
         national: digits,
         international,
     }
+}
+
+/// The forms of an E.164 value as phonenumber parses it.
+fn parsed_phone_forms(e164: &str) -> Option<PhoneForms> {
+    let number = phonenumber::parse(None, e164).ok()?;
+    // Built from the metadata's national prefix rather than the national formatter:
+    // the formatter runs a family of regexes per country, and phonenumber's shared
+    // cache of 100 compiled regexes thrashes when many countries are indexed.
+    let code = number.code().value();
+    let prefix = phonenumber::metadata::DATABASE
+        .by_code(&code)
+        .and_then(|regions| {
+            regions
+                .first()
+                .and_then(|m| m.national_prefix().map(str::to_string))
+        })
+        .unwrap_or_default();
+    let nsn = number.national();
+    let national = format!(
+        "{prefix}{}{}",
+        "0".repeat(usize::from(nsn.zeros())),
+        nsn.value()
+    );
+    Some(PhoneForms {
+        national,
+        international: Some(format!(
+            "{code}{}{}",
+            "0".repeat(usize::from(nsn.zeros())),
+            nsn.value()
+        )),
+    })
+}
+
+/// Lengths of a national significant number that phonenumber parses.
+const NATIONAL_DIGITS: std::ops::RangeInclusive<usize> = 2..=17;
+
+/// The forms of a canonical E.164 value (`+` and digits only, as the normalizer
+/// writes `phone_e164`), split at its country code without parsing: parsing validated
+/// the number against its country's patterns again, a twentieth of a rebuild's CPU.
+/// Country codes are prefix-free, so the first of 1 to 3 leading digits that is one is
+/// the code. `None` (the caller parses) for anything else.
+fn canonical_phone_forms(e164: &str) -> Option<PhoneForms> {
+    let digits = e164.strip_prefix('+')?;
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    (1..=3).find_map(|code_len| {
+        let (code, national) = digits.split_at_checked(code_len)?;
+        if !NATIONAL_DIGITS.contains(&national.len()) || code.starts_with('0') {
+            return None;
+        }
+        let regions = phonenumber::metadata::DATABASE.by_code(&code.parse::<u16>().ok()?)?;
+        let prefix = regions.first()?.national_prefix().unwrap_or_default();
+        Some(PhoneForms {
+            national: format!("{prefix}{national}"),
+            international: Some(digits.to_string()),
+        })
+    })
 }
 
 /// ASCII-folds and lower-cases one word; transliteration can split it into several
@@ -179,6 +214,51 @@ mod tests {
         let forms = phone_forms(&p.typed, p.e164.as_deref());
         assert_eq!(forms.national, "0612345678");
         assert_eq!(forms.international.as_deref(), Some("33612345678"));
+    }
+
+    /// The split at the country code gives what parsing gives, for the example
+    /// numbers of every region and number type in phonenumber's metadata, typed
+    /// nationally and normalized as a write does; except where parsing drops digits.
+    #[test]
+    fn canonical_phones_split_as_parsing_does() {
+        let (mut compared, mut lost_digits) = (0, Vec::new());
+        for region in phonenumber::metadata::DATABASE.iter() {
+            let Ok(country) = region.id().parse::<country::Id>() else {
+                continue;
+            };
+            let descriptors = region.descriptors();
+            let kinds = [
+                descriptors.fixed_line(),
+                descriptors.mobile(),
+                descriptors.toll_free(),
+                descriptors.premium_rate(),
+                descriptors.voip(),
+                descriptors.personal_number(),
+                descriptors.uan(),
+            ];
+            for example in kinds.into_iter().flatten().filter_map(|d| d.example()) {
+                let typed = format!("{}{example}", region.national_prefix().unwrap_or_default());
+                let Some(e164) = normalize_phone(&typed, country).ok().and_then(|p| p.e164) else {
+                    continue;
+                };
+                let canonical = canonical_phone_forms(&e164).expect("a normalized phone");
+                let parsed = parsed_phone_forms(&e164).expect("a normalized phone parses");
+                assert_eq!(canonical.international.as_deref(), Some(&e164[1..]));
+                if parsed.international == canonical.international {
+                    assert_eq!(canonical, parsed, "{} {typed} → {e164}", region.id());
+                } else {
+                    // Parsing strips a national prefix from the front of the national
+                    // number even after a country code: Lithuania's `8` from its
+                    // 800 numbers. The split keeps every digit of the number.
+                    lost_digits.push(e164);
+                }
+                compared += 1;
+            }
+        }
+        assert!(compared > 500, "only {compared} example numbers compared");
+        assert_eq!(lost_digits, ["+37080012345", "+37080123456"]);
+        assert_eq!(canonical_phone_forms("+33 6 12"), None);
+        assert_eq!(canonical_phone_forms("33612345678"), None);
     }
 
     #[test]
