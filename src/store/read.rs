@@ -44,7 +44,7 @@ fn get_contact(txn: &ReadTransaction, id: &str) -> Result<Option<Contact>, Store
     let contacts = txn.open_table(CONTACTS)?;
     contacts
         .get(id)?
-        .map(|bytes| record::decode_contact(bytes.value()))
+        .map(|bytes| record::decode_contact(id, bytes.value()))
         .transpose()
 }
 
@@ -102,7 +102,7 @@ impl Store {
         let mut found = Vec::with_capacity(ids.len());
         for id in ids {
             if let Some(bytes) = contacts.get(id.as_str())? {
-                found.push(record::decode_contact(bytes.value())?);
+                found.push(record::decode_contact(id, bytes.value())?);
             }
         }
         Ok(found)
@@ -116,7 +116,7 @@ impl Store {
         let mut found = Vec::with_capacity(ids.len());
         for id in ids {
             if let Some(bytes) = contacts.get(id.as_str())? {
-                let contact = record::decode_contact(bytes.value())?;
+                let contact = record::decode_contact(id, bytes.value())?;
                 let text = serde_json::to_string(&contact).expect("contacts serialize");
                 found.push((contact.status, text));
             }
@@ -278,8 +278,8 @@ impl Store {
         let needle = super::ops::key_needle(key);
         let mut lost = 0;
         for entry in txn.open_table(CONTACTS)?.iter()? {
-            let (_, bytes) = entry?;
-            if let Some(contact) = super::ops::holder_of(bytes.value(), key, &needle)?
+            let (id, bytes) = entry?;
+            if let Some(contact) = super::ops::holder_of(id.value(), bytes.value(), key, &needle)?
                 && super::ops::conformed_value(
                     changed.as_ref(),
                     &contact,
@@ -364,8 +364,8 @@ impl Store {
         let context = context(&txn, None)?;
         let contacts = txn.open_table(CONTACTS).map_err(StoreError::from)?;
         for entry in contacts.iter().map_err(StoreError::from)? {
-            let (_, bytes) = entry.map_err(StoreError::from)?;
-            visit(record::decode_contact(bytes.value())?, &context)?;
+            let (id, bytes) = entry.map_err(StoreError::from)?;
+            visit(record::decode_contact(id.value(), bytes.value())?, &context)?;
         }
         Ok(seq)
     }
@@ -415,7 +415,7 @@ impl Store {
                 for entry in range.take(SCAN_CHUNK) {
                     let (id, bytes) = entry.map_err(StoreError::from)?;
                     after = Some(id.value().to_string());
-                    chunk.push(record::decode_contact(bytes.value())?);
+                    chunk.push(record::decode_contact(id.value(), bytes.value())?);
                 }
                 let context = context(&txn, Some(&chunk.iter().collect::<Vec<_>>()))?;
                 (chunk, context)

@@ -113,7 +113,7 @@ impl Store {
             .map_err(read)?
         {
             let (id, bytes) = entry.map_err(read)?;
-            let record = crate::store::record::decode_contact(bytes.value())?;
+            let record = crate::store::record::decode_contact(id.value(), bytes.value())?;
             let mut identity_keys = Vec::new();
             for key in held.get(id.value()).map_err(read)? {
                 identity_keys.push(key.map_err(read)?.value().to_string());

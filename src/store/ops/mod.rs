@@ -200,7 +200,7 @@ impl<'t> TxnTables<'t> {
         let Some(bytes) = self.contacts.get(id)? else {
             return Ok(None);
         };
-        let mut contact = super::record::decode_contact(bytes.value())?;
+        let mut contact = super::record::decode_contact(id, bytes.value())?;
         if !self.conforming.is_empty() {
             self.conform_loaded(&mut contact);
         }

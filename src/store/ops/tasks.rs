@@ -142,7 +142,7 @@ impl TxnTables<'_> {
             let (id, bytes) = entry?;
             read += 1;
             last = Some(id.value().to_string());
-            if let Some(contact) = holder_of(bytes.value(), &key, &needle)? {
+            if let Some(contact) = holder_of(id.value(), bytes.value(), &key, &needle)? {
                 holders.push(contact);
             }
             if read == CONFORM_CHUNK {
@@ -275,9 +275,10 @@ pub(crate) fn key_needle(key: &str) -> memchr::memmem::Finder<'static> {
     memchr::memmem::Finder::new(needle.as_bytes()).into_owned()
 }
 
-/// The contact stored as `raw`, if it holds custom field `key`; only records that
-/// may hold it ([`key_needle`]) are decoded.
+/// The contact `id` stored as `raw`, if it holds custom field `key`; only records
+/// that may hold it ([`key_needle`]) are decoded.
 pub(crate) fn holder_of(
+    id: &str,
     raw: &[u8],
     key: &str,
     needle: &memchr::memmem::Finder<'_>,
@@ -285,7 +286,7 @@ pub(crate) fn holder_of(
     if !crate::store::record::may_hold_field(raw, needle) {
         return Ok(None);
     }
-    let contact = crate::store::record::decode_contact(raw)?;
+    let contact = crate::store::record::decode_contact(id, raw)?;
     Ok(contact.custom_fields.contains_key(key).then_some(contact))
 }
 
