@@ -98,14 +98,7 @@ fn parsed_phone_forms(e164: &str) -> Option<PhoneForms> {
     // the formatter runs a family of regexes per country, and phonenumber's shared
     // cache of 100 compiled regexes thrashes when many countries are indexed.
     let code = number.code().value();
-    let prefix = phonenumber::metadata::DATABASE
-        .by_code(&code)
-        .and_then(|regions| {
-            regions
-                .first()
-                .and_then(|m| m.national_prefix().map(str::to_string))
-        })
-        .unwrap_or_default();
+    let prefix = trunk_prefix(code).unwrap_or_default();
     let nsn = number.national();
     let national = format!(
         "{prefix}{}{}",
@@ -120,6 +113,14 @@ fn parsed_phone_forms(e164: &str) -> Option<PhoneForms> {
             nsn.value()
         )),
     })
+}
+
+/// The national (trunk) prefix dialled before a national number of country calling
+/// code `code` (`0` for 33, empty where there is none), from the code's first region;
+/// `None` when no country has that code.
+fn trunk_prefix(code: u16) -> Option<&'static str> {
+    let regions = phonenumber::metadata::DATABASE.by_code(&code)?;
+    Some(regions.first()?.national_prefix().unwrap_or_default())
 }
 
 /// Lengths of a national significant number that phonenumber parses.
@@ -140,8 +141,7 @@ fn canonical_phone_forms(e164: &str) -> Option<PhoneForms> {
         if !NATIONAL_DIGITS.contains(&national.len()) || code.starts_with('0') {
             return None;
         }
-        let regions = phonenumber::metadata::DATABASE.by_code(&code.parse::<u16>().ok()?)?;
-        let prefix = regions.first()?.national_prefix().unwrap_or_default();
+        let prefix = trunk_prefix(code.parse().ok()?)?;
         Some(PhoneForms {
             national: format!("{prefix}{national}"),
             international: Some(digits.to_string()),
