@@ -138,7 +138,8 @@ pub fn decode_contact(id: &str, bytes: &[u8]) -> Result<Contact, StoreError> {
     let (status, s) = match format {
         b'{' => return super::tables::decode(bytes),
         POSTCARD_V1 => {
-            let (status, _id, fields): (u8, String, StoredFields) =
+            // The id is borrowed, not copied: the key already gives it.
+            let (status, _id, fields): (u8, &str, StoredFields) =
                 postcard::from_bytes(body).map_err(corrupt)?;
             (status, fields)
         }
