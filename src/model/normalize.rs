@@ -100,18 +100,11 @@ fn parsed_phone_forms(e164: &str) -> Option<PhoneForms> {
     let code = number.code().value();
     let prefix = trunk_prefix(code).unwrap_or_default();
     let nsn = number.national();
-    let national = format!(
-        "{prefix}{}{}",
-        "0".repeat(usize::from(nsn.zeros())),
-        nsn.value()
-    );
+    // The national significant number with its leading zeros (Italy's `06…`).
+    let national_number = format!("{}{}", "0".repeat(usize::from(nsn.zeros())), nsn.value());
     Some(PhoneForms {
-        national,
-        international: Some(format!(
-            "{code}{}{}",
-            "0".repeat(usize::from(nsn.zeros())),
-            nsn.value()
-        )),
+        national: format!("{prefix}{national_number}"),
+        international: Some(format!("{code}{national_number}")),
     })
 }
 
