@@ -82,10 +82,8 @@ pub struct SyncWorker {
     indexed: Arc<SeqSignal>,
     options: SyncOptions,
     applied_since_merge: usize,
-    /// The thread waiting for a merge to finish (then reloading and warming; it
-    /// returns whether the merge happened), and the sequence applied when it started:
-    /// the merged segments no longer hold any document deleted up to it.
-    merging: Option<(std::thread::JoinHandle<bool>, u64)>,
+    /// The merge in flight, if any.
+    merging: Option<Merging>,
     /// When the pending index scrubs were last looked up.
     scrubs_checked: Option<Instant>,
     /// The last sequence reported scrubbed: the store records it asynchronously, so
@@ -93,11 +91,31 @@ pub struct SyncWorker {
     reported_scrubbed: u64,
     /// Set while catching up: batches applied, their commit deferred.
     uncommitted: Option<Uncommitted>,
-    /// The merge policy is paused for a catch-up (see [`IndexUpdater::pause_merges`]).
+    /// The merge policy is paused (see [`IndexUpdater::pause_merges`]): for a
+    /// catch-up, and from the moment a full merge is due until it has ended.
     merges_paused: bool,
     /// Fresh indexes to swap in (see [`super::reindex`]).
     requests: SwapRequests,
     reindexer: Reindexer,
+}
+
+/// A merge the worker started and a thread waits for.
+struct Merging {
+    /// Waits for the merge, then reloads and warms the index.
+    thread: std::thread::JoinHandle<MergeOutcome>,
+    /// The sequence applied when it started: the merged segments no longer hold any
+    /// document deleted up to it.
+    started_at: u64,
+    /// A merge of every segment (not a scrub of the segments with deletions).
+    full: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum MergeOutcome {
+    Merged,
+    /// Another merge took one of its segments first; nothing changed.
+    LostRace,
+    Failed,
 }
 
 impl SyncWorker {
@@ -186,10 +204,7 @@ impl SyncWorker {
         let since = pending.since;
         let catching_up = self.catching_up(batch.up_to);
         if catching_up {
-            if !self.merges_paused {
-                self.updater.pause_merges(true);
-                self.merges_paused = true;
-            }
+            self.pause_merges();
             if since.elapsed() < CATCH_UP_COMMIT_EVERY {
                 return Ok(Tick::Applied {
                     contacts: batch.contacts.len(),
@@ -212,11 +227,29 @@ impl SyncWorker {
             || self.store.committed().get().saturating_sub(applied) > CATCH_UP_BACKLOG
     }
 
+    fn pause_merges(&mut self) {
+        if !self.merges_paused {
+            self.updater.pause_merges(true);
+            self.merges_paused = true;
+        }
+    }
+
+    /// Resumes the merge policy, unless a full merge is due or running. A full merge
+    /// names every segment, and tantivy drops a merge's result when one of its
+    /// segments was merged away meanwhile: a policy merge ending first would throw
+    /// away the whole full merge (seen after a 1M import: 55 segments and the two
+    /// merged ones left unused on disk).
     fn resume_merges(&mut self) {
-        if self.merges_paused {
+        let full_merge_pending =
+            self.full_merge_due() || self.merging.as_ref().is_some_and(|merging| merging.full);
+        if self.merges_paused && !full_merge_pending {
             self.updater.pause_merges(false);
             self.merges_paused = false;
         }
+    }
+
+    fn full_merge_due(&self) -> bool {
+        self.applied_since_merge >= MERGE_AFTER_CONTACTS
     }
 
     /// Commits the applied batches and publishes their sequence.
@@ -236,7 +269,8 @@ impl SyncWorker {
             .record(started.elapsed().as_secs_f64());
         metrics::counter!("contactd_index_documents_total").increment(pending.contacts as u64);
         self.applied_since_merge += pending.contacts;
-        if self.applied_since_merge >= MERGE_AFTER_CONTACTS {
+        if self.full_merge_due() {
+            self.pause_merges();
             self.index.set_merging(true);
         }
         // A fresh index being built resumes the log from an older sequence.
@@ -259,6 +293,9 @@ impl SyncWorker {
         self.uncommitted = None;
         self.merges_paused = false;
         self.updater.rollback()?;
+        if self.full_merge_due() {
+            self.pause_merges();
+        }
         Ok(())
     }
 
@@ -270,21 +307,32 @@ impl SyncWorker {
     /// waits for the merge, then reloads the reader and warms the new segment, while
     /// searches and indexing go on.
     fn start_merges(&mut self, idle: bool) {
-        if self.merging.as_ref().is_some_and(|(t, _)| t.is_finished()) {
-            let (thread, started_at) = self.merging.take().expect("checked above");
-            let merged = thread.join().unwrap_or(false);
-            // The merged segments' files stay until collected (a commit would too).
+        if self
+            .merging
+            .as_ref()
+            .is_some_and(|m| m.thread.is_finished())
+        {
+            let merging = self.merging.take().expect("checked above");
+            let outcome = merging.thread.join().unwrap_or(MergeOutcome::Failed);
+            // The merged segments' files (or a dropped merge's output) stay until
+            // collected (a commit would too).
             match self.updater.collect_garbage() {
-                Ok(()) if merged => self.mark_scrubbed(started_at),
+                Ok(()) if outcome == MergeOutcome::Merged => self.mark_scrubbed(merging.started_at),
                 Ok(()) => {}
                 Err(error) => tracing::warn!(%error, "cannot remove the files of merged segments"),
             }
+            if merging.full && outcome == MergeOutcome::LostRace {
+                // A merge started before the policy was paused took one of its
+                // segments and has ended, so the next idle tick tries again.
+                self.applied_since_merge = self.applied_since_merge.max(MERGE_AFTER_CONTACTS);
+            }
+            self.resume_merges();
         }
         if self.merging.is_some() {
             return;
         }
         let scrub = self.index_scrub_due();
-        if !scrub && (!idle || self.applied_since_merge < MERGE_AFTER_CONTACTS) {
+        if !scrub && (!idle || !self.full_merge_due()) {
             return;
         }
         self.applied_since_merge = 0;
@@ -294,6 +342,7 @@ impl SyncWorker {
                 .merge_deleted()
                 .map(|merge| merge.into_iter().collect())
         } else {
+            self.pause_merges();
             // Side by side, one per core: a single merge is single-threaded (at 10M
             // one merge into one segment took 11 minutes while the other core idled).
             self.updater.merge_into(MERGED_SEGMENTS)
@@ -305,10 +354,12 @@ impl SyncWorker {
                     // No segment holds a deleted document: nothing left to scrub.
                     self.mark_scrubbed(started_at);
                 }
+                self.resume_merges();
                 return self.index.set_merging(false);
             }
             Err(error) => {
                 tracing::warn!(%error, "cannot start merging the index");
+                self.resume_merges();
                 return self.index.set_merging(false);
             }
         };
@@ -319,25 +370,40 @@ impl SyncWorker {
             .spawn(move || {
                 let started = Instant::now();
                 // A merge that loses a race with the merge policy over a segment fails
-                // harmlessly: the segments stay as they were, and a due scrub retries.
+                // harmlessly: the segments stay as they were, and it is tried again.
                 let merged: Result<Vec<_>, _> = merges.into_iter().map(|m| m.wait()).collect();
                 if let Err(error) = index.reload().and_then(|()| index.warm()) {
                     tracing::warn!(%error, "cannot reload the index after a merge");
                 }
                 index.set_merging(false);
-                if let Err(error) = merged {
-                    tracing::debug!(%error, "full index merge skipped");
-                    return false;
+                match merged {
+                    Ok(_) => {
+                        tracing::info!(
+                            seconds = started.elapsed().as_secs_f64(),
+                            segments = index.num_segments(),
+                            "index merged"
+                        );
+                        MergeOutcome::Merged
+                    }
+                    // What tantivy answers when a merged segment was merged away.
+                    Err(tantivy::TantivyError::InvalidArgument(reason)) => {
+                        tracing::info!(%reason, "index merge lost a race; will try again");
+                        MergeOutcome::LostRace
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "index merge failed");
+                        MergeOutcome::Failed
+                    }
                 }
-                tracing::info!(
-                    seconds = started.elapsed().as_secs_f64(),
-                    segments = index.num_segments(),
-                    "index merged"
-                );
-                true
             });
         match waiter {
-            Ok(thread) => self.merging = Some((thread, started_at)),
+            Ok(thread) => {
+                self.merging = Some(Merging {
+                    thread,
+                    started_at,
+                    full: !scrub,
+                })
+            }
             Err(error) => {
                 tracing::warn!(%error, "cannot start the merge thread");
                 self.index.set_merging(false);
@@ -429,8 +495,8 @@ impl SyncWorker {
                 }
             }
         }
-        if let Some((merging, _)) = self.merging.take() {
-            let _ = merging.join();
+        if let Some(merging) = self.merging.take() {
+            let _ = merging.thread.join();
         }
         tracing::debug!(indexed = self.indexed.get(), "sync worker stopped");
     }
@@ -457,8 +523,8 @@ impl SyncWorker {
                 return Some(self);
             }
         };
-        if let Some((merging, _)) = self.merging.take() {
-            let _ = merging.join();
+        if let Some(merging) = self.merging.take() {
+            let _ = merging.thread.join();
         }
         let dir = self.index.dir().to_path_buf();
         let SyncWorker {
@@ -558,7 +624,7 @@ impl Parts {
         } else {
             0
         };
-        Ok(SyncWorker {
+        let mut worker = SyncWorker {
             health: self.health,
             store: self.store,
             shared: self.shared,
@@ -574,6 +640,10 @@ impl Parts {
             merges_paused: false,
             requests: self.requests,
             reindexer: self.reindexer,
-        })
+        };
+        if worker.full_merge_due() {
+            worker.pause_merges();
+        }
+        Ok(worker)
     }
 }
