@@ -341,6 +341,16 @@ impl IndexUpdater {
         Ok((!segments.is_empty()).then(|| self.writer.merge(&segments)))
     }
 
+    /// Starts merging the `count` smallest searchable segments, as the merge policy
+    /// would: tests use it to race the worker's full merge.
+    #[cfg(test)]
+    pub fn merge_smallest_segments(&mut self, count: usize) -> Result<MergeFuture, IndexError> {
+        let mut metas = self.writer.index().searchable_segment_metas()?;
+        metas.sort_by_key(|meta| meta.num_docs());
+        let ids: Vec<_> = metas.iter().take(count).map(|meta| meta.id()).collect();
+        Ok(self.writer.merge(&ids))
+    }
+
     /// Removes the files no segment uses any more (after a merge).
     pub fn collect_garbage(&mut self) -> Result<(), IndexError> {
         self.writer.garbage_collect_files().wait()?;

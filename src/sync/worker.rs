@@ -647,3 +647,86 @@ impl Parts {
         Ok(worker)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn contact(n: usize) -> Box<crate::model::ContactInput> {
+        let input = serde_json::json!({"name": format!("Merge Race {n}"),
+                                       "email": format!("race{n}@merge.example")});
+        Box::new(serde_json::from_value(input).unwrap())
+    }
+
+    /// A full merge that another merge beat to one of its segments is started again
+    /// (tantivy drops the loser's result), and the merge policy resumes only after the
+    /// full merge has ended.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_merge_that_lost_a_race_is_started_again() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let config = Config::default();
+        let store = Store::open(&dir.path().join("c.redb"), config.store_options()).unwrap();
+        // One indexing thread: each commit makes one segment.
+        let options = SyncOptions {
+            writer_threads: 1,
+            ..config.sync_options()
+        };
+        let index_dir = dir.path().join("index");
+        let mut worker = tokio::task::block_in_place(|| {
+            let (index, applied) = super::super::open_index(&store, &index_dir, &options)?;
+            let shared = Arc::new(SharedIndex::new(Arc::new(index)));
+            SyncWorker::new(
+                store.clone(),
+                shared,
+                Arc::new(SeqSignal::new(applied)),
+                options,
+            )
+        })
+        .unwrap();
+        // As after a load: a full merge is due, so every commit keeps the policy paused.
+        worker.applied_since_merge = MERGE_AFTER_CONTACTS;
+        // Two one-contact segments (the racing merge's), then larger ones.
+        let mut created = 0;
+        for segment in 0..10 {
+            let size = if segment < 2 { 1 } else { 150 };
+            let writes =
+                (created..created + size).map(|n| store.write(Command::Create(contact(n))));
+            for ack in futures_util::future::join_all(writes).await {
+                ack.unwrap();
+            }
+            created += size;
+            let ticked = tokio::task::block_in_place(|| worker.tick()).unwrap();
+            assert!(matches!(ticked, Tick::Applied { .. }));
+        }
+        assert_eq!(worker.index.num_segments(), 10);
+        assert!(
+            worker.merges_paused,
+            "a full merge is due: the policy waits"
+        );
+
+        // A merge of the two small segments, as the policy may have started before it
+        // was paused, runs while the worker starts merging every segment.
+        let racing = worker.updater.merge_smallest_segments(2).unwrap();
+        worker.start_merges(true);
+        // Whichever merge loses, its segments stay as they were.
+        let _ = tokio::task::block_in_place(|| racing.wait());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while worker.merging.is_some() || worker.full_merge_due() {
+            assert!(Instant::now() < deadline, "the index was never merged");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::task::block_in_place(|| worker.start_merges(true));
+        }
+        assert!(
+            worker.index.num_segments() <= MERGED_SEGMENTS,
+            "{} segments: the full merge was not started again",
+            worker.index.num_segments()
+        );
+        assert_eq!(worker.index.num_docs(), created as u64);
+        assert!(
+            !worker.merges_paused,
+            "the policy resumes after the full merge"
+        );
+        store.shutdown();
+    }
+}
