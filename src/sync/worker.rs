@@ -327,6 +327,10 @@ impl SyncWorker {
                 self.applied_since_merge = self.applied_since_merge.max(MERGE_AFTER_CONTACTS);
             }
             self.resume_merges();
+            if self.full_merge_due() {
+                // Still to do (after a scrub, or lost): `/v1/stats` shows it.
+                self.index.set_merging(true);
+            }
         }
         if self.merging.is_some() {
             return;
@@ -335,13 +339,15 @@ impl SyncWorker {
         if !scrub && (!idle || !self.full_merge_due()) {
             return;
         }
-        self.applied_since_merge = 0;
         let started_at = self.indexed.get();
         let merges = if scrub {
             self.updater
                 .merge_deleted()
                 .map(|merge| merge.into_iter().collect())
         } else {
+            // Reset here only: a full merge that falls due while a scrub merges
+            // starts once the scrub has ended.
+            self.applied_since_merge = 0;
             self.pause_merges();
             // Side by side, one per core: a single merge is single-threaded (at 10M
             // one merge into one segment took 11 minutes while the other core idled).
@@ -714,7 +720,7 @@ mod tests {
         // A merge of the two small segments, as the policy may have started before it
         // was paused, runs while the worker starts merging every segment.
         let racing = worker.updater.merge_smallest_segments(2).unwrap();
-        worker.start_merges(true);
+        tokio::task::block_in_place(|| worker.start_merges(true));
         // Whichever merge loses, its segments stay as they were.
         let _ = tokio::task::block_in_place(|| racing.wait());
         let deadline = Instant::now() + Duration::from_secs(60);
