@@ -271,7 +271,7 @@ impl SyncWorker {
         self.applied_since_merge += pending.contacts;
         if self.full_merge_due() {
             self.pause_merges();
-            self.index.set_merging(true);
+            self.publish_merging();
         }
         // A fresh index being built resumes the log from an older sequence.
         if !self.requests.building.load(Ordering::SeqCst) {
@@ -299,8 +299,8 @@ impl SyncWorker {
         Ok(())
     }
 
-    /// Merges in the background: when caught up (`idle`), the whole index into one
-    /// segment after a bulk load (dozens of segments, and every search pays per
+    /// Merges in the background: when caught up (`idle`), the whole index into
+    /// [`MERGED_SEGMENTS`] segments after a bulk load (dozens of segments, and every search pays per
     /// segment); idle or not, the segments with deletions when an erase is due to
     /// leave the index files (a merge drops deleted documents and the terms only they
     /// had; a steady stream of writes must not hold a scrub past its bound). A thread
@@ -327,10 +327,7 @@ impl SyncWorker {
                 self.applied_since_merge = self.applied_since_merge.max(MERGE_AFTER_CONTACTS);
             }
             self.resume_merges();
-            if self.full_merge_due() {
-                // Still to do (after a scrub, or lost): `/v1/stats` shows it.
-                self.index.set_merging(true);
-            }
+            self.publish_merging();
         }
         if self.merging.is_some() {
             return;
@@ -361,17 +358,15 @@ impl SyncWorker {
                     self.mark_scrubbed(started_at);
                 }
                 self.resume_merges();
-                return self.index.set_merging(false);
+                return self.publish_merging();
             }
             Err(error) => {
                 tracing::warn!(%error, "cannot start merging the index");
                 self.resume_merges();
-                return self.index.set_merging(false);
+                return self.publish_merging();
             }
         };
-        self.index.set_merging(true);
         let index = self.index.clone();
-        let full = !scrub;
         let waiter = std::thread::Builder::new()
             .name("index-merge".into())
             .spawn(move || {
@@ -382,7 +377,7 @@ impl SyncWorker {
                 if let Err(error) = index.reload().and_then(|()| index.warm()) {
                     tracing::warn!(%error, "cannot reload the index after a merge");
                 }
-                let outcome = match merged {
+                match merged {
                     Ok(_) => {
                         tracing::info!(
                             seconds = started.elapsed().as_secs_f64(),
@@ -400,27 +395,28 @@ impl SyncWorker {
                         tracing::warn!(%error, "index merge failed");
                         MergeOutcome::Failed
                     }
-                };
-                // A full merge that lost a race is still due: `/v1/stats` (and the
-                // bench, which waits for it) keep seeing it as merging.
-                if !(full && outcome == MergeOutcome::LostRace) {
-                    index.set_merging(false);
                 }
-                outcome
             });
         match waiter {
             Ok(thread) => {
                 self.merging = Some(Merging {
                     thread,
                     started_at,
-                    full,
+                    full: !scrub,
                 })
             }
-            Err(error) => {
-                tracing::warn!(%error, "cannot start the merge thread");
-                self.index.set_merging(false);
-            }
+            Err(error) => tracing::warn!(%error, "cannot start the merge thread"),
         }
+        self.publish_merging();
+    }
+
+    /// What `/v1/stats` shows as `index_merging` (and `contactd bench` waits on): a
+    /// merge in flight, or a full merge due. Only the worker sets it, from its own
+    /// state: a merge that has ended shows as ended at the next tick, when the
+    /// worker has joined it (and knows whether a full merge is due again).
+    fn publish_merging(&self) {
+        self.index
+            .set_merging(self.merging.is_some() || self.full_merge_due());
     }
 
     /// Whether an erase the index has applied is due to leave its files (half the
