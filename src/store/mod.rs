@@ -405,3 +405,109 @@ impl Store {
             .clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Contact;
+    use redb::{ReadableTable, ReadableTableMetadata};
+
+    async fn create(store: &Store, input: serde_json::Value) -> Result<Contact, StoreError> {
+        let input = Box::new(serde_json::from_value(input).unwrap());
+        match store.write(Command::Create(input)).await?.written {
+            Written::Contact(contact) => Ok(*contact),
+            other => panic!("a create answered {other:?}"),
+        }
+    }
+
+    fn record_of(store: &Store, id: &str) -> (Contact, Option<Vec<String>>) {
+        let txn = store.db().begin_read().unwrap();
+        let contacts = txn.open_table(tables::CONTACTS).unwrap();
+        record::decode_record(id, contacts.get(id).unwrap().unwrap().value()).unwrap()
+    }
+
+    /// Records written before format 3 keep their contact's claims in
+    /// `held_identities`: a change releases them from there and moves the claims
+    /// into the record, and an erase releases them too.
+    #[tokio::test]
+    async fn claims_of_records_older_than_format_3_are_released_and_carried_over() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let options = crate::config::Config::default().store_options();
+        let store = Store::open(&dir.path().join("c.redb"), options).unwrap();
+        let kept = create(
+            &store,
+            serde_json::json!({"name": "Old A", "email": "a@old.example",
+                               "phone": "+33 6 12 34 56 78"}),
+        )
+        .await
+        .unwrap();
+        let erased = create(&store, serde_json::json!({"email": "b@old.example"}))
+            .await
+            .unwrap();
+
+        // Rewrite both as an earlier version stored them.
+        let txn = store.db().begin_write().unwrap();
+        {
+            let mut contacts = txn.open_table(tables::CONTACTS).unwrap();
+            let mut held = txn.open_multimap_table(tables::HELD_IDENTITIES).unwrap();
+            for id in [kept.id.as_str(), erased.id.as_str()] {
+                let bytes = contacts.get(id).unwrap().unwrap().value().to_vec();
+                let (contact, Some(keys)) = record::decode_record(id, &bytes).unwrap() else {
+                    panic!("a new record carries its claims");
+                };
+                contacts
+                    .insert(id, record::encode_contact_v2(&contact).as_slice())
+                    .unwrap();
+                for key in keys {
+                    held.insert(id, key.as_str()).unwrap();
+                }
+            }
+        }
+        txn.commit().unwrap();
+        assert_eq!(record_of(&store, &kept.id).1, None);
+
+        let patch = serde_json::json!({"email": "a2@old.example"});
+        store
+            .write(Command::Patch {
+                id: kept.id.clone(),
+                patch,
+                if_match: None,
+            })
+            .await
+            .unwrap();
+        store
+            .write(Command::Erase {
+                id: erased.id.clone(),
+                if_match: None,
+            })
+            .await
+            .unwrap();
+
+        for free in ["a@old.example", "b@old.example"] {
+            create(&store, serde_json::json!({ "email": free }))
+                .await
+                .unwrap_or_else(|e| panic!("{free} was not released: {e}"));
+        }
+        for taken in [
+            serde_json::json!({"email": "a2@old.example"}),
+            serde_json::json!({"phone": "+33612345678"}),
+        ] {
+            let refused = create(&store, taken.clone()).await;
+            assert!(
+                matches!(refused, Err(StoreError::IdentityTaken(_))),
+                "{taken} is held: {refused:?}"
+            );
+        }
+        let (_, claims) = record_of(&store, &kept.id);
+        let mut claims = claims.expect("the rewritten record carries its claims");
+        claims.sort();
+        assert_eq!(
+            claims,
+            ["email\u{1f}a2@old.example", "phone\u{1f}+33612345678"]
+        );
+        let txn = store.db().begin_read().unwrap();
+        let held = txn.open_multimap_table(tables::HELD_IDENTITIES).unwrap();
+        assert_eq!(held.len().unwrap(), 0, "no claims are left behind");
+        store.shutdown();
+    }
+}

@@ -8,9 +8,19 @@
 //! inside the record.
 //!
 //! The contact's id is the record's key and is not repeated inside it (format 2: 27
-//! bytes of a record of about 340 at 1M). Records of format 1 (with the id) and
-//! records written as JSON by earlier versions (they start with `{`) are still read;
-//! they are rewritten in the current form the next time their contact changes.
+//! bytes of a record of about 340 at 1M).
+//!
+//! Format 3 also carries the identity keys the contact holds (its claims), so they
+//! can be released exactly as they were made even if normalization rules change
+//! later. Before, a `held_identities` multimap kept them: about 127 MiB and one
+//! insert per claim at 1M. A claim is stored as a reference to the value it was made
+//! from whenever the key is exactly `channel` U+001F that stored value (a byte or two),
+//! else as the key itself. The reference is plain concatenation, no normalization, so
+//! its meaning cannot drift between versions.
+//!
+//! Records of formats 1 and 2 and records written as JSON by earlier versions (they
+//! start with `{`) are still read: their claims are in `held_identities`. They are
+//! rewritten in the current form the next time their contact changes.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -22,6 +32,94 @@ use crate::model::{Contact, Identity, Status};
 const POSTCARD_V1: u8 = 1;
 /// Format byte of records without the id (the key holds it).
 const POSTCARD_V2: u8 = 2;
+/// Format byte of records that carry their contact's claims.
+const POSTCARD_V3: u8 = 3;
+
+/// One identity key a contact holds, as format 3 stores it.
+#[derive(Debug, Serialize, Deserialize)]
+enum StoredClaim {
+    /// `email` U+001F the contact's email.
+    Email,
+    /// `phone` U+001F the contact's phone in E.164.
+    Phone,
+    /// The channel U+001F the value of the contact's identity at this position.
+    Identity(u32),
+    /// Any other key, whole.
+    Key(String),
+}
+
+#[cfg(test)]
+impl StoredClaim {
+    fn is_key(&self) -> bool {
+        matches!(self, StoredClaim::Key(_))
+    }
+}
+
+fn joined(channel: &str, value: &str) -> String {
+    format!("{channel}\u{1f}{value}")
+}
+
+/// The stored forms of `keys`: a reference wherever one names the same key.
+fn stored_claims(contact: &Contact, keys: &[String]) -> Vec<StoredClaim> {
+    let same = |key: &str, channel: &str, value: &str| {
+        key.strip_prefix(channel)
+            .and_then(|rest| rest.strip_prefix('\u{1f}'))
+            == Some(value)
+    };
+    keys.iter()
+        .map(|key| {
+            if contact
+                .email
+                .as_deref()
+                .is_some_and(|email| same(key, "email", email))
+            {
+                return StoredClaim::Email;
+            }
+            if contact
+                .phone_e164
+                .as_deref()
+                .is_some_and(|e164| same(key, "phone", e164))
+            {
+                return StoredClaim::Phone;
+            }
+            let identity = contact
+                .identities
+                .iter()
+                .position(|i| same(key, &i.channel, &i.value));
+            match identity.and_then(|at| u32::try_from(at).ok()) {
+                Some(at) => StoredClaim::Identity(at),
+                None => StoredClaim::Key(key.clone()),
+            }
+        })
+        .collect()
+}
+
+/// The keys `claims` name for `contact` (the contact they were stored with).
+fn claim_keys(contact: &Contact, claims: Vec<StoredClaim>) -> Result<Vec<String>, StoreError> {
+    let missing =
+        |what: &str| StoreError::Corrupt(format!("a stored claim names a missing {what}"));
+    claims
+        .into_iter()
+        .map(|claim| match claim {
+            StoredClaim::Email => contact
+                .email
+                .as_deref()
+                .map(|email| joined("email", email))
+                .ok_or_else(|| missing("email")),
+            StoredClaim::Phone => contact
+                .phone_e164
+                .as_deref()
+                .map(|e164| joined("phone", e164))
+                .ok_or_else(|| missing("phone")),
+            StoredClaim::Identity(at) => contact
+                .identities
+                .get(at as usize)
+                .map(|i| joined(&i.channel, &i.value))
+                .ok_or_else(|| missing("identity")),
+            StoredClaim::Key(key) => Ok(key),
+        })
+        .collect()
+}
 
 type Instant = (i64, u32);
 
@@ -90,8 +188,9 @@ struct StoredFields {
     version: u64,
 }
 
-/// The record of `contact`, stored under its id.
-pub fn encode_contact(contact: &Contact) -> Vec<u8> {
+/// The record of `contact`, stored under its id, holding the identity keys `claims`.
+pub fn encode_contact(contact: &Contact, claims: &[String]) -> Vec<u8> {
+    let claims = stored_claims(contact, claims);
     let c = contact.clone();
     let status = status_code(c.status);
     let stored = StoredFields {
@@ -127,29 +226,63 @@ pub fn encode_contact(contact: &Contact) -> Vec<u8> {
         updated_at: instant(&c.updated_at),
         version: c.version,
     };
-    postcard::to_extend(&(status, stored), vec![POSTCARD_V2]).expect("records always serialize")
+    postcard::to_extend(&(status, claims, stored), vec![POSTCARD_V3])
+        .expect("records always serialize")
 }
 
 /// The contact stored under `id` as `bytes`.
 pub fn decode_contact(id: &str, bytes: &[u8]) -> Result<Contact, StoreError> {
+    if bytes.first() == Some(&b'{') {
+        return super::tables::decode(bytes);
+    }
+    let (status, _claims, fields) = decode_parts(bytes)?;
+    contact_of(id, status, fields)
+}
+
+/// The contact stored under `id` as `bytes`, and the identity keys it holds when the
+/// record carries them (format 3; older records' claims are in `held_identities`).
+pub fn decode_record(id: &str, bytes: &[u8]) -> Result<(Contact, Option<Vec<String>>), StoreError> {
+    if bytes.first() == Some(&b'{') {
+        return Ok((super::tables::decode(bytes)?, None));
+    }
+    let (status, claims, fields) = decode_parts(bytes)?;
+    let contact = contact_of(id, status, fields)?;
+    let claims = claims
+        .map(|claims| claim_keys(&contact, claims))
+        .transpose()?;
+    Ok((contact, claims))
+}
+
+/// A binary record's status, stored claims (format 3) and fields.
+fn decode_parts(bytes: &[u8]) -> Result<(u8, Option<Vec<StoredClaim>>, StoredFields), StoreError> {
     let Some((&format, body)) = bytes.split_first() else {
         return Err(StoreError::Corrupt("empty contact record".into()));
     };
-    let (status, s) = match format {
-        b'{' => return super::tables::decode(bytes),
+    Ok(match format {
         POSTCARD_V1 => {
             // The id is borrowed, not copied: the key already gives it.
             let (status, _id, fields): (u8, &str, StoredFields) =
                 postcard::from_bytes(body).map_err(corrupt)?;
-            (status, fields)
+            (status, None, fields)
         }
-        POSTCARD_V2 => postcard::from_bytes(body).map_err(corrupt)?,
+        POSTCARD_V2 => {
+            let (status, fields) = postcard::from_bytes(body).map_err(corrupt)?;
+            (status, None, fields)
+        }
+        POSTCARD_V3 => {
+            let (status, claims, fields): (u8, Vec<StoredClaim>, StoredFields) =
+                postcard::from_bytes(body).map_err(corrupt)?;
+            (status, Some(claims), fields)
+        }
         other => {
             return Err(StoreError::Corrupt(format!(
                 "unknown contact record format {other}"
             )));
         }
-    };
+    })
+}
+
+fn contact_of(id: &str, status: u8, s: StoredFields) -> Result<Contact, StoreError> {
     let optional = |at: Option<Instant>| at.map(from_instant).transpose();
     Ok(Contact {
         id: id.to_string(),
@@ -204,17 +337,56 @@ fn corrupt(error: postcard::Error) -> StoreError {
     StoreError::Corrupt(format!("undecodable contact record: {error}"))
 }
 
+/// `contact` as format 2 wrote it (no claims), to test stores of earlier versions.
+#[cfg(test)]
+pub fn encode_contact_v2(contact: &Contact) -> Vec<u8> {
+    let bytes = encode_contact(contact, &[]);
+    let (status, _, fields): (u8, Vec<StoredClaim>, StoredFields) =
+        postcard::from_bytes(&bytes[1..]).expect("just encoded");
+    postcard::to_extend(&(status, fields), vec![POSTCARD_V2]).expect("records always serialize")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The keys validation would give `contact`, plus one that names no stored value.
+    fn claims_of(contact: &Contact) -> Vec<String> {
+        let mut keys = Vec::new();
+        if let Some(email) = &contact.email {
+            keys.push(joined("email", email));
+        }
+        if let Some(e164) = &contact.phone_e164 {
+            keys.push(joined("phone", e164));
+        }
+        for identity in &contact.identities {
+            keys.push(joined(&identity.channel, &identity.value.to_lowercase()));
+        }
+        keys.push(joined("phone", "0612"));
+        keys
+    }
+
     #[test]
-    fn records_round_trip_exactly_and_older_formats_still_read() {
+    fn records_round_trip_exactly_with_their_claims() {
         for contact in crate::model::sample_contacts() {
             let id = contact.id.as_str();
-            let bytes = encode_contact(&contact);
-            assert_eq!(bytes[0], POSTCARD_V2);
+            let claims = claims_of(&contact);
+            let bytes = encode_contact(&contact, &claims);
+            assert_eq!(bytes[0], POSTCARD_V3);
             assert_eq!(decode_contact(id, &bytes).unwrap(), contact);
+            assert_eq!(
+                decode_record(id, &bytes).unwrap(),
+                (contact.clone(), Some(claims.clone()))
+            );
+            // Keys made from a stored value cost a byte or two, the others their text.
+            let unclaimed = encode_contact(&contact, &[]);
+            let literal: usize = claims
+                .iter()
+                .filter(|key| stored_claims(&contact, &[key.to_string()])[0].is_key())
+                .map(|key| key.len() + 2)
+                .sum();
+            assert!(bytes.len() <= unclaimed.len() + literal + 2 * claims.len());
+            assert!(literal >= "phone\u{1f}0612".len());
             assert!(
                 !bytes.windows(id.len()).any(|w| w == id.as_bytes()),
                 "the id is the key, not part of the record"
@@ -226,15 +398,44 @@ mod tests {
                 bytes.len(),
                 json.len()
             );
-            assert_eq!(decode_contact(id, &json).unwrap(), contact);
+        }
+    }
+
+    #[test]
+    fn older_formats_still_read_without_claims() {
+        for contact in crate::model::sample_contacts() {
+            let id = contact.id.as_str();
+            let bytes = encode_contact(&contact, &claims_of(&contact));
+            let (status, _, fields): (u8, Vec<StoredClaim>, StoredFields) =
+                postcard::from_bytes(&bytes[1..]).unwrap();
+            let v2 = encode_contact_v2(&contact);
+            assert_eq!(v2[0], POSTCARD_V2);
+            assert_eq!(decode_record(id, &v2).unwrap(), (contact.clone(), None));
             // Format 1: the same fields with the id after the status.
-            let (status, fields): (u8, StoredFields) = postcard::from_bytes(&bytes[1..]).unwrap();
-            let v1 = postcard::to_extend(&(status, id, fields), vec![POSTCARD_V1]).unwrap();
-            assert_eq!(decode_contact(id, &v1).unwrap(), contact);
+            let v1 = postcard::to_extend(&(status, id, &fields), vec![POSTCARD_V1]).unwrap();
+            assert_eq!(decode_record(id, &v1).unwrap(), (contact.clone(), None));
+            let json = serde_json::to_vec(&contact).unwrap();
+            assert_eq!(decode_record(id, &json).unwrap(), (contact.clone(), None));
+            assert_eq!(decode_contact(id, &json).unwrap(), contact);
         }
         assert!(decode_contact("x", &[]).is_err());
         assert!(decode_contact("x", &[POSTCARD_V1, 0xff]).is_err());
         assert!(decode_contact("x", &[POSTCARD_V2, 0xff]).is_err());
+        assert!(decode_contact("x", &[POSTCARD_V3, 0xff]).is_err());
         assert!(decode_contact("x", &[9, 1, 2]).is_err());
+    }
+
+    #[test]
+    fn a_claim_naming_a_missing_value_is_corrupt() {
+        let contact = crate::model::sample_contacts()
+            .into_iter()
+            .find(|c| c.email.is_some())
+            .unwrap();
+        let bytes = encode_contact(&contact, &claims_of(&contact));
+        let (status, claims, mut fields): (u8, Vec<StoredClaim>, StoredFields) =
+            postcard::from_bytes(&bytes[1..]).unwrap();
+        fields.email = None;
+        let broken = postcard::to_extend(&(status, claims, fields), vec![POSTCARD_V3]).unwrap();
+        assert!(decode_record(&contact.id, &broken).is_err());
     }
 }

@@ -4,7 +4,7 @@
 //! |--------------------|--------------------------------|----------------------------------------|
 //! | `contacts`         | contact id (ULID text)         | the contact, binary ([`super::record`]) |
 //! | `identities` (mm)  | `channel` U+001F value         | ids of the active contacts holding it  |
-//! | `held_identities` (mm) | contact id                 | the identity keys it holds             |
+//! | `held_identities` (mm) | contact id                 | the identity keys it holds, for records older than format 3 (newer records carry them) |
 //! | `names` (mm)       | folded name                    | ids of active contacts with that name  |
 //! | `external`         | external_id                    | contact id (any status but erased)     |
 //! | `companies`        | company id                     | the [`Company`] as JSON                |
@@ -41,7 +41,9 @@ pub const CONTACTS: TableDefinition<&str, &[u8]> = TableDefinition::new("contact
 pub const IDENTITIES: MultimapTableDefinition<&str, &str> =
     MultimapTableDefinition::new("identities");
 /// Which identity keys each contact holds, so they can be released exactly as claimed
-/// even if normalization rules (e.g. `default_country`) change later.
+/// even if normalization rules (e.g. `default_country`) change later. Only contacts
+/// whose record predates format 3 have rows here: newer records carry their claims
+/// ([`super::record`]), and a contact's rows go when its record is next written.
 pub const HELD_IDENTITIES: MultimapTableDefinition<&str, &str> =
     MultimapTableDefinition::new("held_identities");
 pub const NAMES: MultimapTableDefinition<&str, &str> = MultimapTableDefinition::new("names");

@@ -113,11 +113,17 @@ impl Store {
             .map_err(read)?
         {
             let (id, bytes) = entry.map_err(read)?;
-            let record = crate::store::record::decode_contact(id.value(), bytes.value())?;
-            let mut identity_keys = Vec::new();
-            for key in held.get(id.value()).map_err(read)? {
-                identity_keys.push(key.map_err(read)?.value().to_string());
-            }
+            let (record, carried) = crate::store::record::decode_record(id.value(), bytes.value())?;
+            let identity_keys = match carried {
+                Some(keys) => keys,
+                None => {
+                    let mut keys = Vec::new();
+                    for key in held.get(id.value()).map_err(read)? {
+                        keys.push(key.map_err(read)?.value().to_string());
+                    }
+                    keys
+                }
+            };
             emit(DumpLine::Contact {
                 record: Box::new(record),
                 identity_keys,

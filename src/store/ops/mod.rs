@@ -46,9 +46,19 @@ use crate::model::{
 type Tab<'t, K, V> = Tracked<Table<'t, K, V>>;
 type Multi<'t, K, V> = Tracked<MultimapTable<'t, K, V>>;
 
+/// The identity keys a stored contact holds (see [`TxnTables::held_keys`]).
+#[derive(Default)]
+struct HeldKeys {
+    keys: Vec<String>,
+    /// Read from `held_identities`: the record predates format 3, whose records
+    /// carry their claims.
+    legacy: bool,
+}
+
 pub(super) struct TxnTables<'t> {
     contacts: Tab<'t, &'static str, &'static [u8]>,
     identities: Multi<'t, &'static str, &'static str>,
+    /// Claims of contacts whose records predate format 3 (new records carry theirs).
     held: Multi<'t, &'static str, &'static str>,
     names: Multi<'t, &'static str, &'static str>,
     external: Tab<'t, &'static str, &'static str>,
@@ -329,12 +339,23 @@ impl<'t> TxnTables<'t> {
         Ok(None)
     }
 
-    fn held_keys(&self, id: &str) -> Result<Vec<String>, StoreError> {
+    /// The identity keys contact `id` holds: from its record, or for a record older
+    /// than format 3 from `held_identities` (then `legacy` is true).
+    fn held_keys(&self, id: &str) -> Result<HeldKeys, StoreError> {
+        let Some(bytes) = self.contacts.get(id)? else {
+            return Ok(HeldKeys::default());
+        };
+        if let (_, Some(keys)) = super::record::decode_record(id, bytes.value())? {
+            return Ok(HeldKeys {
+                keys,
+                legacy: false,
+            });
+        }
         let mut keys = Vec::new();
         for key in self.held.get(id)? {
             keys.push(key?.value().to_string());
         }
-        Ok(keys)
+        Ok(HeldKeys { keys, legacy: true })
     }
 
     /// Stores `after` (replacing `before`), keeps every secondary table in step, and
@@ -356,19 +377,25 @@ impl<'t> TxnTables<'t> {
             return Ok((after, self.last_seq));
         }
         let id = after.id.as_str();
-        let held = self.held_keys(id)?;
+        // A new contact has no record yet, so nothing to look up.
+        let held = match before {
+            Some(_) => self.held_keys(id)?,
+            None => HeldKeys::default(),
+        };
         let new_keys = match (after.is_active(), identity_keys) {
             (false, _) => Vec::new(),
             (true, Some(keys)) => keys,
-            (true, None) => held.clone(),
+            (true, None) => held.keys.clone(),
         };
-        for key in held.iter().filter(|k| !new_keys.contains(k)) {
+        for key in held.keys.iter().filter(|k| !new_keys.contains(k)) {
             self.identities.remove(key.as_str(), id)?;
-            self.held.remove(id, key.as_str())?;
         }
-        for key in new_keys.iter().filter(|k| !held.contains(k)) {
+        for key in new_keys.iter().filter(|k| !held.keys.contains(k)) {
             self.identities.insert(key.as_str(), id)?;
-            self.held.insert(id, key.as_str())?;
+        }
+        if held.legacy {
+            // The record written below carries the claims from now on.
+            self.held.remove_all(id)?;
         }
 
         let active_name = |c: &Contact| c.name.as_deref().filter(|_| c.is_active()).map(name_key);
@@ -422,8 +449,10 @@ impl<'t> TxnTables<'t> {
             self.count(before.status, -1);
         }
         self.count(after.status, 1);
-        self.contacts
-            .insert(id, super::record::encode_contact(&after).as_slice())?;
+        self.contacts.insert(
+            id,
+            super::record::encode_contact(&after, &new_keys).as_slice(),
+        )?;
         let seq = match before {
             None => self.append_creation(id)?,
             Some(_) => self.append_change(id)?,
@@ -434,10 +463,13 @@ impl<'t> TxnTables<'t> {
     /// Removes every trace of a contact: record, claims, links, merge snapshots.
     fn erase(&mut self, contact: &Contact) -> Result<u64, StoreError> {
         let id = contact.id.as_str();
-        for key in self.held_keys(id)? {
+        let held = self.held_keys(id)?;
+        for key in &held.keys {
             self.identities.remove(key.as_str(), id)?;
         }
-        self.held.remove_all(id)?;
+        if held.legacy {
+            self.held.remove_all(id)?;
+        }
         if let Some(name) = &contact.name {
             self.names.remove(name_key(name).as_str(), id)?;
         }
