@@ -48,13 +48,6 @@ enum StoredClaim {
     Key(String),
 }
 
-#[cfg(test)]
-impl StoredClaim {
-    fn is_key(&self) -> bool {
-        matches!(self, StoredClaim::Key(_))
-    }
-}
-
 fn joined(channel: &str, value: &str) -> String {
     format!("{channel}\u{1f}{value}")
 }
@@ -94,27 +87,27 @@ fn stored_claims(contact: &Contact, keys: &[String]) -> Vec<StoredClaim> {
         .collect()
 }
 
-/// The keys `claims` name for `contact` (the contact they were stored with).
-fn claim_keys(contact: &Contact, claims: Vec<StoredClaim>) -> Result<Vec<String>, StoreError> {
+/// The keys `claims` name in `fields` (the record they were stored with).
+fn claim_keys(fields: &StoredFields, claims: Vec<StoredClaim>) -> Result<Vec<String>, StoreError> {
     let missing =
         |what: &str| StoreError::Corrupt(format!("a stored claim names a missing {what}"));
     claims
         .into_iter()
         .map(|claim| match claim {
-            StoredClaim::Email => contact
+            StoredClaim::Email => fields
                 .email
                 .as_deref()
                 .map(|email| joined("email", email))
                 .ok_or_else(|| missing("email")),
-            StoredClaim::Phone => contact
+            StoredClaim::Phone => fields
                 .phone_e164
                 .as_deref()
                 .map(|e164| joined("phone", e164))
                 .ok_or_else(|| missing("phone")),
-            StoredClaim::Identity(at) => contact
+            StoredClaim::Identity(at) => fields
                 .identities
                 .get(at as usize)
-                .map(|i| joined(&i.channel, &i.value))
+                .map(|(channel, value, _)| joined(channel, value))
                 .ok_or_else(|| missing("identity")),
             StoredClaim::Key(key) => Ok(key),
         })
@@ -246,11 +239,20 @@ pub fn decode_record(id: &str, bytes: &[u8]) -> Result<(Contact, Option<Vec<Stri
         return Ok((super::tables::decode(bytes)?, None));
     }
     let (status, claims, fields) = decode_parts(bytes)?;
-    let contact = contact_of(id, status, fields)?;
     let claims = claims
-        .map(|claims| claim_keys(&contact, claims))
+        .map(|claims| claim_keys(&fields, claims))
         .transpose()?;
-    Ok((contact, claims))
+    Ok((contact_of(id, status, fields)?, claims))
+}
+
+/// Only the identity keys a record carries (format 3), without building its contact:
+/// the writer reads them before every change of a contact it has already loaded.
+pub fn decode_claims(bytes: &[u8]) -> Result<Option<Vec<String>>, StoreError> {
+    if bytes.first() == Some(&b'{') {
+        return Ok(None);
+    }
+    let (_, claims, fields) = decode_parts(bytes)?;
+    claims.map(|claims| claim_keys(&fields, claims)).transpose()
 }
 
 /// A binary record's status, stored claims (format 3) and fields.
@@ -378,11 +380,17 @@ mod tests {
                 decode_record(id, &bytes).unwrap(),
                 (contact.clone(), Some(claims.clone()))
             );
+            assert_eq!(decode_claims(&bytes).unwrap(), Some(claims.clone()));
             // Keys made from a stored value cost a byte or two, the others their text.
             let unclaimed = encode_contact(&contact, &[]);
             let literal: usize = claims
                 .iter()
-                .filter(|key| stored_claims(&contact, &[key.to_string()])[0].is_key())
+                .filter(|key| {
+                    matches!(
+                        stored_claims(&contact, &[key.to_string()])[0],
+                        StoredClaim::Key(_)
+                    )
+                })
                 .map(|key| key.len() + 2)
                 .sum();
             assert!(bytes.len() <= unclaimed.len() + literal + 2 * claims.len());
@@ -411,11 +419,13 @@ mod tests {
             let v2 = encode_contact_v2(&contact);
             assert_eq!(v2[0], POSTCARD_V2);
             assert_eq!(decode_record(id, &v2).unwrap(), (contact.clone(), None));
+            assert_eq!(decode_claims(&v2).unwrap(), None);
             // Format 1: the same fields with the id after the status.
             let v1 = postcard::to_extend(&(status, id, &fields), vec![POSTCARD_V1]).unwrap();
             assert_eq!(decode_record(id, &v1).unwrap(), (contact.clone(), None));
             let json = serde_json::to_vec(&contact).unwrap();
             assert_eq!(decode_record(id, &json).unwrap(), (contact.clone(), None));
+            assert_eq!(decode_claims(&json).unwrap(), None);
             assert_eq!(decode_contact(id, &json).unwrap(), contact);
         }
         assert!(decode_contact("x", &[]).is_err());
@@ -437,5 +447,6 @@ mod tests {
         fields.email = None;
         let broken = postcard::to_extend(&(status, claims, fields), vec![POSTCARD_V3]).unwrap();
         assert!(decode_record(&contact.id, &broken).is_err());
+        assert!(decode_claims(&broken).is_err());
     }
 }

@@ -345,7 +345,7 @@ impl<'t> TxnTables<'t> {
         let Some(bytes) = self.contacts.get(id)? else {
             return Ok(HeldKeys::default());
         };
-        if let (_, Some(keys)) = super::record::decode_record(id, bytes.value())? {
+        if let Some(keys) = super::record::decode_claims(bytes.value())? {
             return Ok(HeldKeys {
                 keys,
                 legacy: false,
