@@ -300,12 +300,12 @@ impl SyncWorker {
     }
 
     /// Merges in the background: when caught up (`idle`), the whole index into
-    /// [`MERGED_SEGMENTS`] segments after a bulk load (dozens of segments, and every search pays per
-    /// segment); idle or not, the segments with deletions when an erase is due to
-    /// leave the index files (a merge drops deleted documents and the terms only they
-    /// had; a steady stream of writes must not hold a scrub past its bound). A thread
-    /// waits for the merge, then reloads the reader and warms the new segment, while
-    /// searches and indexing go on.
+    /// [`MERGED_SEGMENTS`] segments after a bulk load (dozens of segments, and every
+    /// search pays per segment); idle or not, the segments with deletions when an
+    /// erase is due to leave the index files (a merge drops deleted documents and the
+    /// terms only they had; a steady stream of writes must not hold a scrub past its
+    /// bound). A thread waits for the merge, then reloads the reader and warms the new
+    /// segment, while searches and indexing go on.
     fn start_merges(&mut self, idle: bool) {
         if self
             .merging
