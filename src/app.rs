@@ -80,6 +80,7 @@ impl App {
                 sync_health,
                 reindexer,
                 duplicates: Arc::default(),
+                reads: Arc::default(),
             },
             sync,
         })

@@ -93,6 +93,11 @@ pub struct LimitsConfig {
     pub writer_queue_max: usize,
     /// A read (GET, search) answers 503 `timeout` past this, and its work stops.
     pub request_timeout_ms: u64,
+    /// Reads (searches, listings, lookups) running at once; the others wait for a
+    /// slot (see `api::admission`). Unset: twice the machine's cores.
+    pub reads_max_running: Option<usize>,
+    /// Reads waiting for a slot (503 `overloaded` beyond).
+    pub reads_queue_max: usize,
     /// Values of each facet column returned (the most frequent; counts are exact).
     pub facet_max_values: usize,
     /// Tags, identities and custom values one contact may be sent with (422 beyond).
@@ -117,6 +122,8 @@ impl Default for LimitsConfig {
             imports_max_running: 2,
             writer_queue_max: 10_000,
             request_timeout_ms: 10_000,
+            reads_max_running: None,
+            reads_queue_max: 1_000,
             facet_max_values: 100,
             tags_max: InputLimits::default().tags_max,
             identities_max: InputLimits::default().identities_max,
@@ -366,6 +373,8 @@ impl Config {
             limits.import_max_line_bytes,
             limits.imports_max_running,
             limits.writer_queue_max,
+            limits.reads_max_running.unwrap_or(1),
+            limits.reads_queue_max,
             limits.facet_max_values,
             limits.tags_max,
             limits.identities_max,
@@ -437,6 +446,13 @@ impl Config {
 
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.limits.request_timeout_ms)
+    }
+
+    /// Reads running at once: `limits.reads_max_running`, else twice the cores.
+    pub fn reads_max_running(&self) -> usize {
+        self.limits.reads_max_running.unwrap_or_else(|| {
+            2 * std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        })
     }
 
     pub fn wait_timeout(&self) -> Duration {
@@ -528,6 +544,20 @@ mod tests {
         let in_clear = "[[auth.keys]]\nname = \"ops\"\nrole = \"owner\"\nsha256 = \"cdk_test\"\n";
         let err = Config::from_sources(in_clear, [], &none).unwrap_err();
         assert!(err.to_string().contains("64 lowercase hex"), "{err}");
+    }
+
+    #[test]
+    fn reads_run_twice_the_cores_unless_set_and_never_zero() {
+        let none = Overrides::default();
+        let cores = std::thread::available_parallelism().unwrap().get();
+        let unset = Config::from_sources("", [], &none).unwrap();
+        assert_eq!(unset.reads_max_running(), 2 * cores);
+        let set = Config::from_sources("[limits]\nreads_max_running = 3\n", [], &none).unwrap();
+        assert_eq!(set.reads_max_running(), 3);
+        for zero in ["reads_max_running = 0", "reads_queue_max = 0"] {
+            let err = Config::from_sources(&format!("[limits]\n{zero}\n"), [], &none).unwrap_err();
+            assert!(err.to_string().contains("at least 1"), "{zero}: {err}");
+        }
     }
 
     #[test]

@@ -139,7 +139,7 @@ impl Code {
             Code::Overloaded => (
                 "overloaded",
                 S::SERVICE_UNAVAILABLE,
-                "the store's write queue is full ([limits] writer_queue_max); nothing was written, retry later",
+                "a queue is full: the store's writes ([limits] writer_queue_max; nothing was written) or the reads waiting for a slot (reads_queue_max); retry later",
             ),
             Code::Timeout => (
                 "timeout",
@@ -225,6 +225,15 @@ impl ApiError {
         Self::refused(Code::LimitExceeded, key, message.clone()).with_details(vec![
             json!({"limit": key, "max": limit, "message": message}),
         ])
+    }
+
+    /// A read refused because `reads_queue_max` reads already wait for a slot.
+    pub fn reads_overloaded() -> Self {
+        Self::refused(
+            Code::Overloaded,
+            "reads_queue_max",
+            "too many reads are waiting for a slot (reads_queue_max); retry shortly",
+        )
     }
 
     pub fn index_lagging(seq: u64) -> Self {

@@ -140,7 +140,7 @@ pub fn launch(state: &AppState, job: JobHandle, record: JobRecord) {
 /// (contacts indexed) goes to the job as it builds.
 async fn run_reindex(state: &AppState, job: &JobHandle) -> Result<(), ApiError> {
     let total = state
-        .blocking(|state| Ok(state.store.counts()?.iter().map(|(_, n)| n).sum::<u64>()))
+        .blocking_ungated(|state| Ok(state.store.counts()?.iter().map(|(_, n)| n).sum::<u64>()))
         .await?;
     let id = job.id.clone();
     state.store.change_job(&id, JobChange::Total(total)).await?;
@@ -206,7 +206,7 @@ async fn bulk_inputs(
     let ids = text.lines().map(str::to_string).collect();
     let key = Within(scope.map(Arc::new));
     let bound = state
-        .blocking(move |state| super::routes::bind_key(&state, &key))
+        .blocking_ungated(move |state| super::routes::bind_key(&state, &key))
         .await
         .map_err(|e| format!("the key's scope no longer applies: {}", e.message))?;
     Ok((ids, bound.and_then(|bound| bound.guard())))
@@ -238,7 +238,7 @@ fn remove_partial(dir: &Path) {
 /// snapshot cut off) with the reason; removes spool files no job needs.
 pub async fn resume_unfinished(state: &AppState) -> Result<(), ApiError> {
     let unfinished = state
-        .blocking(|state| Ok(state.store.unfinished_jobs()?))
+        .blocking_ungated(|state| Ok(state.store.unfinished_jobs()?))
         .await?;
     let mut needed: Vec<PathBuf> = Vec::new();
     for record in unfinished {

@@ -63,7 +63,9 @@ pub async fn record_requests(request: Request, next: Next) -> Response {
 #[utoipa::path(get, path = "/metrics", tag = "ops",
     responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String)))]
 pub async fn render(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let counts = state.blocking(|state| Ok(state.store.counts()?)).await?;
+    let counts = state
+        .blocking_ungated(|state| Ok(state.store.counts()?))
+        .await?;
     for (status, count) in counts {
         metrics::gauge!("contactd_contacts", "status" => status.as_str()).set(count as f64);
     }

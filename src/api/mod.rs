@@ -5,6 +5,7 @@
 //! async runtime: store and index calls run on `spawn_blocking`, writes await the
 //! store's writer thread.
 
+mod admission;
 mod auth;
 mod dashboard;
 mod error;

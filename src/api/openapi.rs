@@ -229,7 +229,11 @@ fn add_errors(method: &str, path: &str, operation: &mut Operation) {
         errors.extend([Code::InvalidFilter, Code::LimitExceeded, Code::IndexLagging]);
     }
     if read {
+        // Reads wait for a slot of the read gate; only the ops endpoints do not.
         errors.push(Code::Timeout);
+        if path != "/v1/stats" && path != "/metrics" && path != "/healthz" && path != "/readyz" {
+            errors.push(Code::Overloaded);
+        }
     }
     if write {
         errors.extend([

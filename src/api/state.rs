@@ -26,6 +26,8 @@ pub struct AppState {
     pub reindexer: crate::sync::Reindexer,
     /// The whole base's duplicate pairs, kept until the index moves on.
     pub duplicates: Arc<super::routes::duplicates::PairsCache>,
+    /// Admits blocking reads (see [`super::admission`]).
+    pub reads: Arc<super::admission::ReadGate>,
 }
 
 impl AppState {
@@ -59,8 +61,24 @@ impl AppState {
         }
     }
 
-    /// Runs blocking store/index work off the async runtime.
+    /// Runs blocking store/index work off the async runtime, once the read gate
+    /// admits it (see [`super::admission`]): 503 `overloaded` when too many wait.
     pub async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(AppState) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let config = self.config();
+        let _slot = self
+            .reads
+            .enter(config.reads_max_running(), config.limits.reads_queue_max)
+            .await
+            .map_err(|_| ApiError::reads_overloaded())?;
+        self.blocking_ungated(work).await
+    }
+
+    /// [`Self::blocking`] without the read gate, for what must answer under any load
+    /// (`/v1/stats`, `/metrics`) and for work that is not a request's read.
+    pub async fn blocking_ungated<T: Send + 'static>(
         &self,
         work: impl FnOnce(AppState) -> Result<T, ApiError> + Send + 'static,
     ) -> Result<T, ApiError> {

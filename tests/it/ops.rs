@@ -26,6 +26,8 @@ async fn health_readiness_and_stats() {
     assert_eq!(stats["lag"], 0);
     assert!(stats["index_bytes"].as_u64().unwrap() > 0);
     assert!(stats["store_bytes"].as_u64().unwrap() > 0);
+    // Stats pass the read gate without a slot, so no read runs or waits here.
+    assert_eq!(stats["reads"], json!({"running": 0, "waiting": 0}));
     assert_eq!(ready.body["writer"]["running"], true, "{}", ready.body);
     assert_eq!(ready.body["sync"]["failing_ticks"], 0, "{}", ready.body);
     app.stop().await;

@@ -56,7 +56,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
     responses((status = 200, description = "Counts by status, sequences, scrubs, tasks, compaction", body = Object)))]
 pub async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     state
-        .blocking(|state| {
+        .blocking_ungated(|state| {
             let mut contacts = serde_json::Map::new();
             for (status, count) in state.store.counts()? {
                 contacts.insert(status.as_str().to_string(), json!(count));
@@ -80,6 +80,7 @@ pub async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
                     .and_then(|bound| at.checked_add_signed(bound))
             });
             let index = state.index.get();
+            let (reads_running, reads_waiting) = state.reads.load();
             Ok(Json(json!({
                 "contacts": contacts,
                 "store_seq": store_seq,
@@ -91,6 +92,7 @@ pub async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
                 "index_bytes": dir_size(index.dir()),
                 "store_bytes": std::fs::metadata(state.store.path()).map(|m| disk_bytes(&m)).unwrap_or(0),
                 "rss_bytes": resident_set_bytes(),
+                "reads": {"running": reads_running, "waiting": reads_waiting},
                 "scrubs": {
                     "pending": scrubs.pending_store.max(scrubs.pending_index),
                     "pending_store": scrubs.pending_store,
