@@ -13,6 +13,7 @@ mod duplicates;
 mod executor;
 pub mod facets;
 mod filter;
+mod merge_policy;
 mod schema;
 mod search;
 mod segment_cache;
@@ -26,7 +27,6 @@ pub use search::{SearchPage, SearchRequest};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use tantivy::indexer::LogMergePolicy;
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
 use crate::model::{Contact, ContactContext};
@@ -163,10 +163,12 @@ impl SearchIndex {
         let writer: IndexWriter<TantivyDocument> = self
             .index
             .writer_with_num_threads(threads.max(1), memory_bytes)?;
-        writer.set_merge_policy(steady_merge_policy());
+        let merges = merge_policy::MergeControl::default();
+        writer.set_merge_policy(merges.policy());
         Ok(IndexUpdater {
             writer,
             fields: self.fields.clone(),
+            merges,
         })
     }
 
@@ -227,21 +229,15 @@ impl SearchIndex {
     }
 }
 
-/// Applies changes to the index; owned by the sync worker.
-/// The merge policy outside bulk catch-up.
-fn steady_merge_policy() -> Box<dyn tantivy::indexer::MergePolicy> {
-    let mut policy = LogMergePolicy::default();
-    // Every update leaves a deleted document behind: merge those away early.
-    policy.set_del_docs_ratio_before_merge(0.3);
-    Box::new(policy)
-}
-
 /// A merge started in tantivy's merge threads: the merged segment's meta, when it happened.
 pub type MergeFuture = tantivy::FutureResult<Option<tantivy::index::SegmentMeta>>;
 
+/// Applies changes to the index; owned by the sync worker.
 pub struct IndexUpdater {
     writer: IndexWriter<TantivyDocument>,
     fields: Fields,
+    /// Holds the writer's merge policy and knows which segments no merge holds.
+    merges: merge_policy::MergeControl,
 }
 
 impl IndexUpdater {
@@ -284,12 +280,7 @@ impl IndexUpdater {
     /// be merged again and again as the load goes on (40% of a bulk load's CPU), where
     /// one full merge once caught up touches every document once.
     pub fn pause_merges(&mut self, paused: bool) {
-        if paused {
-            self.writer
-                .set_merge_policy(Box::new(tantivy::indexer::NoMergePolicy));
-        } else {
-            self.writer.set_merge_policy(steady_merge_policy());
-        }
+        self.merges.hold(paused);
     }
 
     /// Drops everything added since the last commit (after a failed commit); merges
@@ -297,27 +288,49 @@ impl IndexUpdater {
     pub fn rollback(&mut self) -> Result<(), IndexError> {
         self.writer.rollback()?;
         // tantivy's rollback builds a new writer with the default merge policy.
-        self.writer.set_merge_policy(steady_merge_policy());
+        self.merges.hold(false);
+        self.merges.forget_offer();
+        self.writer.set_merge_policy(self.merges.policy());
         Ok(())
     }
 
-    /// Starts merging the searchable segments into `parts` segments of about equal
-    /// size, the merges running side by side in tantivy's merge threads (one merge is
-    /// single-threaded: a 1M-document merge into one segment took 50 s on one core
-    /// while the other idled). Groups of one segment are left as they are.
+    /// Starts merging the searchable segments that no merge holds into `parts`
+    /// segments of about equal size, the merges running side by side in tantivy's
+    /// merge threads (one merge is single-threaded: a 1M-document merge into one
+    /// segment took 50 s on one core while the other idled). Groups of one segment are
+    /// left as they are. The policy goes on merging the segments committed meanwhile
+    /// (tantivy never offers it a segment in a merge; see [`merge_policy`]).
     pub fn merge_into(&mut self, parts: usize) -> Result<Vec<MergeFuture>, IndexError> {
-        let mut metas = self.writer.index().searchable_segment_metas()?;
-        metas.sort_by_key(|meta| std::cmp::Reverse(meta.num_docs()));
+        // Held from the note to the merges' start, so that no merge starts between.
+        let held = self.merges.hold(true);
+        let started = self.start_merges_into(parts);
+        self.merges.hold(held);
+        started
+    }
+
+    fn start_merges_into(&mut self, parts: usize) -> Result<Vec<MergeFuture>, IndexError> {
+        let mut segments = match self.merges.free_segments() {
+            Some(free) => free,
+            // Nothing offered to the policy yet, so it has started no merge.
+            None => self
+                .writer
+                .index()
+                .searchable_segment_metas()?
+                .iter()
+                .map(|meta| (meta.id(), meta.num_docs()))
+                .collect(),
+        };
+        segments.sort_by_key(|(_, docs)| std::cmp::Reverse(*docs));
         let mut groups: Vec<(u64, Vec<tantivy::index::SegmentId>)> =
             vec![(0, Vec::new()); parts.max(1)];
         // Largest first into the smallest group: sizes end up close.
-        for meta in metas {
+        for (id, docs) in segments {
             let smallest = groups
                 .iter_mut()
-                .min_by_key(|(docs, _)| *docs)
+                .min_by_key(|(group_docs, _)| *group_docs)
                 .expect("at least one group");
-            smallest.0 += u64::from(meta.num_docs());
-            smallest.1.push(meta.id());
+            smallest.0 += u64::from(docs);
+            smallest.1.push(id);
         }
         Ok(groups
             .into_iter()

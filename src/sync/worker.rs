@@ -91,8 +91,8 @@ pub struct SyncWorker {
     reported_scrubbed: u64,
     /// Set while catching up: batches applied, their commit deferred.
     uncommitted: Option<Uncommitted>,
-    /// The merge policy is paused (see [`IndexUpdater::pause_merges`]): for a
-    /// catch-up, and from the moment a full merge is due until it has ended.
+    /// The merge policy is paused (see [`IndexUpdater::pause_merges`]) while catching
+    /// up.
     merges_paused: bool,
     /// Fresh indexes to swap in (see [`super::reindex`]).
     requests: SwapRequests,
@@ -234,15 +234,12 @@ impl SyncWorker {
         }
     }
 
-    /// Resumes the merge policy, unless a full merge is due or running. A full merge
-    /// names every segment, and tantivy drops a merge's result when one of its
-    /// segments was merged away meanwhile: a policy merge ending first would throw
-    /// away the whole full merge (seen after a 1M import: 55 segments and the two
-    /// merged ones left unused on disk).
+    /// Resumes the merge policy after a catch-up. A full merge, due or running, does
+    /// not hold it: it leaves out the segments the policy is merging (see
+    /// [`IndexUpdater::merge_into`]), and under a flood of writes holding the policy
+    /// until an idle moment left hundreds of segments.
     fn resume_merges(&mut self) {
-        let full_merge_pending =
-            self.full_merge_due() || self.merging.as_ref().is_some_and(|merging| merging.full);
-        if self.merges_paused && !full_merge_pending {
+        if self.merges_paused {
             self.updater.pause_merges(false);
             self.merges_paused = false;
         }
@@ -270,7 +267,6 @@ impl SyncWorker {
         metrics::counter!("contactd_index_documents_total").increment(pending.contacts as u64);
         self.applied_since_merge += pending.contacts;
         if self.full_merge_due() {
-            self.pause_merges();
             self.publish_merging();
         }
         // A fresh index being built resumes the log from an older sequence.
@@ -293,9 +289,6 @@ impl SyncWorker {
         self.uncommitted = None;
         self.merges_paused = false;
         self.updater.rollback()?;
-        if self.full_merge_due() {
-            self.pause_merges();
-        }
         Ok(())
     }
 
@@ -321,12 +314,20 @@ impl SyncWorker {
                 Ok(()) => {}
                 Err(error) => tracing::warn!(%error, "cannot remove the files of merged segments"),
             }
+            if merging.full && outcome != MergeOutcome::Merged && self.uncommitted.is_none() {
+                // tantivy offers a failed merge's segments to the policy again only at
+                // its next commit or merge: commit (nothing new) so that the next full
+                // merge names them too.
+                if let Err(error) = self.updater.commit(self.indexed.get()) {
+                    tracing::warn!(%error, "cannot commit the index after a failed merge");
+                }
+            }
             if merging.full && outcome == MergeOutcome::LostRace {
-                // A merge started before the policy was paused took one of its
-                // segments and has ended, so the next idle tick tries again.
+                // Another merge took one of its segments and has ended (the policy's
+                // merges are left out, so only a merge started by hand can), so the
+                // next idle tick tries again.
                 self.applied_since_merge = self.applied_since_merge.max(MERGE_AFTER_CONTACTS);
             }
-            self.resume_merges();
             self.publish_merging();
         }
         if self.merging.is_some() {
@@ -345,7 +346,6 @@ impl SyncWorker {
             // Reset here only: a full merge that falls due while a scrub merges
             // starts once the scrub has ended.
             self.applied_since_merge = 0;
-            self.pause_merges();
             // Side by side, one per core: a single merge is single-threaded (at 10M
             // one merge into one segment took 11 minutes while the other core idled).
             self.updater.merge_into(MERGED_SEGMENTS)
@@ -357,12 +357,10 @@ impl SyncWorker {
                     // No segment holds a deleted document: nothing left to scrub.
                     self.mark_scrubbed(started_at);
                 }
-                self.resume_merges();
                 return self.publish_merging();
             }
             Err(error) => {
                 tracing::warn!(%error, "cannot start merging the index");
-                self.resume_merges();
                 return self.publish_merging();
             }
         };
@@ -371,7 +369,7 @@ impl SyncWorker {
             .name("index-merge".into())
             .spawn(move || {
                 let started = Instant::now();
-                // A merge that loses a race with the merge policy over a segment fails
+                // A merge that loses a race with another merge over a segment fails
                 // harmlessly: the segments stay as they were, and it is tried again.
                 let merged: Result<Vec<_>, _> = merges.into_iter().map(|m| m.wait()).collect();
                 if let Err(error) = index.reload().and_then(|()| index.warm()) {
@@ -632,7 +630,7 @@ impl Parts {
         } else {
             0
         };
-        let mut worker = SyncWorker {
+        let worker = SyncWorker {
             health: self.health,
             store: self.store,
             shared: self.shared,
@@ -649,9 +647,6 @@ impl Parts {
             requests: self.requests,
             reindexer: self.reindexer,
         };
-        if worker.full_merge_due() {
-            worker.pause_merges();
-        }
         Ok(worker)
     }
 }
@@ -667,21 +662,17 @@ mod tests {
         Box::new(serde_json::from_value(input).unwrap())
     }
 
-    /// A full merge that another merge beat to one of its segments is started again
-    /// (tantivy drops the loser's result), and the merge policy resumes only after the
-    /// full merge has ended.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_full_merge_that_lost_a_race_is_started_again() {
-        let dir = tempfile::TempDir::new().unwrap();
+    /// A store and its sync worker in `dir`, with one indexing thread: each commit
+    /// makes one segment.
+    fn worker_in(dir: &tempfile::TempDir) -> (Store, SyncWorker) {
         let config = Config::default();
         let store = Store::open(&dir.path().join("c.redb"), config.store_options()).unwrap();
-        // One indexing thread: each commit makes one segment.
         let options = SyncOptions {
             writer_threads: 1,
             ..config.sync_options()
         };
         let index_dir = dir.path().join("index");
-        let mut worker = tokio::task::block_in_place(|| {
+        let worker = tokio::task::block_in_place(|| {
             let (index, applied) = super::super::open_index(&store, &index_dir, &options)?;
             let shared = Arc::new(SharedIndex::new(Arc::new(index)));
             SyncWorker::new(
@@ -692,11 +683,56 @@ mod tests {
             )
         })
         .unwrap();
-        // As after a load: a full merge is due, so every commit keeps the policy paused.
+        (store, worker)
+    }
+
+    /// A full merge that is due waits for an idle moment without holding the merge
+    /// policy: under a flood of writes that left no idle moment, holding it added a
+    /// segment a commit (497 at 1M after 30 s), and every search paid for each.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_due_full_merge_leaves_the_merge_policy_running_until_it_starts() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let (store, mut worker) = worker_in(&dir);
         worker.applied_since_merge = MERGE_AFTER_CONTACTS;
-        // Two one-contact segments (the racing merge's), then larger ones.
+        const COMMITS: usize = 24;
+        for n in 0..COMMITS {
+            store.write(Command::Create(contact(n))).await.unwrap();
+            let ticked = tokio::task::block_in_place(|| worker.tick()).unwrap();
+            assert!(matches!(ticked, Tick::Applied { contacts: 1, .. }));
+        }
+        assert!(worker.full_merge_due() && !worker.merges_paused);
+        // The policy's merges (eight one-contact segments at a time) end on their own.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            worker.index.reload().unwrap();
+            if worker.index.num_segments() <= COMMITS / 2 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} segments after {COMMITS} commits: the policy was held",
+                worker.index.num_segments()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(worker.index.num_docs(), COMMITS as u64);
+        store.shutdown();
+    }
+
+    /// A full merge that another merge beat to one of its segments is started again
+    /// (tantivy drops the loser's result), and the merge policy resumes once the full
+    /// merge has ended. The racing merge is started by hand: the policy's own merges
+    /// are left out of a full merge (see `crate::index::merge_policy`).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_merge_that_lost_a_race_is_started_again() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let (store, mut worker) = worker_in(&dir);
+        // As after a load: a full merge is due.
+        worker.applied_since_merge = MERGE_AFTER_CONTACTS;
+        // Two one-contact segments (the racing merge's), then larger ones: seven in
+        // all, one fewer than the log policy merges.
         let mut created = 0;
-        for segment in 0..10 {
+        for segment in 0..7 {
             let size = if segment < 2 { 1 } else { 150 };
             let writes =
                 (created..created + size).map(|n| store.write(Command::Create(contact(n))));
@@ -707,11 +743,7 @@ mod tests {
             let ticked = tokio::task::block_in_place(|| worker.tick()).unwrap();
             assert!(matches!(ticked, Tick::Applied { .. }));
         }
-        assert_eq!(worker.index.num_segments(), 10);
-        assert!(
-            worker.merges_paused,
-            "a full merge is due: the policy waits"
-        );
+        assert_eq!(worker.index.num_segments(), 7);
 
         // A merge of the two small segments, as the policy may have started before it
         // was paused, runs while the worker starts merging every segment.
