@@ -38,6 +38,10 @@ const MAX_SEGMENTS_AT_START: usize = 8;
 /// milliseconds.
 const CATCH_UP_COMMIT_EVERY: Duration = Duration::from_secs(3);
 
+/// Longest wait after a catch-up for an idle moment to start its full merge in
+/// (see [`SyncWorker::resume_merges`]).
+const LOAD_MERGE_WAIT: Duration = Duration::from_secs(10);
+
 /// A backlog of more changes than this is caught up like a bulk load: merges paused,
 /// commits every [`CATCH_UP_COMMIT_EVERY`], one merge at the end. A bulk job over 1M
 /// contacts leaves such a backlog; indexed commit by commit with merges running, the
@@ -92,8 +96,10 @@ pub struct SyncWorker {
     /// Set while catching up: batches applied, their commit deferred.
     uncommitted: Option<Uncommitted>,
     /// The merge policy is paused (see [`IndexUpdater::pause_merges`]) while catching
-    /// up.
+    /// up, and after it until the full merge it made due has started.
     merges_paused: bool,
+    /// When the last catch-up ended, while its full merge waits for an idle moment.
+    catch_up_ended: Option<Instant>,
     /// Fresh indexes to swap in (see [`super::reindex`]).
     requests: SwapRequests,
     reindexer: Reindexer,
@@ -175,7 +181,10 @@ impl SyncWorker {
                 });
             }
             let (contacts, up_to) = self.commit()?;
-            self.resume_merges();
+            // A load that only paused between batches is still a load.
+            if !self.catching_up(applied) {
+                self.resume_merges(false);
+            }
             return Ok(Tick::Applied { contacts, up_to });
         }
         let result = (|| {
@@ -214,7 +223,7 @@ impl SyncWorker {
         }
         let (contacts, up_to) = self.commit()?;
         if !catching_up {
-            self.resume_merges();
+            self.resume_merges(false);
         }
         Ok(Tick::Applied { contacts, up_to })
     }
@@ -228,21 +237,41 @@ impl SyncWorker {
     }
 
     fn pause_merges(&mut self) {
+        self.catch_up_ended = None;
         if !self.merges_paused {
             self.updater.pause_merges(true);
             self.merges_paused = true;
         }
     }
 
-    /// Resumes the merge policy after a catch-up. A full merge, due or running, does
-    /// not hold it: it leaves out the segments the policy is merging (see
-    /// [`IndexUpdater::merge_into`]), and under a flood of writes holding the policy
-    /// until an idle moment left hundreds of segments.
-    fn resume_merges(&mut self) {
-        if self.merges_paused {
-            self.updater.pause_merges(false);
-            self.merges_paused = false;
+    /// Resumes the merge policy after a catch-up (`idle`: nothing is left to apply).
+    /// A catch-up that made a full merge due keeps the policy held until that merge
+    /// has started, at the next idle moment or [`LOAD_MERGE_WAIT`] after the catch-up
+    /// ended without one, so that it names every segment of the load. Resumed at once,
+    /// the policy merged a third of a 1M load's segments by itself, and the import
+    /// exited with that merge cut short; started at once, the full merge missed the
+    /// load's last rows. A full merge does not hold the policy otherwise: it leaves out
+    /// the segments the policy is merging (see [`IndexUpdater::merge_into`]), and
+    /// under a flood of writes holding the policy until an idle moment left hundreds
+    /// of segments.
+    fn resume_merges(&mut self, idle: bool) {
+        if !self.merges_paused {
+            return;
         }
+        if self.full_merge_due() {
+            let ended = *self.catch_up_ended.get_or_insert_with(Instant::now);
+            if !idle && ended.elapsed() < LOAD_MERGE_WAIT {
+                return;
+            }
+            self.start_merges(true);
+            if self.full_merge_due() {
+                // A scrub merges first; the full merge starts after it.
+                return;
+            }
+        }
+        self.catch_up_ended = None;
+        self.updater.pause_merges(false);
+        self.merges_paused = false;
     }
 
     fn full_merge_due(&self) -> bool {
@@ -482,6 +511,7 @@ impl SyncWorker {
                     if stop.load(Ordering::SeqCst) {
                         break;
                     }
+                    self.resume_merges(true);
                     self.start_merges(true);
                     let seen = self.indexed.get();
                     let now = self
@@ -644,6 +674,7 @@ impl Parts {
             reported_scrubbed: 0,
             uncommitted: None,
             merges_paused: false,
+            catch_up_ended: None,
             requests: self.requests,
             reindexer: self.reindexer,
         };
