@@ -5,8 +5,8 @@
 //! can answer (an open-loop load of 200 searches/s while a full merge of the index
 //! held both cores), the pool grew to 514 threads: every search ran at once, each
 //! slower than the last, all of them past the request timeout, and the index's own
-//! threads (one nice level group lower, see [`crate::background`]) waited seconds for
-//! a core, so a write took over 10 s to become searchable. The gate keeps the cores'
+//! threads (at background priority, see [`crate::background`]) waited seconds for a
+//! core, so a write took over 10 s to become searchable. The gate keeps the cores'
 //! worth of reads running and the rest waiting without a thread: a waiting read costs
 //! a task, it still answers 503 `timeout` once `request_timeout_ms` has passed, and
 //! past `reads_queue_max` waiting a read is refused at once with 503 `overloaded`.

@@ -10,9 +10,9 @@
 //! each. tantivy offers the policy only segments that no merge holds, after every
 //! commit and every merge's end, so the segments offered at the last call, less those
 //! the policy then chose, are exactly the ones a full merge may name. The policy is
-//! held only from reading the note to starting the merge, and only while a bulk load
-//! is indexed (see the sync worker); during a full merge it goes on merging the
-//! segments committed meanwhile.
+//! held only from reading the note to starting the merge, and while a bulk load is
+//! indexed until its full merge has started (see the sync worker); during a full
+//! merge it goes on merging the segments committed meanwhile.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
