@@ -750,6 +750,55 @@ mod tests {
         store.shutdown();
     }
 
+    /// After a catch-up that made a full merge due, the policy stays held until that
+    /// merge has started: at the next idle moment, or [`LOAD_MERGE_WAIT`] after the
+    /// catch-up when writes leave no idle moment.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn after_a_catch_up_the_policy_waits_for_its_full_merge() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let (store, mut worker) = worker_in(&dir);
+        // As after a load: the policy held, a full merge due. Then writes go on, each
+        // committed at once: the policy stays held, and no merge starts yet.
+        worker.pause_merges();
+        worker.applied_since_merge = MERGE_AFTER_CONTACTS;
+        for n in 0..3 {
+            store.write(Command::Create(contact(n))).await.unwrap();
+            tokio::task::block_in_place(|| worker.tick()).unwrap();
+        }
+        assert!(worker.merges_paused && worker.merging.is_none());
+        assert!(worker.full_merge_due());
+
+        // Past the wait, the full merge starts anyway and the policy runs again.
+        worker.catch_up_ended = Some(Instant::now() - LOAD_MERGE_WAIT);
+        tokio::task::block_in_place(|| worker.resume_merges(false));
+        assert!(!worker.merges_paused);
+        assert!(worker.merging.as_ref().is_some_and(|merging| merging.full));
+        assert!(!worker.full_merge_due());
+
+        // A second catch-up ending at an idle moment starts its full merge at once
+        // (once the first has ended).
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while worker.merging.is_some() {
+            assert!(
+                Instant::now() < deadline,
+                "the first full merge never ended"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::task::block_in_place(|| worker.start_merges(false));
+        }
+        worker.pause_merges();
+        worker.applied_since_merge = MERGE_AFTER_CONTACTS;
+        for n in 3..6 {
+            store.write(Command::Create(contact(n))).await.unwrap();
+            tokio::task::block_in_place(|| worker.tick()).unwrap();
+        }
+        assert!(worker.merges_paused && worker.merging.is_none());
+        tokio::task::block_in_place(|| worker.resume_merges(true));
+        assert!(!worker.merges_paused);
+        assert!(worker.merging.as_ref().is_some_and(|merging| merging.full));
+        store.shutdown();
+    }
+
     /// A full merge that another merge beat to one of its segments is started again
     /// (tantivy drops the loser's result), and the merge policy resumes once the full
     /// merge has ended. The racing merge is started by hand: the policy's own merges
