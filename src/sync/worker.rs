@@ -750,6 +750,21 @@ mod tests {
         store.shutdown();
     }
 
+    /// As a load leaves the worker (the policy held, a full merge due), then creates
+    /// contacts `numbers`, each applied and committed at once.
+    async fn end_a_load_then_create(
+        store: &Store,
+        worker: &mut SyncWorker,
+        numbers: std::ops::Range<usize>,
+    ) {
+        worker.pause_merges();
+        worker.applied_since_merge = MERGE_AFTER_CONTACTS;
+        for n in numbers {
+            store.write(Command::Create(contact(n))).await.unwrap();
+            tokio::task::block_in_place(|| worker.tick()).unwrap();
+        }
+    }
+
     /// After a catch-up that made a full merge due, the policy stays held until that
     /// merge has started: at the next idle moment, or [`LOAD_MERGE_WAIT`] after the
     /// catch-up when writes leave no idle moment.
@@ -757,14 +772,8 @@ mod tests {
     async fn after_a_catch_up_the_policy_waits_for_its_full_merge() {
         let dir = tempfile::TempDir::new().unwrap();
         let (store, mut worker) = worker_in(&dir);
-        // As after a load: the policy held, a full merge due. Then writes go on, each
-        // committed at once: the policy stays held, and no merge starts yet.
-        worker.pause_merges();
-        worker.applied_since_merge = MERGE_AFTER_CONTACTS;
-        for n in 0..3 {
-            store.write(Command::Create(contact(n))).await.unwrap();
-            tokio::task::block_in_place(|| worker.tick()).unwrap();
-        }
+        // Writes go on after the load: the policy stays held, and no merge starts yet.
+        end_a_load_then_create(&store, &mut worker, 0..3).await;
         assert!(worker.merges_paused && worker.merging.is_none());
         assert!(worker.full_merge_due());
 
@@ -786,12 +795,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
             tokio::task::block_in_place(|| worker.start_merges(false));
         }
-        worker.pause_merges();
-        worker.applied_since_merge = MERGE_AFTER_CONTACTS;
-        for n in 3..6 {
-            store.write(Command::Create(contact(n))).await.unwrap();
-            tokio::task::block_in_place(|| worker.tick()).unwrap();
-        }
+        end_a_load_then_create(&store, &mut worker, 3..6).await;
         assert!(worker.merges_paused && worker.merging.is_none());
         tokio::task::block_in_place(|| worker.resume_merges(true));
         assert!(!worker.merges_paused);
