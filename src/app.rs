@@ -121,6 +121,14 @@ impl App {
         }
     }
 
+    /// Waits until the index has no merge running or due (a large full merge goes in
+    /// rounds, and stopping the worker ends it after the round that runs).
+    pub fn wait_until_merged(&self) {
+        while self.state.index.get().merging() {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
     /// Lets the sync worker apply everything committed, then stops it and the store
     /// (blocking). Used by [`App::serve`] and by commands that open a data dir.
     pub fn close(self) {

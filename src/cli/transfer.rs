@@ -108,6 +108,8 @@ struct ImportOutcome {
     searchable_after: Option<Duration>,
     /// When the store file was packed after the load (offline imports wait for it).
     packed_after: Option<Duration>,
+    /// When the index's merge after the load ended (offline imports wait for it).
+    merged_after: Option<Duration>,
 }
 
 pub fn import(args: &ImportArgs) -> anyhow::Result<std::process::ExitCode> {
@@ -159,6 +161,9 @@ pub fn import(args: &ImportArgs) -> anyhow::Result<std::process::ExitCode> {
     }
     if let Some(after) = outcome.packed_after {
         print_packed(after);
+    }
+    if let Some(after) = outcome.merged_after {
+        println!("index merged {:.1} s after the start", after.as_secs_f64());
     }
     for error in job.errors.iter().take(20) {
         let line = error["line"].as_u64().map_or("-".into(), |l| l.to_string());
@@ -323,12 +328,19 @@ fn import_into_data_dir(
     } else {
         wait_for_pack(&state.store, &runtime, packs_before, started)?
     };
+    let merged_after = (!args.no_wait && !args.dry_run).then(|| {
+        let bar = progress::items("merging the index", "", None);
+        app.wait_until_merged();
+        bar.finish_and_clear();
+        started.elapsed()
+    });
     app.close();
     Ok(ImportOutcome {
         job,
         stored_after,
         searchable_after,
         packed_after,
+        merged_after,
     })
 }
 
@@ -378,6 +390,7 @@ async fn import_to_server(
         stored_after,
         searchable_after,
         packed_after: None,
+        merged_after: None,
     })
 }
 
@@ -669,7 +682,9 @@ fn load_all(args: &ImportArgs) -> anyhow::Result<()> {
                 crate::transfer::load_dump(store, std::io::BufReader::new(file), runtime.handle());
             let packed = if loaded.is_ok() && !args.no_wait {
                 app.wait_until_searchable(|_, _| {});
-                wait_for_pack(store, &runtime, packs_before, started)
+                let packed = wait_for_pack(store, &runtime, packs_before, started);
+                app.wait_until_merged();
+                packed
             } else {
                 Ok(None)
             };

@@ -13,6 +13,9 @@
 //! held only from reading the note to starting the merge, and while a bulk load is
 //! indexed until its full merge has started (see the sync worker); during a full
 //! merge it goes on merging the segments committed meanwhile.
+//!
+//! It also plans the worker's own merges, in rounds of bounded merges: a full merge
+//! ([`plan_full_merge`]) and a scrub ([`plan_scrub_round`]).
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -103,6 +106,100 @@ impl MergePolicy for HoldableLogPolicy {
     }
 }
 
+/// One round of a full merge: the groups of segments to merge side by side now, and
+/// whether segments are left for a later round.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct FullMergeRound {
+    pub groups: Vec<Vec<SegmentId>>,
+    pub more: bool,
+}
+
+/// Plans the next round of a full merge of the free `segments` on `threads` merge
+/// threads (one merge is single-threaded, so they run side by side).
+///
+/// Up to `threads × segment_docs` documents, one round merges everything into
+/// `threads` segments of about equal size. Beyond that, the segments with fewer than
+/// `segment_docs / 2` documents are merged into segments of about `segment_docs`,
+/// `threads` merges a round, and the larger ones (earlier rounds' output) are left
+/// alone. The reason is memory: a merge reads its segments through their memory
+/// maps, and every page it reads counts in the process's RSS until the merge ends.
+/// At 10M contacts two merges of half the index each mapped 5.3 GiB.
+pub fn plan_full_merge(
+    segments: Vec<FreeSegment>,
+    threads: usize,
+    segment_docs: u64,
+) -> FullMergeRound {
+    let threads = threads.max(1);
+    let segment_docs = segment_docs.max(1);
+    let total: u64 = segments.iter().map(|(_, docs)| u64::from(*docs)).sum();
+    let (segments, parts) = if total <= segment_docs.saturating_mul(threads as u64) {
+        (segments, threads)
+    } else {
+        let small: Vec<_> = segments
+            .into_iter()
+            .filter(|(_, docs)| u64::from(*docs) < segment_docs / 2)
+            .collect();
+        let small_total: u64 = small.iter().map(|(_, docs)| u64::from(*docs)).sum();
+        let parts = usize::try_from(small_total.div_ceil(segment_docs)).unwrap_or(usize::MAX);
+        (small, parts)
+    };
+    let mut groups = balanced_groups(segments, parts);
+    // A group of one segment is merged already.
+    groups.retain(|group| group.len() > 1);
+    let later = groups.split_off(groups.len().min(threads));
+    FullMergeRound {
+        groups,
+        more: !later.is_empty(),
+    }
+}
+
+/// Plans one round of a scrub, which rewrites each of `segments` (those holding
+/// deleted documents) without them: at most `threads` merges, each of segments
+/// totalling at most `segment_docs` documents, or of one larger segment alone (the
+/// largest first). The segments in no group wait for a later round. Bounded for the
+/// same reason as a full merge's rounds: one merge of every segment with deletions
+/// mapped the whole index.
+pub fn plan_scrub_round(
+    mut segments: Vec<FreeSegment>,
+    threads: usize,
+    segment_docs: u64,
+) -> Vec<Vec<SegmentId>> {
+    segments.sort_by_key(|(_, docs)| std::cmp::Reverse(*docs));
+    let mut groups: Vec<(u64, Vec<SegmentId>)> = Vec::new();
+    for (id, docs) in segments {
+        let docs = u64::from(docs);
+        let room = groups
+            .iter()
+            .position(|(group_docs, _)| group_docs + docs <= segment_docs);
+        match room {
+            Some(at) => {
+                groups[at].0 += docs;
+                groups[at].1.push(id);
+            }
+            None if groups.len() < threads.max(1) => groups.push((docs, vec![id])),
+            None => {}
+        }
+    }
+    groups.into_iter().map(|(_, ids)| ids).collect()
+}
+
+/// Splits `segments` into `parts` groups of about equal documents: the largest first,
+/// each into the group with the fewest so far.
+fn balanced_groups(mut segments: Vec<FreeSegment>, parts: usize) -> Vec<Vec<SegmentId>> {
+    segments.sort_by_key(|(_, docs)| std::cmp::Reverse(*docs));
+    let mut groups: Vec<(u64, Vec<SegmentId>)> =
+        vec![(0, Vec::new()); parts.clamp(1, segments.len().max(1))];
+    for (id, docs) in segments {
+        let fewest = groups
+            .iter_mut()
+            .min_by_key(|(group_docs, _)| *group_docs)
+            .expect("at least one group");
+        fewest.0 += u64::from(docs);
+        fewest.1.push(id);
+    }
+    groups.into_iter().map(|(_, ids)| ids).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,5 +248,104 @@ mod tests {
         assert_eq!(policy.compute_merge_candidates(&offered).len(), 1);
         control.forget_offer();
         assert!(control.free_segments().is_none());
+    }
+
+    fn free(docs: &[u32]) -> Vec<FreeSegment> {
+        docs.iter()
+            .map(|docs| (SegmentId::generate_random(), *docs))
+            .collect()
+    }
+
+    fn group_docs(segments: &[FreeSegment], round: &FullMergeRound) -> Vec<u64> {
+        let docs: std::collections::HashMap<_, _> = segments.iter().copied().collect();
+        round
+            .groups
+            .iter()
+            .map(|group| group.iter().map(|id| u64::from(docs[id])).sum())
+            .collect()
+    }
+
+    #[test]
+    fn a_small_index_merges_in_one_round_into_one_segment_per_thread() {
+        let segments = free(&[500, 300, 200, 100, 100, 100, 50]);
+        let round = plan_full_merge(segments.clone(), 2, 1_000);
+        assert!(!round.more);
+        assert_eq!(group_docs(&segments, &round), vec![700, 650]);
+        let named: HashSet<_> = round.groups.iter().flatten().collect();
+        assert_eq!(named.len(), segments.len(), "every segment, once");
+
+        // One segment per group is merged already.
+        assert_eq!(
+            plan_full_merge(free(&[500, 400]), 2, 1_000),
+            FullMergeRound::default()
+        );
+    }
+
+    #[test]
+    fn a_large_index_merges_its_small_segments_in_rounds_of_bounded_merges() {
+        // 20 segments of 100: past 2 × 300, so merges of about 300 documents, two a
+        // round, until every segment has 150 or more.
+        let mut segments = free(&[100; 20]);
+        let mut rounds = 0;
+        loop {
+            let round = plan_full_merge(segments.clone(), 2, 300);
+            assert!(round.groups.len() <= 2);
+            for docs in group_docs(&segments, &round) {
+                assert!(docs <= 300, "a merge of {docs} documents");
+            }
+            rounds += 1;
+            // Merge the round's groups, as the merge threads would.
+            for group in &round.groups {
+                let docs = segments
+                    .iter()
+                    .filter(|(id, _)| group.contains(id))
+                    .map(|(_, docs)| docs)
+                    .sum();
+                segments.retain(|(id, _)| !group.contains(id));
+                segments.push((SegmentId::generate_random(), docs));
+            }
+            if !round.more {
+                break;
+            }
+        }
+        let mut docs: Vec<_> = segments.iter().map(|(_, docs)| *docs).collect();
+        docs.sort_unstable();
+        assert_eq!(rounds, 4);
+        assert_eq!(docs, vec![200, 300, 300, 300, 300, 300, 300]);
+
+        // The next full merge leaves the merged segments alone and merges what came since.
+        segments.extend(free(&[10, 10, 10]));
+        let round = plan_full_merge(segments.clone(), 2, 300);
+        assert_eq!(group_docs(&segments, &round), vec![30]);
+        assert!(!round.more);
+    }
+
+    #[test]
+    fn a_scrub_round_rewrites_large_segments_alone_and_packs_small_ones() {
+        let segments = free(&[900, 500, 300, 200, 100, 50]);
+        let round = FullMergeRound {
+            groups: plan_scrub_round(segments.clone(), 2, 1_000),
+            more: false,
+        };
+        // Largest first, each into the first group with room: 900 + 100 and
+        // 500 + 300 + 200; the 50 waits for the next round.
+        assert_eq!(group_docs(&segments, &round), vec![1_000, 1_000]);
+        let waiting: Vec<_> = segments
+            .iter()
+            .filter(|(id, _)| !round.groups.iter().flatten().any(|named| named == id))
+            .map(|(_, docs)| *docs)
+            .collect();
+        assert_eq!(waiting, vec![50]);
+
+        // A segment larger than the bound is rewritten alone; one with deletions is
+        // rewritten even when it is the only one.
+        let segments = free(&[5_000, 10]);
+        let round = FullMergeRound {
+            groups: plan_scrub_round(segments.clone(), 1, 1_000),
+            more: false,
+        };
+        assert_eq!(group_docs(&segments, &round), vec![5_000]);
+        assert_eq!(plan_scrub_round(free(&[10]), 2, 1_000).len(), 1);
+        assert!(plan_scrub_round(Vec::new(), 2, 1_000).is_empty());
     }
 }

@@ -24,9 +24,11 @@ pub use document::SearchableText;
 pub use schema::{Fields, SCHEMA_VERSION};
 pub use search::{SearchPage, SearchRequest};
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use tantivy::index::SegmentId;
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
 use crate::model::{Contact, ContactContext};
@@ -54,6 +56,13 @@ pub struct IndexPayload {
 
 /// Segments from this size get their orders built ahead of searches ([`SearchIndex::warm`]).
 const WARM_MIN_DOCS: usize = 50_000;
+
+/// A full merge of an index of more than twice this many documents makes segments of
+/// about this many, two merges at a time (see [`merge_policy::plan_full_merge`]): at
+/// about 500 bytes of index a contact, each merge maps about 1 GiB of segment files,
+/// so a 10M import's final merge stays within its 4 GiB RSS goal. Up to 4M contacts
+/// the full merge is one round into two segments, as before.
+const FULL_MERGE_SEGMENT_DOCS: u64 = 2_000_000;
 
 /// The index searches use: replaced whole when an online rebuild swaps a fresh one
 /// in (see [`crate::sync`]). A search takes the current one and keeps it to its end,
@@ -169,6 +178,7 @@ impl SearchIndex {
             writer,
             fields: self.fields.clone(),
             merges,
+            full_merge_segment_docs: FULL_MERGE_SEGMENT_DOCS,
         })
     }
 
@@ -218,6 +228,20 @@ impl SearchIndex {
         self.reader.searcher().segment_readers().len()
     }
 
+    /// The documents of each segment visible to searches, fewest first.
+    #[cfg(test)]
+    pub fn segment_docs(&self) -> Vec<u32> {
+        let mut docs: Vec<_> = self
+            .reader
+            .searcher()
+            .segment_readers()
+            .iter()
+            .map(|segment| segment.num_docs())
+            .collect();
+        docs.sort_unstable();
+        docs
+    }
+
     /// Whether a full merge is due or running.
     pub fn merging(&self) -> bool {
         self.merging.load(std::sync::atomic::Ordering::Relaxed)
@@ -238,6 +262,14 @@ pub struct IndexUpdater {
     fields: Fields,
     /// Holds the writer's merge policy and knows which segments no merge holds.
     merges: merge_policy::MergeControl,
+    /// [`FULL_MERGE_SEGMENT_DOCS`], smaller in tests.
+    full_merge_segment_docs: u64,
+}
+
+/// The merges a full merge round started, and whether another round has work.
+pub struct MergeRound {
+    pub merges: Vec<MergeFuture>,
+    pub more: bool,
 }
 
 impl IndexUpdater {
@@ -294,56 +326,52 @@ impl IndexUpdater {
         Ok(())
     }
 
-    /// Starts merging the searchable segments that no merge holds into `parts`
-    /// segments of about equal size, the merges running side by side in tantivy's
-    /// merge threads (one merge is single-threaded: a 1M-document merge into one
-    /// segment took 50 s on one core while the other idled). Groups of one segment are
-    /// left as they are. The policy goes on merging the segments committed meanwhile
-    /// (tantivy never offers it a segment in a merge; see [`merge_policy`]).
-    pub fn merge_into(&mut self, parts: usize) -> Result<Vec<MergeFuture>, IndexError> {
+    /// Starts the next round of a full merge of the searchable segments that no merge
+    /// holds, on `threads` of tantivy's merge threads side by side (one merge is
+    /// single-threaded: a 1M-document merge into one segment took 50 s on one core
+    /// while the other idled). See [`merge_policy::plan_full_merge`] for the rounds:
+    /// up to [`FULL_MERGE_SEGMENT_DOCS`] × `threads` documents, there is one. The
+    /// policy goes on merging the segments committed meanwhile (tantivy never offers it
+    /// a segment in a merge; see [`merge_policy`]).
+    pub fn start_full_merge_round(&mut self, threads: usize) -> Result<MergeRound, IndexError> {
         // Held from the note to the merges' start, so that no merge starts between.
         let held = self.merges.hold(true);
-        let started = self.start_merges_into(parts);
+        let started = self.start_planned_round(threads);
         self.merges.hold(held);
         started
     }
 
-    fn start_merges_into(&mut self, parts: usize) -> Result<Vec<MergeFuture>, IndexError> {
-        let mut segments = match self.merges.free_segments() {
-            Some(free) => free,
-            // Nothing offered to the policy yet, so it has started no merge.
-            None => self
-                .writer
-                .index()
-                .searchable_segment_metas()?
+    fn start_planned_round(&mut self, threads: usize) -> Result<MergeRound, IndexError> {
+        let segments = self.free_or_searchable_segments()?;
+        let round = merge_policy::plan_full_merge(segments, threads, self.full_merge_segment_docs);
+        Ok(MergeRound {
+            merges: round
+                .groups
                 .iter()
-                .map(|meta| (meta.id(), meta.num_docs()))
+                .map(|ids| self.writer.merge(ids))
                 .collect(),
-        };
-        segments.sort_by_key(|(_, docs)| std::cmp::Reverse(*docs));
-        let mut groups: Vec<(u64, Vec<tantivy::index::SegmentId>)> =
-            vec![(0, Vec::new()); parts.max(1)];
-        // Largest first into the smallest group: sizes end up close.
-        for (id, docs) in segments {
-            let smallest = groups
-                .iter_mut()
-                .min_by_key(|(group_docs, _)| *group_docs)
-                .expect("at least one group");
-            smallest.0 += u64::from(docs);
-            smallest.1.push(id);
-        }
-        Ok(groups
-            .into_iter()
-            .filter(|(_, ids)| ids.len() > 1)
-            .map(|(_, ids)| self.writer.merge(&ids))
-            .collect())
+            more: round.more,
+        })
     }
 
-    /// Starts rewriting the segments that hold deleted documents (as of the last
-    /// commit) without them; `None` when no segment has any. Leaving the others alone
-    /// keeps the merge small and out of the way of the merge policy's own merges.
-    pub fn merge_deleted(&mut self) -> Result<Option<MergeFuture>, IndexError> {
-        let segments: Vec<_> = self
+    /// Makes a full merge of more than `threads × docs` documents go in rounds of
+    /// merges of about `docs` (tests use small indexes).
+    #[cfg(test)]
+    pub fn set_full_merge_segment_docs(&mut self, docs: u64) {
+        self.full_merge_segment_docs = docs;
+    }
+
+    /// The segments that hold deleted documents as of the last commit: what a scrub
+    /// rewrites (see [`IndexUpdater::start_scrub_round`]). `None` while one of them is
+    /// in a merge: a merge that started before the deletion keeps the deleted
+    /// document in its output (only marked deleted), so the scrub waits for it.
+    pub fn plan_scrub(&self) -> Result<Option<HashSet<SegmentId>>, IndexError> {
+        let free: HashSet<_> = self
+            .free_or_searchable_segments()?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        let with_deletes: HashSet<_> = self
             .writer
             .index()
             .searchable_segment_metas()?
@@ -351,7 +379,65 @@ impl IndexUpdater {
             .filter(|meta| meta.has_deletes())
             .map(|meta| meta.id())
             .collect();
-        Ok((!segments.is_empty()).then(|| self.writer.merge(&segments)))
+        Ok(with_deletes.is_subset(&free).then_some(with_deletes))
+    }
+
+    /// Starts the next round of a scrub: rewrites the segments of `pending` that no
+    /// merge holds without their deleted documents, on `threads` merge threads at most
+    /// (see [`merge_policy::plan_scrub_round`]), and takes them out of `pending`, as
+    /// well as the segments merged away since (no merge held them when the scrub was
+    /// planned, so the merge that took one started after and dropped its deletions). Leaving the segments without deletions
+    /// alone keeps the merges small and out of the way of the merge policy's own.
+    /// Starts nothing while every pending segment is in one of the policy's merges.
+    pub fn start_scrub_round(
+        &mut self,
+        pending: &mut HashSet<SegmentId>,
+        threads: usize,
+    ) -> Result<Vec<MergeFuture>, IndexError> {
+        // Held from the note to the merges' start, so that no merge starts between.
+        let held = self.merges.hold(true);
+        let started = self.start_planned_scrub(pending, threads);
+        self.merges.hold(held);
+        started
+    }
+
+    fn start_planned_scrub(
+        &mut self,
+        pending: &mut HashSet<SegmentId>,
+        threads: usize,
+    ) -> Result<Vec<MergeFuture>, IndexError> {
+        let searchable = self.free_or_searchable_segments()?;
+        let present: HashSet<_> = self
+            .writer
+            .index()
+            .searchable_segment_ids()?
+            .into_iter()
+            .collect();
+        pending.retain(|id| present.contains(id));
+        let free = searchable
+            .into_iter()
+            .filter(|(id, _)| pending.contains(id))
+            .collect();
+        let groups = merge_policy::plan_scrub_round(free, threads, self.full_merge_segment_docs);
+        for id in groups.iter().flatten() {
+            pending.remove(id);
+        }
+        Ok(groups.iter().map(|ids| self.writer.merge(ids)).collect())
+    }
+
+    /// The segments no merge holds, as of the policy's last offer (every searchable
+    /// segment before any offer: no merge can have started then).
+    fn free_or_searchable_segments(&self) -> Result<Vec<merge_policy::FreeSegment>, IndexError> {
+        Ok(match self.merges.free_segments() {
+            Some(free) => free,
+            None => self
+                .writer
+                .index()
+                .searchable_segment_metas()?
+                .iter()
+                .map(|meta| (meta.id(), meta.num_docs()))
+                .collect(),
+        })
     }
 
     /// Starts merging the `count` smallest searchable segments, as the merge policy

@@ -43,10 +43,12 @@ pub fn open_index(
 /// thread's buffer becomes a segment when full, and segments are not merged while the
 /// rebuild runs: merging them again and again as they came was 40% of its CPU.
 const REBUILD_MEMORY_BYTES: usize = 1 << 30;
-/// Segments a rebuilt index ends with, each merged on its own core. A search walks
-/// every segment: at 1M contacts two cost the mix 0.1 ms at p50 over one, while
-/// merging into one took as long again as indexing.
-const REBUILT_SEGMENTS: usize = 2;
+/// Merges a rebuild runs side by side, one per core; up to 4M contacts the rebuilt
+/// index ends with this many segments (larger ones are merged in rounds, see
+/// [`crate::index::IndexUpdater::start_full_merge_round`]). A search walks every segment: at 1M
+/// contacts two cost the mix 0.1 ms at p50 over one, while merging into one took as
+/// long again as indexing.
+const REBUILD_MERGE_THREADS: usize = 2;
 
 /// Builds a fresh index from one store snapshot in a sibling directory, commits it
 /// with the snapshot's sequence, and swaps it into `dir` (nothing may have `dir`
@@ -104,10 +106,17 @@ pub fn build_beside(
             Ok(())
         })?;
         updater.commit(seq)?;
-        for merge in updater.merge_into(REBUILT_SEGMENTS)? {
-            merge.wait().map_err(IndexError::from)?;
+        loop {
+            let round = updater.start_full_merge_round(REBUILD_MERGE_THREADS)?;
+            for merge in round.merges {
+                merge.wait().map_err(IndexError::from)?;
+            }
+            // The merged segments' files go before the next round maps its own.
+            updater.collect_garbage()?;
+            if !round.more {
+                break;
+            }
         }
-        updater.collect_garbage()?;
         updater.wait_merging_threads()?;
         Ok::<_, SyncError>((seq, contacts))
     })();

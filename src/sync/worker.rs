@@ -20,13 +20,15 @@ pub enum Tick {
 }
 
 /// After this many contacts applied since the last full merge, an idle worker merges
-/// the index into [`MERGED_SEGMENTS`] segments: a bulk load leaves dozens of segments,
-/// and every search pays per segment.
+/// the index (into [`FULL_MERGE_THREADS`] segments up to 4M contacts): a bulk load
+/// leaves dozens of segments, and every search pays per segment.
 const MERGE_AFTER_CONTACTS: usize = 50_000;
 
-/// Segments an idle merge ends with, each merged on its own core (as a rebuild does:
-/// at 1M two segments cost the search mix 0.1 ms at p50 over one).
-const MERGED_SEGMENTS: usize = 2;
+/// Merges a full merge runs side by side, one per core (as a rebuild does). Up to 4M
+/// contacts it is one round and the index ends with this many segments (at 1M two
+/// segments cost the search mix 0.1 ms at p50 over one); a larger index is merged in
+/// rounds (see [`IndexUpdater::start_full_merge_round`]).
+const FULL_MERGE_THREADS: usize = 2;
 
 /// An index opened with more segments than this (e.g. after `contactd import
 /// --data-dir`, which exits without merging) is merged once the worker is idle.
@@ -86,10 +88,16 @@ pub struct SyncWorker {
     indexed: Arc<SeqSignal>,
     options: SyncOptions,
     applied_since_merge: usize,
+    /// The last full merge round left segments for another round.
+    full_merge_rounds_left: bool,
     /// The merge in flight, if any.
     merging: Option<Merging>,
+    /// The scrub under way, if any (its rounds' merges run one after the other).
+    scrub: Option<Scrub>,
     /// When the pending index scrubs were last looked up.
     scrubs_checked: Option<Instant>,
+    /// When the merge policy's note was last refreshed by an empty commit.
+    note_refreshed: Option<Instant>,
     /// The last sequence reported scrubbed: the store records it asynchronously, so
     /// erases up to it may still look pending for a moment.
     reported_scrubbed: u64,
@@ -109,11 +117,17 @@ pub struct SyncWorker {
 struct Merging {
     /// Waits for the merge, then reloads and warms the index.
     thread: std::thread::JoinHandle<MergeOutcome>,
-    /// The sequence applied when it started: the merged segments no longer hold any
-    /// document deleted up to it.
-    started_at: u64,
-    /// A merge of every segment (not a scrub of the segments with deletions).
+    /// A round of a full merge (not of a scrub).
     full: bool,
+}
+
+/// A scrub of the index files, in rounds (see [`IndexUpdater::start_scrub_round`]).
+struct Scrub {
+    /// The sequence applied when it was planned: once every pending segment has been
+    /// rewritten, no segment holds a document deleted up to it.
+    started_at: u64,
+    /// The segments that held deletions then and have not been rewritten yet.
+    pending: std::collections::HashSet<tantivy::index::SegmentId>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -251,7 +265,7 @@ impl SyncWorker {
     /// the policy merged a third of a 1M load's segments by itself, and the import
     /// exited with that merge cut short; started at once, the full merge missed the
     /// load's last rows. A full merge does not hold the policy otherwise: it leaves out
-    /// the segments the policy is merging (see [`IndexUpdater::merge_into`]), and
+    /// the segments the policy is merging (see [`IndexUpdater::start_full_merge_round`]), and
     /// under a flood of writes holding the policy until an idle moment left hundreds
     /// of segments.
     fn resume_merges(&mut self, idle: bool) {
@@ -264,8 +278,12 @@ impl SyncWorker {
                 return;
             }
             self.start_merges(true);
-            if self.full_merge_due() {
-                // A scrub merges first; the full merge starts after it.
+            // Held while a scrub merges first (the full merge starts after it), and
+            // between the rounds of a large full merge while no writes come (the
+            // policy would merge the load's other segments by itself, only for the
+            // next round to merge them again). Under writes, once a merge runs, the
+            // policy goes on so that commits do not pile up segments.
+            if self.full_merge_due() && (idle || self.merging.is_none()) {
                 return;
             }
         }
@@ -275,7 +293,7 @@ impl SyncWorker {
     }
 
     fn full_merge_due(&self) -> bool {
-        self.applied_since_merge >= MERGE_AFTER_CONTACTS
+        self.applied_since_merge >= MERGE_AFTER_CONTACTS || self.full_merge_rounds_left
     }
 
     /// Commits the applied batches and publishes their sequence.
@@ -321,13 +339,14 @@ impl SyncWorker {
         Ok(())
     }
 
-    /// Merges in the background: when caught up (`idle`), the whole index into
-    /// [`MERGED_SEGMENTS`] segments after a bulk load (dozens of segments, and every
+    /// Merges in the background, one round of merges at a time: when caught up
+    /// (`idle`), the whole index after a bulk load (dozens of segments, and every
     /// search pays per segment); idle or not, the segments with deletions when an
     /// erase is due to leave the index files (a merge drops deleted documents and the
     /// terms only they had; a steady stream of writes must not hold a scrub past its
-    /// bound). A thread waits for the merge, then reloads the reader and warms the new
-    /// segment, while searches and indexing go on.
+    /// bound), before any full merge. A thread waits for the round's merges, then
+    /// reloads the reader and warms the new segments, while searches and indexing go
+    /// on.
     fn start_merges(&mut self, idle: bool) {
         if self
             .merging
@@ -338,10 +357,12 @@ impl SyncWorker {
             let outcome = merging.thread.join().unwrap_or(MergeOutcome::Failed);
             // The merged segments' files (or a dropped merge's output) stay until
             // collected (a commit would too).
-            match self.updater.collect_garbage() {
-                Ok(()) if outcome == MergeOutcome::Merged => self.mark_scrubbed(merging.started_at),
-                Ok(()) => {}
-                Err(error) => tracing::warn!(%error, "cannot remove the files of merged segments"),
+            if let Err(error) = self.updater.collect_garbage() {
+                tracing::warn!(%error, "cannot remove the files of merged segments");
+            }
+            if !merging.full && outcome != MergeOutcome::Merged {
+                // Its segments still hold their deletions: plan the scrub again.
+                self.scrub = None;
             }
             if merging.full && outcome != MergeOutcome::Merged && self.uncommitted.is_none() {
                 // tantivy offers a failed merge's segments to the policy again only at
@@ -350,6 +371,11 @@ impl SyncWorker {
                 if let Err(error) = self.updater.commit(self.indexed.get()) {
                     tracing::warn!(%error, "cannot commit the index after a failed merge");
                 }
+            }
+            if merging.full && outcome == MergeOutcome::Failed {
+                // Not tried round after round: the next full merge falls due with
+                // the next writes.
+                self.full_merge_rounds_left = false;
             }
             if merging.full && outcome == MergeOutcome::LostRace {
                 // Another merge took one of its segments and has ended (the policy's
@@ -362,29 +388,55 @@ impl SyncWorker {
         if self.merging.is_some() {
             return;
         }
-        let scrub = self.index_scrub_due();
-        if !scrub && (!idle || !self.full_merge_due()) {
-            return;
+        if self.scrub.is_none() && self.index_scrub_due() {
+            match self.updater.plan_scrub() {
+                Ok(Some(segments)) => {
+                    self.scrub = Some(Scrub {
+                        started_at: self.indexed.get(),
+                        pending: segments,
+                    })
+                }
+                // A merge holds a segment with deletions, or so the note says:
+                // planned again at the next check, a second later.
+                Ok(None) => self.refresh_merge_note(),
+                Err(error) => tracing::warn!(%error, "cannot plan a scrub of the index"),
+            }
         }
-        let started_at = self.indexed.get();
-        let merges = if scrub {
+        let full = self.scrub.is_none();
+        let merges = if let Some(scrub) = &mut self.scrub {
+            if scrub.pending.is_empty() {
+                // Every segment that held a deletion when it was planned has been
+                // rewritten since: only a scrub names them all (a full merge leaves
+                // out the policy's merges, a round's large segments and groups of one
+                // segment).
+                let through = scrub.started_at;
+                self.scrub = None;
+                self.mark_scrubbed(through);
+                return self.publish_merging();
+            }
             self.updater
-                .merge_deleted()
-                .map(|merge| merge.into_iter().collect())
-        } else {
+                .start_scrub_round(&mut scrub.pending, FULL_MERGE_THREADS)
+        } else if idle && self.full_merge_due() {
             // Reset here only: a full merge that falls due while a scrub merges
             // starts once the scrub has ended.
             self.applied_since_merge = 0;
             // Side by side, one per core: a single merge is single-threaded (at 10M
             // one merge into one segment took 11 minutes while the other core idled).
-            self.updater.merge_into(MERGED_SEGMENTS)
+            self.updater
+                .start_full_merge_round(FULL_MERGE_THREADS)
+                .map(|round| {
+                    self.full_merge_rounds_left = round.more;
+                    round.merges
+                })
+        } else {
+            return;
         };
         let merges = match merges {
             Ok(merges) if !merges.is_empty() => merges,
+            // A scrub whose segments are all in the policy's merges waits for them.
             Ok(_) => {
-                if scrub {
-                    // No segment holds a deleted document: nothing left to scrub.
-                    self.mark_scrubbed(started_at);
+                if !full {
+                    self.refresh_merge_note();
                 }
                 return self.publish_merging();
             }
@@ -425,25 +477,39 @@ impl SyncWorker {
                 }
             });
         match waiter {
-            Ok(thread) => {
-                self.merging = Some(Merging {
-                    thread,
-                    started_at,
-                    full: !scrub,
-                })
-            }
+            Ok(thread) => self.merging = Some(Merging { thread, full }),
             Err(error) => tracing::warn!(%error, "cannot start the merge thread"),
         }
         self.publish_merging();
     }
 
+    /// Makes tantivy offer the merge policy its segments again (see
+    /// `index::merge_policy`) by an empty commit, at most once a second and when
+    /// nothing is left uncommitted. It offers them only at a commit or at a merge's
+    /// end, and a merge that fails ends without one: the note then leaves out its
+    /// segments until the next commit, and with no writes coming a scrub waited for
+    /// them for good.
+    fn refresh_merge_note(&mut self) {
+        if self.uncommitted.is_some()
+            || self
+                .note_refreshed
+                .is_some_and(|at| at.elapsed() < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.note_refreshed = Some(Instant::now());
+        if let Err(error) = self.updater.commit(self.indexed.get()) {
+            tracing::warn!(%error, "cannot commit the index to refresh the merge note");
+        }
+    }
+
     /// What `/v1/stats` shows as `index_merging` (and `contactd bench` waits on): a
-    /// merge in flight, or a full merge due. Only the worker sets it, from its own
+    /// merge in flight, a scrub under way, or a full merge due. Only the worker sets it, from its own
     /// state: a merge that has ended shows as ended at the next tick, when the
     /// worker has joined it (and knows whether a full merge is due again).
     fn publish_merging(&self) {
         self.index
-            .set_merging(self.merging.is_some() || self.full_merge_due());
+            .set_merging(self.merging.is_some() || self.scrub.is_some() || self.full_merge_due());
     }
 
     /// Whether an erase the index has applied is due to leave its files (half the
@@ -669,8 +735,11 @@ impl Parts {
             indexed: self.indexed,
             options: self.options,
             applied_since_merge,
+            full_merge_rounds_left: false,
             merging: None,
+            scrub: None,
             scrubs_checked: None,
+            note_refreshed: None,
             reported_scrubbed: 0,
             uncommitted: None,
             merges_paused: false,
@@ -696,7 +765,10 @@ mod tests {
     /// A store and its sync worker in `dir`, with one indexing thread: each commit
     /// makes one segment.
     fn worker_in(dir: &tempfile::TempDir) -> (Store, SyncWorker) {
-        let config = Config::default();
+        worker_with(dir, Config::default())
+    }
+
+    fn worker_with(dir: &tempfile::TempDir, config: Config) -> (Store, SyncWorker) {
         let store = Store::open(&dir.path().join("c.redb"), config.store_options()).unwrap();
         let options = SyncOptions {
             writer_threads: 1,
@@ -842,7 +914,7 @@ mod tests {
             tokio::task::block_in_place(|| worker.start_merges(true));
         }
         assert!(
-            worker.index.num_segments() <= MERGED_SEGMENTS,
+            worker.index.num_segments() <= FULL_MERGE_THREADS,
             "{} segments: the full merge was not started again",
             worker.index.num_segments()
         );
@@ -852,6 +924,183 @@ mod tests {
             "the policy resumes after the full merge"
         );
         assert!(!worker.index.merging(), "/v1/stats no longer shows a merge");
+        store.shutdown();
+    }
+
+    /// A load of twelve one-contact segments, full merges of more than 2 × 4 documents
+    /// going in rounds of merges of about 4.
+    async fn end_a_large_load(store: &Store, worker: &mut SyncWorker) {
+        end_a_load_then_create(store, worker, 0..12).await;
+        worker.updater.set_full_merge_segment_docs(4);
+        assert_eq!(worker.index.num_segments(), 12);
+    }
+
+    /// A full merge of a large index goes in rounds of bounded merges (each maps its
+    /// segments' files, and at 10M two merges of half the index mapped 5.3 GiB). While
+    /// nothing is written the policy stays held until the last round has started, so
+    /// that it does not merge segments the next round merges again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_large_full_merge_goes_in_rounds_with_the_policy_held_while_idle() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let (store, mut worker) = worker_in(&dir);
+        end_a_large_load(&store, &mut worker).await;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while worker.merging.is_some() || worker.full_merge_due() {
+            assert!(Instant::now() < deadline, "the rounds never ended");
+            tokio::task::block_in_place(|| {
+                worker.resume_merges(true);
+                worker.start_merges(true);
+            });
+            if worker.full_merge_due() {
+                assert!(worker.merges_paused, "the policy ran between rounds");
+                assert!(worker.index.merging(), "/v1/stats shows the merge");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            !worker.merges_paused,
+            "the policy runs after the last round"
+        );
+        // One round makes at most two merges: twelve segments become three of four
+        // contacts only in a second round.
+        assert_eq!(worker.index.segment_docs(), vec![4, 4, 4]);
+        assert_eq!(worker.index.num_docs(), 12);
+        assert!(!worker.index.merging());
+        store.shutdown();
+    }
+
+    /// Under writes, the policy held after a catch-up runs again once the first round
+    /// of its full merge has started, although rounds are left: held through every
+    /// round, commits would pile up segments for minutes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn under_writes_the_policy_runs_once_a_large_full_merge_has_started() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let (store, mut worker) = worker_in(&dir);
+        end_a_large_load(&store, &mut worker).await;
+        worker.catch_up_ended = Some(Instant::now() - LOAD_MERGE_WAIT);
+        tokio::task::block_in_place(|| worker.resume_merges(false));
+        assert!(worker.merging.as_ref().is_some_and(|merging| merging.full));
+        assert!(worker.full_merge_rounds_left && worker.full_merge_due());
+        assert!(!worker.merges_paused);
+        // The worker stops with its merge joined; the rounds left go with it.
+        while worker.merging.is_some() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::task::block_in_place(|| worker.start_merges(false));
+        }
+        store.shutdown();
+    }
+
+    /// A full merge does not report erases scrubbed: it may leave the erased contact's
+    /// segment alone (here a large segment, left out of the rounds). Only a scrub
+    /// merge, which names every segment with deletions, does.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_merge_reports_no_erase_scrubbed() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let (store, mut worker) = worker_in(&dir);
+        worker.pause_merges();
+        worker.applied_since_merge = MERGE_AFTER_CONTACTS;
+        worker.updater.set_full_merge_segment_docs(4);
+        // A segment of four contacts, then ten of one.
+        let writes = (0..4).map(|n| store.write(Command::Create(contact(n))));
+        let mut large = Vec::new();
+        for ack in futures_util::future::join_all(writes).await {
+            if let crate::store::Written::Contact(contact) = ack.unwrap().written {
+                large.push(contact.id);
+            }
+        }
+        tokio::task::block_in_place(|| worker.tick()).unwrap();
+        for n in 4..14 {
+            store.write(Command::Create(contact(n))).await.unwrap();
+            tokio::task::block_in_place(|| worker.tick()).unwrap();
+        }
+        store
+            .write(Command::Erase {
+                id: large[0].clone(),
+                if_match: None,
+            })
+            .await
+            .unwrap();
+        tokio::task::block_in_place(|| worker.tick()).unwrap();
+        assert_eq!(worker.index.segment_docs(), [vec![1; 10], vec![3]].concat());
+
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while worker.merging.is_some() || worker.full_merge_due() {
+            assert!(Instant::now() < deadline, "the rounds never ended");
+            tokio::task::block_in_place(|| {
+                worker.resume_merges(true);
+                worker.start_merges(true);
+            });
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(worker.index.segment_docs().len(), 4);
+        // What the worker reports goes through the writer's queue: a write after it
+        // has landed once acknowledged.
+        store.write(Command::Create(contact(14))).await.unwrap();
+        assert!(
+            store.oldest_index_scrub().unwrap().is_some(),
+            "the erased contact's segment was not merged, yet its scrub was reported"
+        );
+        store.shutdown();
+    }
+
+    /// A scrub rewrites every segment with deletions, in rounds of two bounded merges
+    /// (each of these segments alone here), and reports the erases scrubbed only
+    /// after its last round.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_scrub_goes_in_rounds_and_reports_after_the_last() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let mut config = Config::default();
+        // Due at once.
+        config.store.scrub_within_secs = 0;
+        let (store, mut worker) = worker_with(&dir, config);
+        // Merges of at most three documents: two segments of two do not fit in one.
+        worker.updater.set_full_merge_segment_docs(3);
+        // Held, or the policy would rewrite these segments itself (a third of each
+        // deleted is past its ratio), and the scrub would wait for its merges.
+        worker.updater.pause_merges(true);
+        // Three segments of three contacts; one contact of each erased.
+        let mut erased = Vec::new();
+        for segment in 0..3 {
+            let writes =
+                (segment * 3..segment * 3 + 3).map(|n| store.write(Command::Create(contact(n))));
+            let acks = futures_util::future::join_all(writes).await;
+            if let crate::store::Written::Contact(contact) = &acks[0].as_ref().unwrap().written {
+                erased.push(contact.id.clone());
+            }
+            tokio::task::block_in_place(|| worker.tick()).unwrap();
+        }
+        for id in erased {
+            store
+                .write(Command::Erase { id, if_match: None })
+                .await
+                .unwrap();
+        }
+        tokio::task::block_in_place(|| worker.tick()).unwrap();
+        assert_eq!(worker.index.segment_docs(), vec![2, 2, 2]);
+
+        tokio::task::block_in_place(|| worker.start_merges(false));
+        let first_round = worker.scrub.as_ref().expect("a scrub is under way");
+        assert_eq!(
+            first_round.pending.len(),
+            1,
+            "two merges in the first round"
+        );
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while worker.scrub.is_some() || worker.merging.is_some() {
+            assert!(Instant::now() < deadline, "the scrub never ended");
+            assert!(
+                store.oldest_index_scrub().unwrap().is_some(),
+                "reported before its last round ended"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::task::block_in_place(|| worker.start_merges(false));
+        }
+        assert_eq!(worker.updater.plan_scrub().unwrap(), Some(Default::default()));
+        assert_eq!(worker.index.segment_docs(), vec![2, 2, 2]);
+        // The report goes through the writer's queue: it has landed once a later write
+        // is acknowledged.
+        store.write(Command::Create(contact(9))).await.unwrap();
+        assert!(store.oldest_index_scrub().unwrap().is_none());
         store.shutdown();
     }
 }
