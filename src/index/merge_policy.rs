@@ -23,10 +23,37 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tantivy::index::{SegmentId, SegmentMeta};
 use tantivy::indexer::{LogMergePolicy, MergeCandidate, MergePolicy};
 
-/// A segment as the note keeps it: its id and live documents. Never a
-/// [`SegmentMeta`]: tantivy keeps the files of every segment whose meta is alive, so
-/// holding one kept a merged-away segment (and an erased contact in it) on disk.
-pub type FreeSegment = (SegmentId, u32);
+/// A segment as the note keeps it. Never a [`SegmentMeta`]: tantivy keeps the files
+/// of every segment whose meta is alive, so holding one kept a merged-away segment
+/// (and an erased contact in it) on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FreeSegment {
+    pub id: SegmentId,
+    /// Live documents.
+    pub docs: u32,
+    /// Documents deleted but still in the segment's files.
+    pub deleted: u32,
+}
+
+impl FreeSegment {
+    pub fn of(meta: &SegmentMeta) -> FreeSegment {
+        FreeSegment {
+            id: meta.id(),
+            docs: meta.num_docs(),
+            deleted: meta.num_deleted_docs(),
+        }
+    }
+
+    /// Whether deleted documents are over [`DELETED_SHARE_TO_REWRITE`] of it.
+    fn mostly_deleted(&self) -> bool {
+        let all = f64::from(self.docs) + f64::from(self.deleted);
+        all > 0.0 && f64::from(self.deleted) / all > f64::from(DELETED_SHARE_TO_REWRITE)
+    }
+}
+
+/// A segment with a larger share of deleted documents is rewritten: every update
+/// leaves a deleted document behind, so merge those away early.
+const DELETED_SHARE_TO_REWRITE: f32 = 0.3;
 
 #[derive(Debug, Default)]
 struct State {
@@ -46,11 +73,14 @@ impl MergeControl {
         self.0.lock().expect("merge policy lock is never poisoned")
     }
 
-    /// A policy to install in an index writer, driven by this control.
-    pub fn policy(&self) -> Box<dyn MergePolicy> {
+    /// A policy to install in an index writer, driven by this control. It leaves
+    /// alone the segments of more than `max_docs` documents: the full merge's rounds
+    /// make them and rewrite them (see [`plan_full_merge`]); tantivy's policy would
+    /// merge a whole level of them at once, 10M contacts in one merge at 10M.
+    pub fn policy(&self, max_docs: u64) -> Box<dyn MergePolicy> {
         let mut log = LogMergePolicy::default();
-        // Every update leaves a deleted document behind: merge those away early.
-        log.set_del_docs_ratio_before_merge(0.3);
+        log.set_del_docs_ratio_before_merge(DELETED_SHARE_TO_REWRITE);
+        log.set_max_docs_before_merge(usize::try_from(max_docs).unwrap_or(usize::MAX));
         Box::new(HoldableLogPolicy {
             log,
             control: self.clone(),
@@ -99,7 +129,7 @@ impl MergePolicy for HoldableLogPolicy {
             segments
                 .iter()
                 .filter(|meta| !chosen.contains(&meta.id()))
-                .map(|meta| (meta.id(), meta.num_docs()))
+                .map(FreeSegment::of)
                 .collect(),
         );
         candidates
@@ -121,7 +151,8 @@ pub struct FullMergeRound {
 /// `threads` segments of about equal size. Beyond that, the segments with fewer than
 /// `segment_docs / 2` documents are merged into segments of about `segment_docs`,
 /// `threads` merges a round, and the larger ones (earlier rounds' output) are left
-/// alone. The reason is memory: a merge reads its segments through their memory
+/// alone unless over 30% of their documents are deleted: each such segment is then
+/// rewritten by itself. The reason is memory: a merge reads its segments through their memory
 /// maps, and every page it reads counts in the process's RSS until the merge ends.
 /// At 10M contacts two merges of half the index each mapped 5.3 GiB.
 pub fn plan_full_merge(
@@ -131,21 +162,27 @@ pub fn plan_full_merge(
 ) -> FullMergeRound {
     let threads = threads.max(1);
     let segment_docs = segment_docs.max(1);
-    let total: u64 = segments.iter().map(|(_, docs)| u64::from(*docs)).sum();
+    let total: u64 = segments.iter().map(|s| u64::from(s.docs)).sum();
+    let mut rewritten = Vec::new();
     let (segments, parts) = if total <= segment_docs.saturating_mul(threads as u64) {
         (segments, threads)
     } else {
-        let small: Vec<_> = segments
+        let (small, large): (Vec<_>, Vec<_>) = segments
             .into_iter()
-            .filter(|(_, docs)| u64::from(*docs) < segment_docs / 2)
+            .partition(|s| u64::from(s.docs) < segment_docs / 2);
+        rewritten = large
+            .iter()
+            .filter(|s| s.mostly_deleted())
+            .map(|s| vec![s.id])
             .collect();
-        let small_total: u64 = small.iter().map(|(_, docs)| u64::from(*docs)).sum();
+        let small_total: u64 = small.iter().map(|s| u64::from(s.docs)).sum();
         let parts = usize::try_from(small_total.div_ceil(segment_docs)).unwrap_or(usize::MAX);
         (small, parts)
     };
     let mut groups = balanced_groups(segments, parts);
     // A group of one segment is merged already.
     groups.retain(|group| group.len() > 1);
+    groups.extend(rewritten);
     let later = groups.split_off(groups.len().min(threads));
     FullMergeRound {
         groups,
@@ -164,9 +201,9 @@ pub fn plan_scrub_round(
     threads: usize,
     segment_docs: u64,
 ) -> Vec<Vec<SegmentId>> {
-    segments.sort_by_key(|(_, docs)| std::cmp::Reverse(*docs));
+    segments.sort_by_key(|s| std::cmp::Reverse(s.docs));
     let mut groups: Vec<(u64, Vec<SegmentId>)> = Vec::new();
-    for (id, docs) in segments {
+    for FreeSegment { id, docs, .. } in segments {
         let docs = u64::from(docs);
         let room = groups
             .iter()
@@ -186,10 +223,10 @@ pub fn plan_scrub_round(
 /// Splits `segments` into `parts` groups of about equal documents: the largest first,
 /// each into the group with the fewest so far.
 fn balanced_groups(mut segments: Vec<FreeSegment>, parts: usize) -> Vec<Vec<SegmentId>> {
-    segments.sort_by_key(|(_, docs)| std::cmp::Reverse(*docs));
+    segments.sort_by_key(|s| std::cmp::Reverse(s.docs));
     let mut groups: Vec<(u64, Vec<SegmentId>)> =
         vec![(0, Vec::new()); parts.clamp(1, segments.len().max(1))];
-    for (id, docs) in segments {
+    for FreeSegment { id, docs, .. } in segments {
         let fewest = groups
             .iter_mut()
             .min_by_key(|(group_docs, _)| *group_docs)
@@ -220,14 +257,14 @@ mod tests {
             .free_segments()
             .unwrap()
             .iter()
-            .map(|(id, _)| *id)
+            .map(|s| s.id)
             .collect()
     }
 
     #[test]
     fn the_note_leaves_out_what_the_policy_chose_and_a_held_policy_chooses_nothing() {
         let control = MergeControl::default();
-        let policy = control.policy();
+        let policy = control.policy(1_000_000);
         assert!(control.free_segments().is_none(), "nothing offered yet");
 
         // Nine small segments: the log policy merges eight of them.
@@ -248,16 +285,25 @@ mod tests {
         assert_eq!(policy.compute_merge_candidates(&offered).len(), 1);
         control.forget_offer();
         assert!(control.free_segments().is_none());
+
+        // Segments over its bound are the full merge's to rewrite.
+        assert!(control.policy(50).compute_merge_candidates(&offered).is_empty());
+        assert_eq!(free_ids(&control), ids(&offered));
     }
 
     fn free(docs: &[u32]) -> Vec<FreeSegment> {
         docs.iter()
-            .map(|docs| (SegmentId::generate_random(), *docs))
+            .map(|docs| FreeSegment {
+                id: SegmentId::generate_random(),
+                docs: *docs,
+                deleted: 0,
+            })
             .collect()
     }
 
     fn group_docs(segments: &[FreeSegment], round: &FullMergeRound) -> Vec<u64> {
-        let docs: std::collections::HashMap<_, _> = segments.iter().copied().collect();
+        let docs: std::collections::HashMap<_, _> =
+            segments.iter().map(|s| (s.id, s.docs)).collect();
         round
             .groups
             .iter()
@@ -298,17 +344,17 @@ mod tests {
             for group in &round.groups {
                 let docs = segments
                     .iter()
-                    .filter(|(id, _)| group.contains(id))
-                    .map(|(_, docs)| docs)
+                    .filter(|s| group.contains(&s.id))
+                    .map(|s| s.docs)
                     .sum();
-                segments.retain(|(id, _)| !group.contains(id));
-                segments.push((SegmentId::generate_random(), docs));
+                segments.retain(|s| !group.contains(&s.id));
+                segments.extend(free(&[docs]));
             }
             if !round.more {
                 break;
             }
         }
-        let mut docs: Vec<_> = segments.iter().map(|(_, docs)| *docs).collect();
+        let mut docs: Vec<_> = segments.iter().map(|s| s.docs).collect();
         docs.sort_unstable();
         assert_eq!(rounds, 4);
         assert_eq!(docs, vec![200, 300, 300, 300, 300, 300, 300]);
@@ -318,6 +364,13 @@ mod tests {
         let round = plan_full_merge(segments.clone(), 2, 300);
         assert_eq!(group_docs(&segments, &round), vec![30]);
         assert!(!round.more);
+
+        // Unless over 30% of a large one's documents are deleted: it is rewritten alone.
+        segments[0].deleted = 200;
+        segments[1].deleted = 100;
+        let round = plan_full_merge(segments.clone(), 2, 300);
+        assert_eq!(round.groups[1], vec![segments[0].id]);
+        assert_eq!(group_docs(&segments, &round), vec![30, 300]);
     }
 
     #[test]
@@ -332,8 +385,8 @@ mod tests {
         assert_eq!(group_docs(&segments, &round), vec![1_000, 1_000]);
         let waiting: Vec<_> = segments
             .iter()
-            .filter(|(id, _)| !round.groups.iter().flatten().any(|named| named == id))
-            .map(|(_, docs)| *docs)
+            .filter(|s| !round.groups.iter().flatten().any(|named| *named == s.id))
+            .map(|s| s.docs)
             .collect();
         assert_eq!(waiting, vec![50]);
 

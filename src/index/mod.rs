@@ -173,7 +173,7 @@ impl SearchIndex {
             .index
             .writer_with_num_threads(threads.max(1), memory_bytes)?;
         let merges = merge_policy::MergeControl::default();
-        writer.set_merge_policy(merges.policy());
+        writer.set_merge_policy(merges.policy(FULL_MERGE_SEGMENT_DOCS / 2));
         Ok(IndexUpdater {
             writer,
             fields: self.fields.clone(),
@@ -322,7 +322,8 @@ impl IndexUpdater {
         // tantivy's rollback builds a new writer with the default merge policy.
         self.merges.hold(false);
         self.merges.forget_offer();
-        self.writer.set_merge_policy(self.merges.policy());
+        self.writer
+            .set_merge_policy(self.merges.policy(self.full_merge_segment_docs / 2));
         Ok(())
     }
 
@@ -359,6 +360,7 @@ impl IndexUpdater {
     #[cfg(test)]
     pub fn set_full_merge_segment_docs(&mut self, docs: u64) {
         self.full_merge_segment_docs = docs;
+        self.writer.set_merge_policy(self.merges.policy(docs / 2));
     }
 
     /// The segments that hold deleted documents as of the last commit: what a scrub
@@ -369,7 +371,7 @@ impl IndexUpdater {
         let free: HashSet<_> = self
             .free_or_searchable_segments()?
             .into_iter()
-            .map(|(id, _)| id)
+            .map(|segment| segment.id)
             .collect();
         let with_deletes: HashSet<_> = self
             .writer
@@ -416,7 +418,7 @@ impl IndexUpdater {
         pending.retain(|id| present.contains(id));
         let free = searchable
             .into_iter()
-            .filter(|(id, _)| pending.contains(id))
+            .filter(|segment| pending.contains(&segment.id))
             .collect();
         let groups = merge_policy::plan_scrub_round(free, threads, self.full_merge_segment_docs);
         for id in groups.iter().flatten() {
@@ -435,7 +437,7 @@ impl IndexUpdater {
                 .index()
                 .searchable_segment_metas()?
                 .iter()
-                .map(|meta| (meta.id(), meta.num_docs()))
+                .map(merge_policy::FreeSegment::of)
                 .collect(),
         })
     }

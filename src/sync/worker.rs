@@ -1095,7 +1095,10 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
             tokio::task::block_in_place(|| worker.start_merges(false));
         }
-        assert_eq!(worker.updater.plan_scrub().unwrap(), Some(Default::default()));
+        assert_eq!(
+            worker.updater.plan_scrub().unwrap(),
+            Some(Default::default())
+        );
         assert_eq!(worker.index.segment_docs(), vec![2, 2, 2]);
         // The report goes through the writer's queue: it has landed once a later write
         // is acknowledged.
