@@ -287,7 +287,12 @@ mod tests {
         assert!(control.free_segments().is_none());
 
         // Segments over its bound are the full merge's to rewrite.
-        assert!(control.policy(50).compute_merge_candidates(&offered).is_empty());
+        assert!(
+            control
+                .policy(50)
+                .compute_merge_candidates(&offered)
+                .is_empty()
+        );
         assert_eq!(free_ids(&control), ids(&offered));
     }
 
