@@ -935,6 +935,21 @@ mod tests {
         assert_eq!(worker.index.num_segments(), 12);
     }
 
+    /// Runs the worker's idle merge steps until no merge runs or is due, calling
+    /// `after_each` after every step.
+    async fn merge_while_idle(worker: &mut SyncWorker, mut after_each: impl FnMut(&SyncWorker)) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while worker.merging.is_some() || worker.full_merge_due() {
+            assert!(Instant::now() < deadline, "the rounds never ended");
+            tokio::task::block_in_place(|| {
+                worker.resume_merges(true);
+                worker.start_merges(true);
+            });
+            after_each(worker);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// A full merge of a large index goes in rounds of bounded merges (each maps its
     /// segments' files, and at 10M two merges of half the index mapped 5.3 GiB). While
     /// nothing is written the policy stays held until the last round has started, so
@@ -944,19 +959,13 @@ mod tests {
         let dir = tempfile::TempDir::new().unwrap();
         let (store, mut worker) = worker_in(&dir);
         end_a_large_load(&store, &mut worker).await;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while worker.merging.is_some() || worker.full_merge_due() {
-            assert!(Instant::now() < deadline, "the rounds never ended");
-            tokio::task::block_in_place(|| {
-                worker.resume_merges(true);
-                worker.start_merges(true);
-            });
+        merge_while_idle(&mut worker, |worker| {
             if worker.full_merge_due() {
                 assert!(worker.merges_paused, "the policy ran between rounds");
                 assert!(worker.index.merging(), "/v1/stats shows the merge");
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
+        .await;
         assert!(
             !worker.merges_paused,
             "the policy runs after the last round"
@@ -1023,15 +1032,7 @@ mod tests {
         tokio::task::block_in_place(|| worker.tick()).unwrap();
         assert_eq!(worker.index.segment_docs(), [vec![1; 10], vec![3]].concat());
 
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while worker.merging.is_some() || worker.full_merge_due() {
-            assert!(Instant::now() < deadline, "the rounds never ended");
-            tokio::task::block_in_place(|| {
-                worker.resume_merges(true);
-                worker.start_merges(true);
-            });
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        merge_while_idle(&mut worker, |_| {}).await;
         assert_eq!(worker.index.segment_docs().len(), 4);
         // What the worker reports goes through the writer's queue: a write after it
         // has landed once acknowledged.
