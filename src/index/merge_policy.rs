@@ -152,9 +152,9 @@ pub struct FullMergeRound {
 /// `segment_docs / 2` documents are merged into segments of about `segment_docs`,
 /// `threads` merges a round, and the larger ones (earlier rounds' output) are left
 /// alone unless over 30% of their documents are deleted: each such segment is then
-/// rewritten by itself. The reason is memory: a merge reads its segments through their memory
-/// maps, and every page it reads counts in the process's RSS until the merge ends.
-/// At 10M contacts two merges of half the index each mapped 5.3 GiB.
+/// rewritten by itself. The reason is memory: a merge reads its segments through
+/// their memory maps, and every page it reads counts in the process's RSS until the
+/// merge ends. At 10M contacts two merges of half the index each mapped 5.3 GiB.
 pub fn plan_full_merge(
     segments: Vec<FreeSegment>,
     threads: usize,

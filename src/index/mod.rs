@@ -388,9 +388,10 @@ impl IndexUpdater {
     /// merge holds without their deleted documents, on `threads` merge threads at most
     /// (see [`merge_policy::plan_scrub_round`]), and takes them out of `pending`, as
     /// well as the segments merged away since (no merge held them when the scrub was
-    /// planned, so the merge that took one started after and dropped its deletions). Leaving the segments without deletions
-    /// alone keeps the merges small and out of the way of the merge policy's own.
-    /// Starts nothing while every pending segment is in one of the policy's merges.
+    /// planned, so the merge that took one started after and dropped its deletions).
+    /// Leaving the segments without deletions alone keeps the merges small and out of
+    /// the way of the merge policy's own. Starts nothing while every pending segment
+    /// is in one of the policy's merges.
     pub fn start_scrub_round(
         &mut self,
         pending: &mut HashSet<SegmentId>,
@@ -408,7 +409,7 @@ impl IndexUpdater {
         pending: &mut HashSet<SegmentId>,
         threads: usize,
     ) -> Result<Vec<MergeFuture>, IndexError> {
-        let searchable = self.free_or_searchable_segments()?;
+        let free = self.free_or_searchable_segments()?;
         let present: HashSet<_> = self
             .writer
             .index()
@@ -416,11 +417,12 @@ impl IndexUpdater {
             .into_iter()
             .collect();
         pending.retain(|id| present.contains(id));
-        let free = searchable
+        let free_pending = free
             .into_iter()
             .filter(|segment| pending.contains(&segment.id))
             .collect();
-        let groups = merge_policy::plan_scrub_round(free, threads, self.full_merge_segment_docs);
+        let groups =
+            merge_policy::plan_scrub_round(free_pending, threads, self.full_merge_segment_docs);
         for id in groups.iter().flatten() {
             pending.remove(id);
         }

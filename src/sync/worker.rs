@@ -265,9 +265,9 @@ impl SyncWorker {
     /// the policy merged a third of a 1M load's segments by itself, and the import
     /// exited with that merge cut short; started at once, the full merge missed the
     /// load's last rows. A full merge does not hold the policy otherwise: it leaves out
-    /// the segments the policy is merging (see [`IndexUpdater::start_full_merge_round`]), and
-    /// under a flood of writes holding the policy until an idle moment left hundreds
-    /// of segments.
+    /// the segments the policy is merging (see
+    /// [`IndexUpdater::start_full_merge_round`]), and under a flood of writes holding
+    /// the policy until an idle moment left hundreds of segments.
     fn resume_merges(&mut self, idle: bool) {
         if !self.merges_paused {
             return;
@@ -504,9 +504,9 @@ impl SyncWorker {
     }
 
     /// What `/v1/stats` shows as `index_merging` (and `contactd bench` waits on): a
-    /// merge in flight, a scrub under way, or a full merge due. Only the worker sets it, from its own
-    /// state: a merge that has ended shows as ended at the next tick, when the
-    /// worker has joined it (and knows whether a full merge is due again).
+    /// merge in flight, a scrub under way, or a full merge due. Only the worker sets
+    /// it, from its own state: a merge that has ended shows as ended at the next tick,
+    /// when the worker has joined it (and knows whether a full merge is due again).
     fn publish_merging(&self) {
         self.index
             .set_merging(self.merging.is_some() || self.scrub.is_some() || self.full_merge_due());
