@@ -335,9 +335,14 @@ impl IndexUpdater {
     /// policy goes on merging the segments committed meanwhile (tantivy never offers it
     /// a segment in a merge; see [`merge_policy`]).
     pub fn start_full_merge_round(&mut self, threads: usize) -> Result<MergeRound, IndexError> {
-        // Held from the note to the merges' start, so that no merge starts between.
+        self.with_policy_held(|updater| updater.start_planned_round(threads))
+    }
+
+    /// Runs `start` (which reads the note and starts merges) with the policy held, so
+    /// that no merge of the policy's starts between the two.
+    fn with_policy_held<T>(&mut self, start: impl FnOnce(&mut Self) -> T) -> T {
         let held = self.merges.hold(true);
-        let started = self.start_planned_round(threads);
+        let started = start(self);
         self.merges.hold(held);
         started
     }
@@ -397,11 +402,7 @@ impl IndexUpdater {
         pending: &mut HashSet<SegmentId>,
         threads: usize,
     ) -> Result<Vec<MergeFuture>, IndexError> {
-        // Held from the note to the merges' start, so that no merge starts between.
-        let held = self.merges.hold(true);
-        let started = self.start_planned_scrub(pending, threads);
-        self.merges.hold(held);
-        started
+        self.with_policy_held(|updater| updater.start_planned_scrub(pending, threads))
     }
 
     fn start_planned_scrub(

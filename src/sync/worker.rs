@@ -364,13 +364,9 @@ impl SyncWorker {
                 // Its segments still hold their deletions: plan the scrub again.
                 self.scrub = None;
             }
-            if merging.full && outcome != MergeOutcome::Merged && self.uncommitted.is_none() {
-                // tantivy offers a failed merge's segments to the policy again only at
-                // its next commit or merge: commit (nothing new) so that the next full
-                // merge names them too.
-                if let Err(error) = self.updater.commit(self.indexed.get()) {
-                    tracing::warn!(%error, "cannot commit the index after a failed merge");
-                }
+            if merging.full && outcome != MergeOutcome::Merged {
+                // So that the next full merge names the failed merge's segments too.
+                self.reoffer_segments();
             }
             if merging.full && outcome == MergeOutcome::Failed {
                 // Not tried round after round: the next full merge falls due with
@@ -484,10 +480,21 @@ impl SyncWorker {
     }
 
     /// Makes tantivy offer the merge policy its segments again (see
-    /// `index::merge_policy`) by an empty commit, at most once a second and when
-    /// nothing is left uncommitted. It offers them only at a commit or at a merge's
-    /// end, and a merge that fails ends without one: the note then leaves out its
-    /// segments until the next commit, and with no writes coming a scrub waited for
+    /// `index::merge_policy`) by an empty commit, when nothing is left uncommitted
+    /// (the next commit will). It offers them only at a commit or at a merge's end,
+    /// and a merge that fails ends without one: until then the note leaves out the
+    /// failed merge's segments.
+    fn reoffer_segments(&mut self) {
+        if self.uncommitted.is_some() {
+            return;
+        }
+        if let Err(error) = self.updater.commit(self.indexed.get()) {
+            tracing::warn!(%error, "cannot commit the index to offer its segments again");
+        }
+    }
+
+    /// [`SyncWorker::reoffer_segments`] for a scrub waiting on segments the note
+    /// leaves out, at most once a second: with no writes coming, a scrub waited for
     /// them for good.
     fn refresh_merge_note(&mut self) {
         if self.uncommitted.is_some()
@@ -498,9 +505,7 @@ impl SyncWorker {
             return;
         }
         self.note_refreshed = Some(Instant::now());
-        if let Err(error) = self.updater.commit(self.indexed.get()) {
-            tracing::warn!(%error, "cannot commit the index to refresh the merge note");
-        }
+        self.reoffer_segments();
     }
 
     /// What `/v1/stats` shows as `index_merging` (and `contactd bench` waits on): a
