@@ -243,6 +243,7 @@ macro_rules! each_table {
         $plain(COMPANIES)?;
         $multi(COMPANY_CONTACTS)?;
         $plain(CUSTOM_FIELDS)?;
+        $plain(RECORD_DICTIONARIES)?;
         $plain(MERGES)?;
         $plain(TRASH)?;
         $plain(INBOXES)?;

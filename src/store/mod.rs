@@ -410,7 +410,7 @@ impl Store {
 mod tests {
     use super::*;
     use crate::model::Contact;
-    use redb::{ReadableTable, ReadableTableMetadata};
+    use redb::ReadableTableMetadata;
 
     async fn create(store: &Store, input: serde_json::Value) -> Result<Contact, StoreError> {
         let input = Box::new(serde_json::from_value(input).unwrap());
@@ -423,7 +423,100 @@ mod tests {
     fn record_of(store: &Store, id: &str) -> (Contact, Option<Vec<String>>) {
         let txn = store.db().begin_read().unwrap();
         let contacts = txn.open_table(tables::CONTACTS).unwrap();
-        record::decode_record(id, contacts.get(id).unwrap().unwrap().value()).unwrap()
+        let dictionaries = record::StoredDictionaries::open(&txn).unwrap();
+        record::decode_record(
+            id,
+            contacts.get(id).unwrap().unwrap().value(),
+            &dictionaries,
+        )
+        .unwrap()
+    }
+
+    /// The dictionary numbers of the records of `ids`, and how many dictionaries
+    /// the store holds.
+    fn dictionaries_of(store: &Store, ids: &[&str]) -> (Vec<u8>, u64) {
+        let txn = store.db().begin_read().unwrap();
+        let contacts = txn.open_table(tables::CONTACTS).unwrap();
+        let numbers = ids
+            .iter()
+            .map(|id| {
+                let record = contacts.get(*id).unwrap().unwrap().value().to_vec();
+                assert_eq!(record[0], 4, "records are written compressed");
+                record[1]
+            })
+            .collect();
+        let stored = txn.open_table(tables::RECORD_DICTIONARIES).unwrap();
+        (numbers, stored.len().unwrap())
+    }
+
+    /// A catalog change that alters the dictionary adds one, a label change does
+    /// not; records keep reading with the dictionary they were written with, here
+    /// and in a backup (a copy of every table).
+    #[tokio::test]
+    async fn records_read_back_with_the_dictionary_of_the_catalog_they_were_written_under() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let options = crate::config::Config::default().store_options();
+        let store = Store::open(&dir.path().join("c.redb"), options.clone()).unwrap();
+        let define =
+            |input: serde_json::Value| Command::DefineField(serde_json::from_value(input).unwrap());
+        let before = create(
+            &store,
+            serde_json::json!({"name": "No Catalog", "email": "none@catalog.example"}),
+        )
+        .await
+        .unwrap();
+        store
+            .write(define(serde_json::json!(
+                {"key": "plan", "label": "Plan", "type": "dropdown", "options": ["free", "enterprise"]})))
+            .await
+            .unwrap();
+        let planned = create(
+            &store,
+            serde_json::json!({"name": "On A Plan", "email": "plan@catalog.example", "custom_fields": {"plan": "enterprise"}}),
+        )
+        .await
+        .unwrap();
+        store
+            .write(Command::UpdateField {
+                key: "plan".into(),
+                patch: serde_json::json!({"label": "Billing plan"}),
+            })
+            .await
+            .unwrap();
+        let relabelled = create(
+            &store,
+            serde_json::json!({"name": "Same Dictionary", "email": "same@catalog.example", "custom_fields": {"plan": "free"}}),
+        )
+        .await
+        .unwrap();
+        store
+            .write(define(
+                serde_json::json!({"key": "seats", "label": "Seats", "type": "number"}),
+            ))
+            .await
+            .unwrap();
+        let seated = create(
+            &store,
+            serde_json::json!({"name": "Seated", "email": "seated@catalog.example", "custom_fields": {"plan": "free", "seats": 3}}),
+        )
+        .await
+        .unwrap();
+        let contacts = [before, planned, relabelled, seated];
+        let ids: Vec<&str> = contacts.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(dictionaries_of(&store, &ids), (vec![1, 2, 2, 3], 3));
+        for contact in &contacts {
+            assert_eq!(store.get(&contact.id).unwrap().as_ref(), Some(contact));
+        }
+
+        let copy = dir.path().join("backup.redb");
+        store.backup(copy.clone()).await.unwrap();
+        store.shutdown();
+        let restored = Store::open(&copy, options).unwrap();
+        assert_eq!(dictionaries_of(&restored, &ids), (vec![1, 2, 2, 3], 3));
+        for contact in &contacts {
+            assert_eq!(restored.get(&contact.id).unwrap().as_ref(), Some(contact));
+        }
+        restored.shutdown();
     }
 
     /// Records written before format 3 keep their contact's claims in
@@ -446,15 +539,13 @@ mod tests {
             .unwrap();
 
         // Rewrite both as an earlier version stored them.
+        let records = [kept.id.as_str(), erased.id.as_str()].map(|id| (id, record_of(&store, id)));
         let txn = store.db().begin_write().unwrap();
         {
             let mut contacts = txn.open_table(tables::CONTACTS).unwrap();
             let mut held = txn.open_multimap_table(tables::HELD_IDENTITIES).unwrap();
-            for id in [kept.id.as_str(), erased.id.as_str()] {
-                let bytes = contacts.get(id).unwrap().unwrap().value().to_vec();
-                let (contact, Some(keys)) = record::decode_record(id, &bytes).unwrap() else {
-                    panic!("a new record carries its claims");
-                };
+            for (id, (contact, keys)) in records {
+                let keys = keys.expect("a new record carries its claims");
                 contacts
                     .insert(id, record::encode_contact_v2(&contact).as_slice())
                     .unwrap();

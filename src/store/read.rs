@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use redb::{ReadTransaction, ReadableDatabase, ReadableTable};
 
-use super::record;
+use super::record::{self, StoredDictionaries};
 use super::tables::{self, *};
 use super::{Store, StoreError};
 use crate::model::{
@@ -42,9 +42,10 @@ pub(super) fn last_seq(txn: &ReadTransaction) -> Result<u64, StoreError> {
 
 fn get_contact(txn: &ReadTransaction, id: &str) -> Result<Option<Contact>, StoreError> {
     let contacts = txn.open_table(CONTACTS)?;
+    let dictionaries = StoredDictionaries::open(txn)?;
     contacts
         .get(id)?
-        .map(|bytes| record::decode_contact(id, bytes.value()))
+        .map(|bytes| record::decode_contact(id, bytes.value(), &dictionaries))
         .transpose()
 }
 
@@ -99,10 +100,11 @@ impl Store {
     pub fn get_many(&self, ids: &[String]) -> Result<Vec<Contact>, StoreError> {
         let txn = self.db().begin_read()?;
         let contacts = txn.open_table(CONTACTS)?;
+        let dictionaries = StoredDictionaries::open(&txn)?;
         let mut found = Vec::with_capacity(ids.len());
         for id in ids {
             if let Some(bytes) = contacts.get(id.as_str())? {
-                found.push(record::decode_contact(id, bytes.value())?);
+                found.push(record::decode_contact(id, bytes.value(), &dictionaries)?);
             }
         }
         Ok(found)
@@ -113,10 +115,11 @@ impl Store {
     pub fn get_many_json(&self, ids: &[String]) -> Result<Vec<(Status, String)>, StoreError> {
         let txn = self.db().begin_read()?;
         let contacts = txn.open_table(CONTACTS)?;
+        let dictionaries = StoredDictionaries::open(&txn)?;
         let mut found = Vec::with_capacity(ids.len());
         for id in ids {
             if let Some(bytes) = contacts.get(id.as_str())? {
-                let contact = record::decode_contact(id, bytes.value())?;
+                let contact = record::decode_contact(id, bytes.value(), &dictionaries)?;
                 let text = serde_json::to_string(&contact).expect("contacts serialize");
                 found.push((contact.status, text));
             }
@@ -276,10 +279,12 @@ impl Store {
             None => None,
         };
         let needle = super::ops::key_needle(key);
+        let dictionaries = StoredDictionaries::open(&txn)?;
         let mut lost = 0;
         for entry in txn.open_table(CONTACTS)?.iter()? {
             let (id, bytes) = entry?;
-            if let Some(contact) = super::ops::holder_of(id.value(), bytes.value(), key, &needle)?
+            if let Some(contact) =
+                super::ops::holder_of(id.value(), bytes.value(), key, &needle, &dictionaries)?
                 && super::ops::conformed_value(
                     changed.as_ref(),
                     &contact,
@@ -363,9 +368,13 @@ impl Store {
         let seq = last_seq(&txn)?;
         let context = context(&txn, None)?;
         let contacts = txn.open_table(CONTACTS).map_err(StoreError::from)?;
+        let dictionaries = StoredDictionaries::open(&txn)?;
         for entry in contacts.iter().map_err(StoreError::from)? {
             let (id, bytes) = entry.map_err(StoreError::from)?;
-            visit(record::decode_contact(id.value(), bytes.value())?, &context)?;
+            visit(
+                record::decode_contact(id.value(), bytes.value(), &dictionaries)?,
+                &context,
+            )?;
         }
         Ok(seq)
     }
@@ -411,11 +420,16 @@ impl Store {
                 let range = contacts
                     .range::<&str>((from, std::ops::Bound::Included(end.as_str())))
                     .map_err(StoreError::from)?;
+                let dictionaries = StoredDictionaries::open(&txn)?;
                 let mut chunk = Vec::with_capacity(SCAN_CHUNK);
                 for entry in range.take(SCAN_CHUNK) {
                     let (id, bytes) = entry.map_err(StoreError::from)?;
                     after = Some(id.value().to_string());
-                    chunk.push(record::decode_contact(id.value(), bytes.value())?);
+                    chunk.push(record::decode_contact(
+                        id.value(),
+                        bytes.value(),
+                        &dictionaries,
+                    )?);
                 }
                 let context = context(&txn, Some(&chunk.iter().collect::<Vec<_>>()))?;
                 (chunk, context)

@@ -52,6 +52,10 @@ pub const COMPANIES: TableDefinition<&str, &[u8]> = TableDefinition::new("compan
 pub const COMPANY_CONTACTS: MultimapTableDefinition<&str, &str> =
     MultimapTableDefinition::new("company_contacts");
 pub const CUSTOM_FIELDS: TableDefinition<&str, &[u8]> = TableDefinition::new("custom_fields");
+/// The dictionaries contact records are compressed against, by number: added on a
+/// catalog change, never changed or removed ([`super::record`]).
+pub const RECORD_DICTIONARIES: TableDefinition<u32, &[u8]> =
+    TableDefinition::new("record_dictionaries");
 pub const MERGES: TableDefinition<&str, &[u8]> = TableDefinition::new("merges");
 pub const TRASH: TableDefinition<&str, u64> = TableDefinition::new("trash");
 pub const INBOXES: TableDefinition<&str, &[u8]> = TableDefinition::new("inboxes");
@@ -93,6 +97,7 @@ pub fn ensure_created(db: &Database) -> Result<(), StoreError> {
     txn.open_table(COMPANIES)?;
     txn.open_multimap_table(COMPANY_CONTACTS)?;
     txn.open_table(CUSTOM_FIELDS)?;
+    txn.open_table(RECORD_DICTIONARIES)?;
     txn.open_table(MERGES)?;
     txn.open_table(TRASH)?;
     txn.open_table(INBOXES)?;

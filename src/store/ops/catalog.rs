@@ -69,7 +69,7 @@ impl TxnTables<'_> {
         }
         self.custom_fields.remove(key)?;
         self.defs.remove(key);
-        self.defs_changed = true;
+        self.catalog_changed();
         self.queue_task(&CatalogTask::ConformField {
             key: key.to_string(),
             after: None,
@@ -81,7 +81,7 @@ impl TxnTables<'_> {
         self.custom_fields
             .insert(def.key.as_str(), tables::encode(&def).as_slice())?;
         self.defs.insert(def.key.clone(), def.clone());
-        self.defs_changed = true;
+        self.catalog_changed();
         Ok(def)
     }
 

@@ -106,6 +106,7 @@ impl Store {
             emit(DumpLine::Inbox { record })?;
         }
         let held = txn.open_multimap_table(HELD_IDENTITIES).map_err(table)?;
+        let dictionaries = crate::store::record::StoredDictionaries::open(&txn)?;
         for entry in txn
             .open_table(CONTACTS)
             .map_err(table)?
@@ -113,7 +114,8 @@ impl Store {
             .map_err(read)?
         {
             let (id, bytes) = entry.map_err(read)?;
-            let (record, carried) = crate::store::record::decode_record(id.value(), bytes.value())?;
+            let (record, carried) =
+                crate::store::record::decode_record(id.value(), bytes.value(), &dictionaries)?;
             let identity_keys = match carried {
                 Some(keys) => keys,
                 None => {
@@ -211,7 +213,7 @@ impl TxnTables<'_> {
                     self.custom_fields
                         .insert(record.key.as_str(), tables::encode(&record).as_slice())?;
                     self.defs.insert(record.key.clone(), record);
-                    self.defs_changed = true;
+                    self.catalog_changed();
                 }
                 DumpLine::Company { record } => {
                     self.companies

@@ -44,6 +44,12 @@ use crate::model::{
 };
 
 type Tab<'t, K, V> = Tracked<Table<'t, K, V>>;
+
+impl super::record::Dictionaries for TxnTables<'_> {
+    fn dictionary(&self, number: u32) -> Result<std::sync::Arc<[u8]>, StoreError> {
+        self.dictionaries_read.get(&*self.dictionaries, number)
+    }
+}
 type Multi<'t, K, V> = Tracked<MultimapTable<'t, K, V>>;
 
 /// The identity keys a stored contact holds (see [`TxnTables::held_keys`]).
@@ -65,6 +71,11 @@ pub(super) struct TxnTables<'t> {
     companies: Tab<'t, &'static str, &'static [u8]>,
     company_contacts: Multi<'t, &'static str, &'static str>,
     custom_fields: Tab<'t, &'static str, &'static [u8]>,
+    dictionaries: Tab<'t, u32, &'static [u8]>,
+    dictionaries_read: super::record::DictionaryCache,
+    /// The dictionary of the catalog as it stands, once a record was written (see
+    /// [`Self::encoding_dictionary`]); reset when the catalog changes.
+    encoding: Option<super::record::Dictionary>,
     merges: Tab<'t, &'static str, &'static [u8]>,
     trash: Tab<'t, &'static str, u64>,
     inboxes: Tab<'t, &'static str, &'static [u8]>,
@@ -147,6 +158,9 @@ impl<'t> TxnTables<'t> {
             companies: tab(txn, COMPANIES, tracking)?,
             company_contacts: multi(txn, COMPANY_CONTACTS, tracking)?,
             custom_fields: Tracked::new(custom_fields, CUSTOM_FIELDS.name(), tracking),
+            dictionaries: tab(txn, RECORD_DICTIONARIES, tracking)?,
+            dictionaries_read: Default::default(),
+            encoding: None,
             merges: tab(txn, MERGES, tracking)?,
             trash: tab(txn, TRASH, tracking)?,
             inboxes: tab(txn, INBOXES, tracking)?,
@@ -190,6 +204,7 @@ impl<'t> TxnTables<'t> {
         self.companies.drain_into(journal);
         self.company_contacts.drain_into(journal);
         self.custom_fields.drain_into(journal);
+        self.dictionaries.drain_into(journal);
         self.merges.drain_into(journal);
         self.trash.drain_into(journal);
         self.inboxes.drain_into(journal);
@@ -205,12 +220,43 @@ impl<'t> TxnTables<'t> {
         self.last_seq
     }
 
+    /// Notes that the catalog changed in this transaction: cached definitions
+    /// elsewhere are stale, and records written from now on use a dictionary of the
+    /// new catalog.
+    fn catalog_changed(&mut self) {
+        self.defs_changed = true;
+        self.encoding = None;
+    }
+
+    /// The dictionary of the current catalog, stored under the next number unless
+    /// the newest stored dictionary is already the same bytes.
+    fn encoding_dictionary(&mut self) -> Result<super::record::Dictionary, StoreError> {
+        if let Some(dictionary) = &self.encoding {
+            return Ok(dictionary.clone());
+        }
+        let bytes = super::record::catalog_dictionary(&self.defs);
+        let newest = super::record::newest_dictionary(&*self.dictionaries)?;
+        let dictionary = match newest {
+            Some(newest) if *newest.bytes == *bytes => newest,
+            newest => {
+                let number = newest.map_or(1, |d| d.number + 1);
+                self.dictionaries.insert(number, bytes.as_slice())?;
+                super::record::Dictionary {
+                    number,
+                    bytes: bytes.into(),
+                }
+            }
+        };
+        self.encoding = Some(dictionary.clone());
+        Ok(dictionary)
+    }
+
     /// A stored contact, its values of fields being conformed already conformed.
     pub fn load(&self, id: &str) -> Result<Option<Contact>, StoreError> {
         let Some(bytes) = self.contacts.get(id)? else {
             return Ok(None);
         };
-        let mut contact = super::record::decode_contact(id, bytes.value())?;
+        let mut contact = super::record::decode_contact(id, bytes.value(), self)?;
         if !self.conforming.is_empty() {
             self.conform_loaded(&mut contact);
         }
@@ -345,7 +391,7 @@ impl<'t> TxnTables<'t> {
         let Some(bytes) = self.contacts.get(id)? else {
             return Ok(HeldKeys::default());
         };
-        if let Some(keys) = super::record::decode_claims(bytes.value())? {
+        if let Some(keys) = super::record::decode_claims(bytes.value(), self)? {
             return Ok(HeldKeys {
                 keys,
                 legacy: false,
@@ -449,9 +495,10 @@ impl<'t> TxnTables<'t> {
             self.count(before.status, -1);
         }
         self.count(after.status, 1);
+        let dictionary = self.encoding_dictionary()?;
         self.contacts.insert(
             id,
-            super::record::encode_contact(&after, &new_keys).as_slice(),
+            super::record::encode_contact(&after, &new_keys, &dictionary).as_slice(),
         )?;
         let seq = match before {
             None => self.append_creation(id)?,

@@ -142,7 +142,7 @@ impl TxnTables<'_> {
             let (id, bytes) = entry?;
             read += 1;
             last = Some(id.value().to_string());
-            if let Some(contact) = holder_of(id.value(), bytes.value(), &key, &needle)? {
+            if let Some(contact) = holder_of(id.value(), bytes.value(), &key, &needle, &*self)? {
                 holders.push(contact);
             }
             if read == CONFORM_CHUNK {
@@ -282,11 +282,12 @@ pub(crate) fn holder_of(
     raw: &[u8],
     key: &str,
     needle: &memchr::memmem::Finder<'_>,
+    dictionaries: &dyn crate::store::record::Dictionaries,
 ) -> Result<Option<Contact>, StoreError> {
-    if !crate::store::record::may_hold_field(raw, needle) {
+    if !crate::store::record::may_hold_field(raw, needle, dictionaries)? {
         return Ok(None);
     }
-    let contact = crate::store::record::decode_contact(id, raw)?;
+    let contact = crate::store::record::decode_contact(id, raw, dictionaries)?;
     Ok(contact.custom_fields.contains_key(key).then_some(contact))
 }
 
