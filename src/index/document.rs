@@ -120,7 +120,11 @@ pub fn to_document(
     }
     doc.add_bool(fields.favorite, contact.favorite);
     add_opt(&mut doc, fields.email_keyword, contact.email.as_deref());
+    if contact.email.is_some() {
+        doc.add_text(fields.present, "email");
+    }
     if let Some(phone) = &contact.phone {
+        doc.add_text(fields.present, "phone");
         let digits: String = phone.chars().filter(char::is_ascii_digit).collect();
         doc.add_text(
             fields.phone_keyword,

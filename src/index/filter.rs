@@ -201,6 +201,9 @@ fn range(
 fn exists(fields: &Fields, field: &FieldRef) -> Box<dyn Query> {
     let name = match field {
         FieldRef::Builtin("favorite") => return Box::new(AllQuery),
+        FieldRef::Builtin(name @ ("email" | "phone")) => {
+            return Box::new(term_query(Term::from_field_text(fields.present, name)));
+        }
         FieldRef::Builtin(name) => fields
             .schema
             .get_field_name(builtin_field(fields, name))
