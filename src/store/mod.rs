@@ -457,51 +457,41 @@ mod tests {
         let dir = tempfile::TempDir::new().unwrap();
         let options = crate::config::Config::default().store_options();
         let store = Store::open(&dir.path().join("c.redb"), options.clone()).unwrap();
-        let define =
-            |input: serde_json::Value| Command::DefineField(serde_json::from_value(input).unwrap());
-        let before = create(
-            &store,
-            serde_json::json!({"name": "No Catalog", "email": "none@catalog.example"}),
-        )
-        .await
-        .unwrap();
-        store
-            .write(define(serde_json::json!(
-                {"key": "plan", "label": "Plan", "type": "dropdown", "options": ["free", "enterprise"]})))
-            .await
-            .unwrap();
-        let planned = create(
-            &store,
-            serde_json::json!({"name": "On A Plan", "email": "plan@catalog.example", "custom_fields": {"plan": "enterprise"}}),
-        )
-        .await
-        .unwrap();
-        store
-            .write(Command::UpdateField {
-                key: "plan".into(),
-                patch: serde_json::json!({"label": "Billing plan"}),
-            })
-            .await
-            .unwrap();
-        let relabelled = create(
-            &store,
-            serde_json::json!({"name": "Same Dictionary", "email": "same@catalog.example", "custom_fields": {"plan": "free"}}),
-        )
-        .await
-        .unwrap();
-        store
-            .write(define(
-                serde_json::json!({"key": "seats", "label": "Seats", "type": "number"}),
-            ))
-            .await
-            .unwrap();
-        let seated = create(
-            &store,
-            serde_json::json!({"name": "Seated", "email": "seated@catalog.example", "custom_fields": {"plan": "free", "seats": 3}}),
-        )
-        .await
-        .unwrap();
-        let contacts = [before, planned, relabelled, seated];
+        let define = |input: serde_json::Value| {
+            Some(Command::DefineField(serde_json::from_value(input).unwrap()))
+        };
+        let steps = [
+            (None, "none@catalog.example", serde_json::json!({})),
+            (
+                define(
+                    serde_json::json!({"key": "plan", "label": "Plan", "type": "dropdown",
+                                          "options": ["free", "enterprise"]}),
+                ),
+                "plan@catalog.example",
+                serde_json::json!({"plan": "enterprise"}),
+            ),
+            (
+                Some(Command::UpdateField {
+                    key: "plan".into(),
+                    patch: serde_json::json!({"label": "Billing plan"}),
+                }),
+                "same@catalog.example",
+                serde_json::json!({"plan": "free"}),
+            ),
+            (
+                define(serde_json::json!({"key": "seats", "label": "Seats", "type": "number"})),
+                "seated@catalog.example",
+                serde_json::json!({"plan": "free", "seats": 3}),
+            ),
+        ];
+        let mut contacts = Vec::new();
+        for (catalog_change, email, custom_fields) in steps {
+            if let Some(change) = catalog_change {
+                store.write(change).await.unwrap();
+            }
+            let input = serde_json::json!({"email": email, "custom_fields": custom_fields});
+            contacts.push(create(&store, input).await.unwrap());
+        }
         let ids: Vec<&str> = contacts.iter().map(|c| c.id.as_str()).collect();
         assert_eq!(dictionaries_of(&store, &ids), (vec![1, 2, 2, 3], 3));
         for contact in &contacts {
