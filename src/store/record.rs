@@ -671,6 +671,33 @@ mod tests {
         assert!(!may_hold_field(&bytes, &absent, &stored).unwrap());
     }
 
+    proptest::proptest! {
+        /// Whatever the bytes after a format byte, decoding answers (mostly an
+        /// error) without panicking or allocating past the bound: flipped bytes of a
+        /// real compressed record, and arbitrary ones.
+        #[test]
+        fn damaged_records_are_errors_never_panics(
+            flips in proptest::collection::vec((0usize..400, 1u8..=255), 1..6),
+            tail in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+        ) {
+            let (dictionary, stored) = sample_dictionaries();
+            for contact in crate::model::sample_contacts() {
+                let mut bytes = encode_contact(&contact, &claims_of(&contact), &dictionary);
+                for (at, mask) in &flips {
+                    let at = 1 + at % (bytes.len() - 1);
+                    bytes[at] ^= mask;
+                }
+                let _ = decode_record(&contact.id, &bytes, &stored);
+                let _ = decode_claims(&bytes, &stored);
+            }
+            for format in [POSTCARD_V1, POSTCARD_V2, POSTCARD_V3, LZ4_V3] {
+                let mut bytes = vec![format];
+                bytes.extend(&tail);
+                let _ = decode_record("x", &bytes, &stored);
+            }
+        }
+    }
+
     #[test]
     fn the_catalog_dictionary_depends_on_the_catalog_alone() {
         let (dictionary, _) = sample_dictionaries();
