@@ -92,6 +92,15 @@ impl Store {
         context(&self.db().begin_read()?, Some(contacts))
     }
 
+    /// The sequence of the oldest change the log still holds.
+    pub fn first_change(&self) -> Result<Option<u64>, StoreError> {
+        let txn = self.db().begin_read()?;
+        Ok(txn
+            .open_table(CHANGES)?
+            .first()?
+            .map(|(seq, _)| seq.value()))
+    }
+
     pub fn get(&self, id: &str) -> Result<Option<Contact>, StoreError> {
         get_contact(&self.db().begin_read()?, id)
     }

@@ -50,6 +50,12 @@ const LOAD_MERGE_WAIT: Duration = Duration::from_secs(10);
 /// merge policy rewrote the large segments (each holding more and more deleted
 /// documents) again and again, and merging took over half of the CPU.
 const CATCH_UP_BACKLOG: u64 = 50_000;
+/// While idle, how often the worker asks the writer to trim the change log again.
+const IDLE_TRIM_EVERY: Duration = Duration::from_millis(100);
+/// How long no write must have come before idle trims start: while writes come,
+/// each commit asks for a trim, and trims asked on top would take the writer's time
+/// from a load.
+const IDLE_TRIM_AFTER_QUIET: Duration = Duration::from_secs(1);
 
 /// Changes applied to the index writer but not committed yet.
 #[derive(Debug, Clone, Copy)]
@@ -96,6 +102,10 @@ pub struct SyncWorker {
     scrub: Option<Scrub>,
     /// When the pending index scrubs were last looked up.
     scrubs_checked: Option<Instant>,
+    /// When the worker last asked, while idle, for the change log to be trimmed.
+    idle_trim_asked: Option<Instant>,
+    /// The store's last committed sequence, and since when it has not moved.
+    quiet: (u64, Instant),
     /// When the merge policy's note was last refreshed by an empty commit.
     note_refreshed: Option<Instant>,
     /// The last sequence reported scrubbed: the store records it asynchronously, so
@@ -316,12 +326,7 @@ impl SyncWorker {
         if self.full_merge_due() {
             self.publish_merging();
         }
-        // A fresh index being built resumes the log from an older sequence.
-        if !self.requests.building.load(Ordering::SeqCst) {
-            self.store.write_detached(Command::TrimChanges {
-                up_to: pending.up_to,
-            });
-        }
+        self.trim_changes(pending.up_to);
         tracing::debug!(
             contacts = pending.contacts,
             up_to = pending.up_to,
@@ -329,6 +334,40 @@ impl SyncWorker {
             "index commit"
         );
         Ok((pending.contacts, pending.up_to))
+    }
+
+    /// Asks the writer to drop the change log through `up_to`, which the index holds
+    /// durably. The writer drops at most 10,000 entries a time.
+    fn trim_changes(&mut self, up_to: u64) {
+        // A fresh index being built resumes the log from an older sequence.
+        if !self.requests.building.load(Ordering::SeqCst) {
+            self.store.write_detached(Command::TrimChanges { up_to });
+        }
+    }
+
+    /// While idle, asks again for the log to be trimmed as long as it holds applied
+    /// changes: each commit asks once, so after a load (a commit every few seconds,
+    /// then none) 670,000 entries of a 1M load stayed in the store file for good.
+    fn trim_applied_changes(&mut self) {
+        let committed = self.store.committed().get();
+        if committed != self.quiet.0 {
+            self.quiet = (committed, Instant::now());
+        }
+        if self.quiet.1.elapsed() < IDLE_TRIM_AFTER_QUIET
+            || self
+                .idle_trim_asked
+                .is_some_and(|asked| asked.elapsed() < IDLE_TRIM_EVERY)
+        {
+            return;
+        }
+        match self.store.first_change() {
+            Ok(Some(first)) if first <= self.indexed.get() => {
+                self.idle_trim_asked = Some(Instant::now());
+                self.trim_changes(self.indexed.get());
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "cannot read the change log's first entry"),
+        }
     }
 
     /// Drops the uncommitted batches; the next tick re-reads them from the log.
@@ -584,6 +623,7 @@ impl SyncWorker {
                     }
                     self.resume_merges(true);
                     self.start_merges(true);
+                    self.trim_applied_changes();
                     let seen = self.indexed.get();
                     let now = self
                         .store
@@ -745,6 +785,8 @@ impl Parts {
             scrub: None,
             scrubs_checked: None,
             note_refreshed: None,
+            idle_trim_asked: None,
+            quiet: (0, Instant::now()),
             reported_scrubbed: 0,
             uncommitted: None,
             merges_paused: false,
@@ -824,6 +866,56 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert_eq!(worker.index.num_docs(), COMMITS as u64);
+        store.shutdown();
+    }
+
+    /// The change log is trimmed through what the index holds even when no commit
+    /// comes to ask: after a load, commits stop and most of the log stayed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_idle_worker_trims_the_applied_change_log() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let (store, mut worker) = worker_in(&dir);
+        // Applied and committed while a rebuild holds the trimming.
+        worker.requests.building.store(true, Ordering::SeqCst);
+        for n in 0..5 {
+            store.write(Command::Create(contact(n))).await.unwrap();
+        }
+        let ticked = tokio::task::block_in_place(|| worker.tick()).unwrap();
+        assert!(matches!(ticked, Tick::Applied { contacts: 5, .. }));
+        let quiet_for = |worker: &mut SyncWorker, time: Duration| {
+            worker.quiet = (store.committed().get(), Instant::now() - time);
+            worker.idle_trim_asked = None;
+        };
+        quiet_for(&mut worker, IDLE_TRIM_AFTER_QUIET);
+        tokio::task::block_in_place(|| worker.trim_applied_changes());
+        // The writer takes commands in order: once this write is done, any trim
+        // asked before it is too.
+        store.write(Command::Create(contact(5))).await.unwrap();
+        assert_eq!(
+            store.first_change().unwrap(),
+            Some(1),
+            "held during a rebuild"
+        );
+
+        // Not while writes come: each commit asks for its own trim.
+        worker.requests.building.store(false, Ordering::SeqCst);
+        quiet_for(&mut worker, Duration::ZERO);
+        tokio::task::block_in_place(|| worker.trim_applied_changes());
+        store.write(Command::Create(contact(6))).await.unwrap();
+        assert_eq!(
+            store.first_change().unwrap(),
+            Some(1),
+            "writes came just now"
+        );
+
+        quiet_for(&mut worker, IDLE_TRIM_AFTER_QUIET);
+        tokio::task::block_in_place(|| worker.trim_applied_changes());
+        store.write(Command::Create(contact(7))).await.unwrap();
+        assert_eq!(
+            store.first_change().unwrap(),
+            Some(6),
+            "only the changes the index has not applied are left"
+        );
         store.shutdown();
     }
 
