@@ -882,38 +882,34 @@ mod tests {
         }
         let ticked = tokio::task::block_in_place(|| worker.tick()).unwrap();
         assert!(matches!(ticked, Tick::Applied { contacts: 5, .. }));
-        let quiet_for = |worker: &mut SyncWorker, time: Duration| {
-            worker.quiet = (store.committed().get(), Instant::now() - time);
+        // Lets the idle trim run as if no write had come for `quiet`, then writes
+        // once: the writer takes commands in order, so any trim asked is done then.
+        // Answers the change log's first sequence.
+        async fn idle_trim(store: &Store, worker: &mut SyncWorker, quiet: Duration) -> u64 {
+            worker.quiet = (store.committed().get(), Instant::now() - quiet);
             worker.idle_trim_asked = None;
-        };
-        quiet_for(&mut worker, IDLE_TRIM_AFTER_QUIET);
-        tokio::task::block_in_place(|| worker.trim_applied_changes());
-        // The writer takes commands in order: once this write is done, any trim
-        // asked before it is too.
-        store.write(Command::Create(contact(5))).await.unwrap();
+            tokio::task::block_in_place(|| worker.trim_applied_changes());
+            let next = store.committed().get() as usize;
+            store.write(Command::Create(contact(next))).await.unwrap();
+            store.first_change().unwrap().unwrap()
+        }
+        let quiet = IDLE_TRIM_AFTER_QUIET;
         assert_eq!(
-            store.first_change().unwrap(),
-            Some(1),
-            "held during a rebuild"
+            idle_trim(&store, &mut worker, quiet).await,
+            1,
+            "held: a rebuild"
         );
-
-        // Not while writes come: each commit asks for its own trim.
         worker.requests.building.store(false, Ordering::SeqCst);
-        quiet_for(&mut worker, Duration::ZERO);
-        tokio::task::block_in_place(|| worker.trim_applied_changes());
-        store.write(Command::Create(contact(6))).await.unwrap();
+        // Not while writes come: each commit asks for its own trim.
+        let writing = Duration::ZERO;
         assert_eq!(
-            store.first_change().unwrap(),
-            Some(1),
-            "writes came just now"
+            idle_trim(&store, &mut worker, writing).await,
+            1,
+            "writes came"
         );
-
-        quiet_for(&mut worker, IDLE_TRIM_AFTER_QUIET);
-        tokio::task::block_in_place(|| worker.trim_applied_changes());
-        store.write(Command::Create(contact(7))).await.unwrap();
         assert_eq!(
-            store.first_change().unwrap(),
-            Some(6),
+            idle_trim(&store, &mut worker, quiet).await,
+            6,
             "only the changes the index has not applied are left"
         );
         store.shutdown();
