@@ -44,13 +44,14 @@ use crate::model::{
 };
 
 type Tab<'t, K, V> = Tracked<Table<'t, K, V>>;
+type Multi<'t, K, V> = Tracked<MultimapTable<'t, K, V>>;
 
+/// Records read in a write transaction find their dictionaries in it.
 impl super::record::Dictionaries for TxnTables<'_> {
     fn dictionary(&self, number: u32) -> Result<std::sync::Arc<[u8]>, StoreError> {
         self.dictionaries_read.get(&*self.dictionaries, number)
     }
 }
-type Multi<'t, K, V> = Tracked<MultimapTable<'t, K, V>>;
 
 /// The identity keys a stored contact holds (see [`TxnTables::held_keys`]).
 #[derive(Default)]
