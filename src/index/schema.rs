@@ -100,9 +100,14 @@ fn form(tokenizer: &str, record: IndexRecordOption) -> TextOptions {
     )
 }
 
+/// Exact terms only, for `=` and for looking values up: no column.
+fn term_options() -> TextOptions {
+    form("raw", IndexRecordOption::Basic)
+}
+
 /// An exact, filterable keyword with a fast column (for sorts and facets).
 fn keyword_options() -> TextOptions {
-    form("raw", IndexRecordOption::Basic).set_fast("raw")
+    term_options().set_fast("raw")
 }
 
 impl Fields {
@@ -168,19 +173,15 @@ impl Fields {
             )
             .set_fast("raw");
         let custom = builder.add_json_field("custom", custom_options);
-        let custom_words =
-            builder.add_text_field("custom_words", form("raw", IndexRecordOption::Basic));
+        let custom_words = builder.add_text_field("custom_words", term_options());
         let favorite = builder.add_bool_field(
             "favorite",
             NumericOptions::default().set_indexed().set_fast(),
         );
-        let mut term_only =
-            |name: &str| builder.add_text_field(name, form("raw", IndexRecordOption::Basic));
-        let email_keyword = term_only("email_kw");
-        let phone_keyword = term_only("phone_kw");
-        let present = term_only("present");
-        let duplicate_keys =
-            builder.add_text_field("dup_keys", form("raw", IndexRecordOption::Basic));
+        let email_keyword = builder.add_text_field("email_kw", term_options());
+        let phone_keyword = builder.add_text_field("phone_kw", term_options());
+        let present = builder.add_text_field("present", term_options());
+        let duplicate_keys = builder.add_text_field("dup_keys", term_options());
         Fields {
             duplicate_keys,
             custom,
