@@ -409,14 +409,11 @@ fn decode_parts(
             (status, None, fields)
         }
         POSTCARD_V3 => {
-            let (status, claims, fields): (u8, Vec<StoredClaim>, StoredFields) =
-                postcard::from_bytes(body).map_err(corrupt)?;
+            let (status, claims, fields) = format_3_parts(body)?;
             (status, Some(claims), fields)
         }
         LZ4_V3 => {
-            let body = decompress(body, dictionaries)?;
-            let (status, claims, fields): (u8, Vec<StoredClaim>, StoredFields) =
-                postcard::from_bytes(&body).map_err(corrupt)?;
+            let (status, claims, fields) = format_3_parts(&decompress(body, dictionaries)?)?;
             (status, Some(claims), fields)
         }
         other => {
@@ -471,6 +468,11 @@ fn contact_of(id: &str, status: u8, s: StoredFields) -> Result<Contact, StoreErr
     })
 }
 
+/// The status, stored claims and fields of a format 3 body (after its format byte).
+fn format_3_parts(body: &[u8]) -> Result<(u8, Vec<StoredClaim>, StoredFields), StoreError> {
+    postcard::from_bytes(body).map_err(corrupt)
+}
+
 /// The body of a format 4 record (after its format byte), decompressed.
 fn decompress(packed: &[u8], dictionaries: &dyn Dictionaries) -> Result<Vec<u8>, StoreError> {
     let (number, block): (u32, &[u8]) = postcard::take_from_bytes(packed).map_err(corrupt)?;
@@ -487,19 +489,29 @@ fn decompress(packed: &[u8], dictionaries: &dyn Dictionaries) -> Result<Vec<u8>,
         .map_err(|error| StoreError::Corrupt(format!("undecompressable contact record: {error}")))
 }
 
-/// Whether a record may hold custom field `key`: its custom values are JSON inside
+/// The contact stored under `id` as `bytes` if its record may hold the custom field
+/// `needle` finds (`"key":`, see `ops::key_needle`): custom values are JSON inside
 /// the record, where values are escaped, so only a record containing `"key":` can
-/// (a false positive is another field of that name, caught by decoding). A
-/// compressed record is looked at decompressed.
-pub fn may_hold_field(
+/// (a false positive is another field of that name, for the caller to rule out).
+/// Other records are not decoded; a compressed one is decompressed once, for both.
+pub fn decode_if_may_hold(
+    id: &str,
     bytes: &[u8],
     needle: &memchr::memmem::Finder<'_>,
     dictionaries: &dyn Dictionaries,
-) -> Result<bool, StoreError> {
-    Ok(match bytes.split_first() {
-        Some((&LZ4_V3, packed)) => needle.find(&decompress(packed, dictionaries)?).is_some(),
-        _ => needle.find(bytes).is_some(),
-    })
+) -> Result<Option<Contact>, StoreError> {
+    let Some((&LZ4_V3, packed)) = bytes.split_first() else {
+        if needle.find(bytes).is_none() {
+            return Ok(None);
+        }
+        return decode_contact(id, bytes, dictionaries).map(Some);
+    };
+    let body = decompress(packed, dictionaries)?;
+    if needle.find(&body).is_none() {
+        return Ok(None);
+    }
+    let (status, _claims, fields) = format_3_parts(&body)?;
+    contact_of(id, status, fields).map(Some)
 }
 
 fn corrupt(error: postcard::Error) -> StoreError {
@@ -666,9 +678,15 @@ mod tests {
         // The custom field scan looks inside compressed records.
         let key = contact.custom_fields.keys().next().unwrap();
         let needle = crate::store::ops::key_needle(key);
-        assert!(may_hold_field(&bytes, &needle, &stored).unwrap());
+        assert_eq!(
+            decode_if_may_hold(&contact.id, &bytes, &needle, &stored).unwrap(),
+            Some(contact.clone())
+        );
         let absent = crate::store::ops::key_needle("no_such_field");
-        assert!(!may_hold_field(&bytes, &absent, &stored).unwrap());
+        assert_eq!(
+            decode_if_may_hold(&contact.id, &bytes, &absent, &stored).unwrap(),
+            None
+        );
     }
 
     proptest::proptest! {

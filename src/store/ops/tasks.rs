@@ -269,7 +269,7 @@ enum Progress {
 }
 
 /// What a stored record holding custom field `key` contains: `"key":` (see
-/// [`crate::store::record::may_hold_field`]).
+/// [`crate::store::record::decode_if_may_hold`]).
 pub(crate) fn key_needle(key: &str) -> memchr::memmem::Finder<'static> {
     let needle = serde_json::to_string(key).expect("a key serializes") + ":";
     memchr::memmem::Finder::new(needle.as_bytes()).into_owned()
@@ -284,11 +284,8 @@ pub(crate) fn holder_of(
     needle: &memchr::memmem::Finder<'_>,
     dictionaries: &dyn crate::store::record::Dictionaries,
 ) -> Result<Option<Contact>, StoreError> {
-    if !crate::store::record::may_hold_field(raw, needle, dictionaries)? {
-        return Ok(None);
-    }
-    let contact = crate::store::record::decode_contact(id, raw, dictionaries)?;
-    Ok(contact.custom_fields.contains_key(key).then_some(contact))
+    let contact = crate::store::record::decode_if_may_hold(id, raw, needle, dictionaries)?;
+    Ok(contact.filter(|contact| contact.custom_fields.contains_key(key)))
 }
 
 /// The value of `key` under `def`, `None` when it has no place there.
