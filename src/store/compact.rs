@@ -236,9 +236,9 @@ fn io(error: std::io::Error) -> StoreError {
 macro_rules! each_table {
     ($plain:expr, $multi:expr) => {{
         $plain(CONTACTS)?;
-        $multi(IDENTITIES)?;
+        $plain(IDENTITY_CLAIMS)?;
         $multi(HELD_IDENTITIES)?;
-        $multi(NAMES)?;
+        $plain(NAME_CLAIMS)?;
         $plain(EXTERNAL_IDS)?;
         $plain(COMPANIES)?;
         $multi(COMPANY_CONTACTS)?;
@@ -490,7 +490,7 @@ mod tests {
     use super::*;
     use redb::ReadableMultimapTable;
 
-    /// The contacts and names tables, entry by entry, for comparing two files.
+    /// The contacts and company links, entry by entry, for comparing two files.
     fn dump(db: &Database) -> Vec<(String, String)> {
         let txn = db.begin_read().unwrap();
         let mut entries = Vec::new();
@@ -499,10 +499,15 @@ mod tests {
             let record = String::from_utf8(record.value().to_vec()).unwrap();
             entries.push((id.value().to_string(), record));
         }
-        for entry in txn.open_multimap_table(NAMES).unwrap().iter().unwrap() {
-            let (name, ids) = entry.unwrap();
+        for entry in txn
+            .open_multimap_table(COMPANY_CONTACTS)
+            .unwrap()
+            .iter()
+            .unwrap()
+        {
+            let (company, ids) = entry.unwrap();
             for id in ids {
-                entries.push((name.value().to_string(), id.unwrap().value().to_string()));
+                entries.push((company.value().to_string(), id.unwrap().value().to_string()));
             }
         }
         entries
@@ -518,19 +523,19 @@ mod tests {
         let txn = live.begin_write().unwrap();
         {
             let mut contacts = txn.open_table(CONTACTS).unwrap();
-            let mut names = txn.open_multimap_table(NAMES).unwrap();
+            let mut members = txn.open_multimap_table(COMPANY_CONTACTS).unwrap();
             for n in 0..1_000 {
                 let id = format!("c{n:04}");
                 contacts
                     .insert(id.as_str(), format!("record {n}").as_bytes())
                     .unwrap();
-                // One name held by a third of the contacts, the others by a few each.
-                let name = if n % 3 == 0 {
-                    "common".to_string()
+                // One company of a third of the contacts, the others of a few each.
+                let company = if n % 3 == 0 {
+                    "large".to_string()
                 } else {
-                    format!("n{}", n % 50)
+                    format!("k{}", n % 50)
                 };
-                names.insert(name.as_str(), id.as_str()).unwrap();
+                members.insert(company.as_str(), id.as_str()).unwrap();
             }
         }
         txn.commit().unwrap();

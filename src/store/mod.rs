@@ -6,6 +6,7 @@
 //! read transactions from any thread. Every call here blocks: async callers use
 //! `spawn_blocking`.
 
+mod claims;
 mod compact;
 mod error;
 mod ops;
@@ -118,6 +119,14 @@ impl Store {
             .set_cache_size(options.cache_bytes)
             .create(path)?;
         tables::ensure_created(&db)?;
+        let migrated = claims::migrate(&db)?;
+        if migrated != claims::Migrated::default() {
+            tracing::info!(
+                identity_claims = migrated.identity_claims,
+                name_claims = migrated.name_claims,
+                "claim tables converted to hashed rows (store of an earlier version)"
+            );
+        }
         let last_seq = read::last_seq(&db.begin_read()?)?;
         let db: writer::SharedDb = Arc::new(RwLock::new(Arc::new(db)));
         let committed = Arc::new(SeqSignal::new(last_seq));
@@ -447,6 +456,174 @@ mod tests {
             .collect();
         let stored = txn.open_table(tables::RECORD_DICTIONARIES).unwrap();
         (numbers, stored.len().unwrap())
+    }
+
+    fn email_key(email: &str) -> crate::model::IdentityKey {
+        crate::model::IdentityKey::new("email", email)
+    }
+
+    /// A claim row says only that a contact may hold a claim: a row under the
+    /// hash of an email the contact does not hold (what a hash collision leaves)
+    /// neither refuses that email to another contact nor answers a lookup of it.
+    #[tokio::test]
+    async fn a_claim_row_counts_only_when_its_contact_holds_the_claim() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let mut options = crate::config::Config::default().store_options();
+        options.rules.unique_name = true;
+        let store = Store::open(&dir.path().join("c.redb"), options).unwrap();
+        let holder = create(
+            &store,
+            serde_json::json!({"name": "Ada Holder", "email": "held@claims.example"}),
+        )
+        .await
+        .unwrap();
+        let txn = store.db().begin_write().unwrap();
+        {
+            let id = claims::id_bits(&holder.id).unwrap();
+            let mut identities = txn.open_table(tables::IDENTITY_CLAIMS).unwrap();
+            let collided = claims::claim_hash(email_key("free@claims.example").as_str());
+            identities.insert((collided, id), ()).unwrap();
+            let mut names = txn.open_table(tables::NAME_CLAIMS).unwrap();
+            let collided = claims::claim_hash(&crate::model::name_key("Bea Free"));
+            names.insert((collided, id), ()).unwrap();
+        }
+        txn.commit().unwrap();
+
+        assert_eq!(
+            store.lookup(&[email_key("free@claims.example")]).unwrap(),
+            None
+        );
+        let found = store.lookup(&[email_key("held@claims.example")]).unwrap();
+        assert_eq!(found.map(|c| c.id), Some(holder.id.clone()));
+        create(
+            &store,
+            serde_json::json!({"name": "Bea Free", "email": "free@claims.example"}),
+        )
+        .await
+        .expect("neither the email nor the name is held");
+        let refused = create(&store, serde_json::json!({"email": "held@claims.example"})).await;
+        assert!(
+            matches!(refused, Err(StoreError::IdentityTaken(ref taken))
+                         if taken[0].1 == holder.id),
+            "{refused:?}"
+        );
+        let refused = create(
+            &store,
+            serde_json::json!({"name": "ada holder", "email": "other@claims.example"}),
+        )
+        .await;
+        assert!(
+            matches!(refused, Err(StoreError::NameTaken(ref id)) if *id == holder.id),
+            "{refused:?}"
+        );
+        store.shutdown();
+    }
+
+    /// A store of an earlier version keeps its claims as multimaps of texts: the
+    /// first open converts them to claim rows, which then refuse, release and look
+    /// up exactly as before.
+    #[tokio::test]
+    async fn claims_of_an_earlier_version_are_converted_at_open() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let path = dir.path().join("c.redb");
+        let mut options = crate::config::Config::default().store_options();
+        options.rules.unique_name = true;
+        let store = Store::open(&path, options.clone()).unwrap();
+        let kept = create(
+            &store,
+            serde_json::json!({"name": "Old Kept", "email": "kept@old.example",
+                               "phone": "+33 6 12 34 56 78"}),
+        )
+        .await
+        .unwrap();
+        let gone = create(
+            &store,
+            serde_json::json!({"name": "Old Gone", "email": "gone@old.example"}),
+        )
+        .await
+        .unwrap();
+        store.shutdown();
+        drop(store);
+
+        // Write the claims back as the earlier version stored them.
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut identities = txn.open_multimap_table(claims::LEGACY_IDENTITIES).unwrap();
+            let mut names = txn.open_multimap_table(claims::LEGACY_NAMES).unwrap();
+            for (contact, keys) in [
+                (
+                    &kept,
+                    vec!["email\u{1f}kept@old.example", "phone\u{1f}+33612345678"],
+                ),
+                (&gone, vec!["email\u{1f}gone@old.example"]),
+            ] {
+                for key in keys {
+                    identities.insert(key, contact.id.as_str()).unwrap();
+                }
+                let name = crate::model::name_key(contact.name.as_deref().unwrap());
+                names.insert(name.as_str(), contact.id.as_str()).unwrap();
+            }
+        }
+        txn.delete_table(tables::IDENTITY_CLAIMS).unwrap();
+        txn.delete_table(tables::NAME_CLAIMS).unwrap();
+        txn.commit().unwrap();
+        drop(db);
+
+        let store = Store::open(&path, options).unwrap();
+        {
+            let txn = store.db().begin_read().unwrap();
+            let legacy: Vec<String> = txn
+                .list_multimap_tables()
+                .unwrap()
+                .map(|t| redb::MultimapTableHandle::name(&t).to_string())
+                .collect();
+            assert_eq!(
+                legacy,
+                ["company_contacts", "held_identities"],
+                "the old tables are gone"
+            );
+            assert_eq!(
+                txn.open_table(tables::IDENTITY_CLAIMS)
+                    .unwrap()
+                    .len()
+                    .unwrap(),
+                3
+            );
+            assert_eq!(
+                txn.open_table(tables::NAME_CLAIMS).unwrap().len().unwrap(),
+                2
+            );
+        }
+        let found = store.lookup(&[email_key("kept@old.example")]).unwrap();
+        assert_eq!(found.map(|c| c.id), Some(kept.id.clone()));
+        for taken in [
+            serde_json::json!({"phone": "+33612345678"}),
+            serde_json::json!({"name": "OLD KEPT", "email": "new@old.example"}),
+        ] {
+            let refused = create(&store, taken.clone()).await;
+            assert!(
+                matches!(
+                    refused,
+                    Err(StoreError::IdentityTaken(_) | StoreError::NameTaken(_))
+                ),
+                "{taken} is held: {refused:?}"
+            );
+        }
+        store
+            .write(Command::Erase {
+                id: gone.id.clone(),
+                if_match: None,
+            })
+            .await
+            .unwrap();
+        create(
+            &store,
+            serde_json::json!({"name": "Old Gone", "email": "gone@old.example"}),
+        )
+        .await
+        .expect("the erase released the converted claims");
+        store.shutdown();
     }
 
     /// A catalog change that alters the dictionary adds one, a label change does

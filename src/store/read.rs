@@ -139,10 +139,19 @@ impl Store {
     /// The active contact holding the first of `keys` that anyone holds.
     pub fn lookup(&self, keys: &[IdentityKey]) -> Result<Option<Contact>, StoreError> {
         let txn = self.db().begin_read()?;
-        let identities = txn.open_multimap_table(IDENTITIES)?;
+        let claims = txn.open_table(IDENTITY_CLAIMS)?;
+        let contacts = txn.open_table(CONTACTS)?;
+        let held = txn.open_multimap_table(HELD_IDENTITIES)?;
+        let dictionaries = StoredDictionaries::open(&txn)?;
         for key in keys {
-            if let Some(holder) = identities.get(key.as_str())?.next() {
-                return get_contact(&txn, holder?.value());
+            if let Some(holder) = super::claims::identity_holder(
+                &claims,
+                &contacts,
+                &held,
+                &dictionaries,
+                key.as_str(),
+            )? {
+                return get_contact(&txn, &holder);
             }
         }
         Ok(None)

@@ -3,9 +3,9 @@
 //! | table              | key                            | value                                  |
 //! |--------------------|--------------------------------|----------------------------------------|
 //! | `contacts`         | contact id (ULID text)         | the contact, binary ([`super::record`]) |
-//! | `identities` (mm)  | `channel` U+001F value         | ids of the active contacts holding it  |
+//! | `identity_claims`  | (hash of `channel` U+001F value, contact id as u128) | none: an active contact holding it ([`super::claims`]) |
 //! | `held_identities` (mm) | contact id                 | the identity keys it holds, for records older than format 3 (newer records carry them) |
-//! | `names` (mm)       | folded name                    | ids of active contacts with that name  |
+//! | `name_claims`      | (hash of the folded name, contact id as u128) | none: an active contact with that name |
 //! | `external`         | external_id                    | contact id (any status but erased)     |
 //! | `companies`        | company id                     | the [`Company`] as JSON                |
 //! | `company_contacts` (mm) | company id                | ids of contacts pointing at it         |
@@ -38,15 +38,13 @@ use serde::de::DeserializeOwned;
 use super::StoreError;
 
 pub const CONTACTS: TableDefinition<&str, &[u8]> = TableDefinition::new("contacts");
-pub const IDENTITIES: MultimapTableDefinition<&str, &str> =
-    MultimapTableDefinition::new("identities");
 /// Which identity keys each contact holds, so they can be released exactly as claimed
 /// even if normalization rules (e.g. `default_country`) change later. Only contacts
 /// whose record predates format 3 have rows here: newer records carry their claims
 /// ([`super::record`]), and a contact's rows go when its record is next written.
 pub const HELD_IDENTITIES: MultimapTableDefinition<&str, &str> =
     MultimapTableDefinition::new("held_identities");
-pub const NAMES: MultimapTableDefinition<&str, &str> = MultimapTableDefinition::new("names");
+pub use super::claims::{IDENTITY_CLAIMS, NAME_CLAIMS};
 pub const EXTERNAL_IDS: TableDefinition<&str, &str> = TableDefinition::new("external");
 pub const COMPANIES: TableDefinition<&str, &[u8]> = TableDefinition::new("companies");
 pub const COMPANY_CONTACTS: MultimapTableDefinition<&str, &str> =
@@ -90,9 +88,9 @@ pub fn trash_key(deleted_at_millis: i64, id: &str) -> String {
 pub fn ensure_created(db: &Database) -> Result<(), StoreError> {
     let txn = db.begin_write()?;
     txn.open_table(CONTACTS)?;
-    txn.open_multimap_table(IDENTITIES)?;
+    txn.open_table(IDENTITY_CLAIMS)?;
     txn.open_multimap_table(HELD_IDENTITIES)?;
-    txn.open_multimap_table(NAMES)?;
+    txn.open_table(NAME_CLAIMS)?;
     txn.open_table(EXTERNAL_IDS)?;
     txn.open_table(COMPANIES)?;
     txn.open_multimap_table(COMPANY_CONTACTS)?;

@@ -229,6 +229,27 @@ async fn a_dump_loaded_into_an_empty_server_gives_back_every_record() {
             .unwrap()
             .contains("line 1")
     );
+    // Claims store ids as ULID bits: a dump whose ids are not ULIDs is refused.
+    let foreign_id: String = over_http
+        .lines()
+        .map(|line| {
+            let mut line: Value = serde_json::from_str(line).unwrap();
+            if line["kind"] == "contact" {
+                line["record"]["id"] = json!("crm-contact-7");
+            }
+            format!("{line}\n")
+        })
+        .collect();
+    let refused = load(&empty, foreign_id).await;
+    refused.expect_error(StatusCode::BAD_REQUEST, "bad_request");
+    assert!(
+        refused.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("crm-contact-7"),
+        "{}",
+        refused.body
+    );
     assert_eq!(
         empty.stats().await["store_seq"],
         0,

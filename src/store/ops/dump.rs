@@ -186,11 +186,14 @@ impl TxnTables<'_> {
                     record.id.clone(),
                     self.inboxes.get(record.id.as_str())?.is_some(),
                 ),
-                DumpLine::Contact { record, .. } => (
-                    "contact",
-                    record.id.clone(),
-                    self.contacts.get(record.id.as_str())?.is_some(),
-                ),
+                DumpLine::Contact { record, .. } => {
+                    crate::store::claims::check_id(&record.id)?;
+                    (
+                        "contact",
+                        record.id.clone(),
+                        self.contacts.get(record.id.as_str())?.is_some(),
+                    )
+                }
                 DumpLine::Merge {
                     survivor, other, ..
                 } => {

@@ -31,11 +31,11 @@ pub(crate) use tasks::{conformed_value, holder_of, key_needle};
 
 use chrono::{DateTime, Utc};
 use redb::{
-    MultimapTable, MultimapTableHandle, ReadableMultimapTable, ReadableTable, Table, TableHandle,
-    WriteTransaction,
+    MultimapTable, MultimapTableHandle, ReadableTable, Table, TableHandle, WriteTransaction,
 };
 
 use super::StoreError;
+use super::claims::{self, HeldKeys};
 use super::tables::{self, *};
 use super::tracked::{Journal, Tracked};
 use crate::model::{
@@ -53,21 +53,14 @@ impl super::record::Dictionaries for TxnTables<'_> {
     }
 }
 
-/// The identity keys a stored contact holds (see [`TxnTables::held_keys`]).
-#[derive(Default)]
-struct HeldKeys {
-    keys: Vec<String>,
-    /// Read from `held_identities`: the record predates format 3, whose records
-    /// carry their claims.
-    legacy: bool,
-}
-
 pub(super) struct TxnTables<'t> {
     contacts: Tab<'t, &'static str, &'static [u8]>,
-    identities: Multi<'t, &'static str, &'static str>,
+    /// Identity claims ([`claims`]).
+    identities: Tab<'t, (u64, u128), ()>,
     /// Claims of contacts whose records predate format 3 (new records carry theirs).
     held: Multi<'t, &'static str, &'static str>,
-    names: Multi<'t, &'static str, &'static str>,
+    /// Name claims ([`claims`]).
+    names: Tab<'t, (u64, u128), ()>,
     external: Tab<'t, &'static str, &'static str>,
     companies: Tab<'t, &'static str, &'static [u8]>,
     company_contacts: Multi<'t, &'static str, &'static str>,
@@ -152,9 +145,9 @@ impl<'t> TxnTables<'t> {
         }
         Ok(TxnTables {
             contacts: tab(txn, CONTACTS, tracking)?,
-            identities: multi(txn, IDENTITIES, tracking)?,
+            identities: tab(txn, claims::IDENTITY_CLAIMS, tracking)?,
             held: multi(txn, HELD_IDENTITIES, tracking)?,
-            names: multi(txn, NAMES, tracking)?,
+            names: tab(txn, claims::NAME_CLAIMS, tracking)?,
             external: tab(txn, EXTERNAL_IDS, tracking)?,
             companies: tab(txn, COMPANIES, tracking)?,
             company_contacts: multi(txn, COMPANY_CONTACTS, tracking)?,
@@ -339,10 +332,11 @@ impl<'t> TxnTables<'t> {
         if self.rules.unique_identities {
             let mut taken = Vec::new();
             for (field, key) in &valid.identity_keys {
-                for holder in self.identities.get(key.as_str())? {
-                    let holder = holder?;
-                    if other_holder(holder.value(), key.as_str()) {
-                        taken.push((field.clone(), holder.value().to_string()));
+                for holder in claims::candidates(&*self.identities, key.as_str())? {
+                    if other_holder(&holder, key.as_str())
+                        && self.holds_identity(&holder, key.as_str())?
+                    {
+                        taken.push((field.clone(), holder));
                         break;
                     }
                 }
@@ -355,10 +349,9 @@ impl<'t> TxnTables<'t> {
             && let Some(name) = &valid.name
         {
             let key = name_key(name);
-            for holder in self.names.get(key.as_str())? {
-                let holder = holder?;
-                if other_holder(holder.value(), &key) {
-                    return Err(StoreError::NameTaken(holder.value().to_string()));
+            for holder in claims::candidates(&*self.names, &key)? {
+                if other_holder(&holder, &key) && self.holds_name(&holder, &key)? {
+                    return Err(StoreError::NameTaken(holder));
                 }
             }
         }
@@ -367,10 +360,19 @@ impl<'t> TxnTables<'t> {
 
     /// The contact holding `key`, if any.
     fn first_holder(&self, key: &str) -> Result<Option<String>, StoreError> {
-        Ok(match self.identities.get(key)?.next() {
-            Some(holder) => Some(holder?.value().to_string()),
-            None => None,
-        })
+        claims::identity_holder(&*self.identities, &*self.contacts, &*self.held, self, key)
+    }
+
+    /// Whether contact `id` holds identity `key` (a claim row only says it may).
+    fn holds_identity(&self, id: &str, key: &str) -> Result<bool, StoreError> {
+        Ok(self.held_keys(id)?.keys.iter().any(|held| held == key))
+    }
+
+    /// Whether contact `id` is active under the folded name `key`.
+    fn holds_name(&self, id: &str, key: &str) -> Result<bool, StoreError> {
+        Ok(self.load(id)?.is_some_and(|contact| {
+            contact.is_active() && contact.name.as_deref().map(name_key).as_deref() == Some(key)
+        }))
     }
 
     /// The contact holding the first of `keys` that anyone holds.
@@ -389,20 +391,7 @@ impl<'t> TxnTables<'t> {
     /// The identity keys contact `id` holds: from its record, or for a record older
     /// than format 3 from `held_identities` (then `legacy` is true).
     fn held_keys(&self, id: &str) -> Result<HeldKeys, StoreError> {
-        let Some(bytes) = self.contacts.get(id)? else {
-            return Ok(HeldKeys::default());
-        };
-        if let Some(keys) = super::record::decode_claims(bytes.value(), self)? {
-            return Ok(HeldKeys {
-                keys,
-                legacy: false,
-            });
-        }
-        let mut keys = Vec::new();
-        for key in self.held.get(id)? {
-            keys.push(key?.value().to_string());
-        }
-        Ok(HeldKeys { keys, legacy: true })
+        claims::held_keys(&*self.contacts, &*self.held, self, id)
     }
 
     /// Stores `after` (replacing `before`), keeps every secondary table in step, and
@@ -434,11 +423,15 @@ impl<'t> TxnTables<'t> {
             (true, Some(keys)) => keys,
             (true, None) => held.keys.clone(),
         };
-        for key in held.keys.iter().filter(|k| !new_keys.contains(k)) {
-            self.identities.remove(key.as_str(), id)?;
+        // Rows go by hash: two claims of one contact may share one (see [`claims`]).
+        let id_bits = claims::id_bits(id)?;
+        let held_hashes = claims::claim_hashes(held.keys.iter().map(String::as_str));
+        let new_hashes = claims::claim_hashes(new_keys.iter().map(String::as_str));
+        for hash in held_hashes.difference(&new_hashes) {
+            self.identities.remove((*hash, id_bits))?;
         }
-        for key in new_keys.iter().filter(|k| !held.keys.contains(k)) {
-            self.identities.insert(key.as_str(), id)?;
+        for hash in new_hashes.difference(&held_hashes) {
+            self.identities.insert((*hash, id_bits), ())?;
         }
         if held.legacy {
             // The record written below carries the claims from now on.
@@ -449,10 +442,10 @@ impl<'t> TxnTables<'t> {
         let (old_name, new_name) = (before.and_then(active_name), active_name(&after));
         if old_name != new_name {
             if let Some(old) = old_name {
-                self.names.remove(old.as_str(), id)?;
+                self.names.remove((claims::claim_hash(&old), id_bits))?;
             }
             if let Some(new) = new_name {
-                self.names.insert(new.as_str(), id)?;
+                self.names.insert((claims::claim_hash(&new), id_bits), ())?;
             }
         }
 
@@ -512,14 +505,16 @@ impl<'t> TxnTables<'t> {
     fn erase(&mut self, contact: &Contact) -> Result<u64, StoreError> {
         let id = contact.id.as_str();
         let held = self.held_keys(id)?;
-        for key in &held.keys {
-            self.identities.remove(key.as_str(), id)?;
+        let id_bits = claims::id_bits(id)?;
+        for hash in claims::claim_hashes(held.keys.iter().map(String::as_str)) {
+            self.identities.remove((hash, id_bits))?;
         }
         if held.legacy {
             self.held.remove_all(id)?;
         }
         if let Some(name) = &contact.name {
-            self.names.remove(name_key(name).as_str(), id)?;
+            self.names
+                .remove((claims::claim_hash(&name_key(name)), id_bits))?;
         }
         if let Some(external) = &contact.external_id
             && self
