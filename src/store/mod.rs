@@ -156,6 +156,7 @@ impl Store {
             options,
             path.to_path_buf(),
             queue,
+            migrated.identity_claims + migrated.name_claims,
         )?;
         Ok(Store {
             inner: Arc::new(Inner {

@@ -317,11 +317,14 @@ fn unless_panicked<T>(
     })
 }
 
+/// `rewritten_rows`: rows a conversion at open rewrote, counted like a load's toward
+/// a pack of the file (the old tables' pages are free but still in it).
 pub(super) fn spawn(
     shared: Shared,
     options: StoreOptions,
     path: std::path::PathBuf,
     queue: Receiver<Job>,
+    rewritten_rows: u64,
 ) -> Result<JoinHandle<()>, StoreError> {
     let health = shared.health.clone();
     health
@@ -331,7 +334,9 @@ pub(super) fn spawn(
         .name("store-writer".into())
         .spawn(move || {
             let _mark = RunningMark(health);
-            Writer::new(shared, options, path).run(&queue)
+            let mut writer = Writer::new(shared, options, path);
+            writer.count_imported(rewritten_rows);
+            writer.run(&queue)
         })
         .map_err(|e| StoreError::Corrupt(format!("cannot start the writer thread: {e}")))
 }
