@@ -9,8 +9,8 @@
 //!
 //! Forms (tantivy's n-gram tokenizer puts every gram at position 0 and ignores word
 //! boundaries, so the forms come from this module's own tokenizers, [`FormTokenizer`],
-//! registered under [`WORDS`], [`SHORT_PREFIXES`], [`DIGIT_PREFIXES`] and
-//! [`TRIGRAMS`]; a document field holds the folded words joined by single spaces):
+//! registered under [`WORDS`], [`SHORT_PREFIXES`] and [`TRIGRAMS`]; a document field
+//! holds the folded words joined by single spaces):
 //! - **word**: the folded word (exact matches);
 //! - **short prefix**: every prefix of the word up to [`SHORT_PREFIX`] bytes (edge
 //!   grams);
@@ -21,13 +21,21 @@
 //!   its first trigram): a prefix of exactly that length is one term, and a longer one
 //!   the phrase of its word start and its trigrams past it.
 //!
+//! A word written with a leading [`MARK`] is **marked**: it is indexed in every form
+//! as the word without the mark, and its short prefixes and word start are indexed a
+//! second time with the mark in front (`#33`, `#3361`). A query for the start of a
+//! marked word looks those up, so it never meets an unmarked word. Phones mark their
+//! international digit forms, so `+33 6 12` finds `33612…` and not a national number
+//! that happens to start with the same digits.
+//!
 //! Why only short edge grams: indexing costs in proportion to tokens, and edge grams up
 //! to 20 bytes were half of a contact's tokens; a word start adds one token a word,
 //! and the lead of a longer prefix's phrase is as rare as a 4-letter edge gram.
 //! Reading a longer prefix from the word dictionary instead was tried and dropped: an
 //! email word carries a number (`smith2`), so `smit` opens thousands of words
-//! (BENCHMARKS.md, "Fewer index forms"). International phone digits, which have no
-//! trigrams, keep their edge grams ([`DIGIT_PREFIXES`]).
+//! (BENCHMARKS.md, "Fewer index forms"). International phone digits had edge grams of
+//! their own up to 20 digits (28 MiB at 1M); marking them gives the same answers from
+//! four tokens a phone instead of about eleven.
 //!
 //! Folded words never contain a space, so joining and splitting on spaces is exact.
 //! Tokenizing inside tantivy's indexing threads (instead of handing it pre-tokenized
@@ -41,10 +49,10 @@ use tantivy::tokenizer::{TextAnalyzer, Token, TokenStream, TokenizerManager};
 pub const SHORT_PREFIX: usize = 3;
 /// Bytes of a word start (see the module docs).
 pub const WORD_START_LEN: usize = SHORT_PREFIX + 1;
-/// Longest prefix of international phone digits indexed (E.164 numbers have at most 15).
-pub const MAX_DIGIT_PREFIX: usize = 20;
 /// Marks a word start in the trigram form; never part of a folded word or handle.
 const WORD_START: char = '^';
+/// Marks a word (see the module docs); never part of a folded word or handle.
+pub const MARK: char = '#';
 /// Characters kept inside a handle (an email or identity value) besides letters and
 /// digits, so a fragment such as `jean.dup` or `zielke@` matches contiguously.
 pub const HANDLE_SEPARATORS: &str = "@._+-";
@@ -133,6 +141,16 @@ fn push_word_start(out: &mut String, start: &str) {
     out.push_str(start);
 }
 
+/// `text` with the [`MARK`] in front: a marked word as a document holds it, and the
+/// marked short prefix or word start a query looks up (the word start of a marked
+/// word is its first [`WORD_START_LEN`] bytes after the mark).
+pub fn marked(text: &str) -> String {
+    let mut token = String::with_capacity(1 + text.len());
+    token.push(MARK);
+    token.push_str(text);
+    token
+}
+
 /// Every trigram of a word, in order.
 pub fn trigrams(word: &str) -> impl Iterator<Item = &str> {
     (0..=word.len().saturating_sub(MIN_SUBSTRING))
@@ -144,9 +162,6 @@ pub fn trigrams(word: &str) -> impl Iterator<Item = &str> {
 pub const WORDS: &str = "contactd_words";
 /// Tokenizer name of the short prefix form (up to [`SHORT_PREFIX`]).
 pub const SHORT_PREFIXES: &str = "contactd_short_prefixes";
-/// Tokenizer name of the prefix form of international phone digits (up to
-/// [`MAX_DIGIT_PREFIX`]).
-pub const DIGIT_PREFIXES: &str = "contactd_digit_prefixes";
 /// Tokenizer name of the trigram form.
 pub const TRIGRAMS: &str = "contactd_trigrams";
 
@@ -155,7 +170,6 @@ pub fn register_tokenizers(manager: &TokenizerManager) {
     let forms = [
         (WORDS, Form::Words),
         (SHORT_PREFIXES, Form::Prefixes(SHORT_PREFIX)),
-        (DIGIT_PREFIXES, Form::Prefixes(MAX_DIGIT_PREFIX)),
         (TRIGRAMS, Form::Trigrams),
     ];
     for (name, form) in forms {
@@ -194,6 +208,8 @@ impl tantivy::tokenizer::Tokenizer for FormTokenizer {
             next: 0,
             trigram_base: 0,
             word_start_due: false,
+            word_marked: false,
+            marked_start_due: false,
             token: Token::default(),
         }
     }
@@ -212,6 +228,10 @@ pub struct FormStream<'a> {
     trigram_base: usize,
     /// Whether the current word's start token is still to be emitted.
     word_start_due: bool,
+    /// Whether the current word is marked (see the module docs).
+    word_marked: bool,
+    /// Whether the current word's marked start token is still to be emitted.
+    marked_start_due: bool,
     token: Token,
 }
 
@@ -226,14 +246,16 @@ impl FormStream<'_> {
                 // One free position between words keeps phrases within a word.
                 self.trigram_base += self.word.len().saturating_sub(2) + 1;
             }
-            self.word = word;
+            self.word_marked = word.starts_with(MARK);
+            self.word = word.strip_prefix(MARK).unwrap_or(word);
             self.word_index += 1;
             self.next = match self.form {
                 Form::Prefixes(_) => 1,
                 Form::Words | Form::Trigrams => 0,
             };
             self.word_start_due =
-                matches!(self.form, Form::Trigrams) && word.len() >= WORD_START_LEN;
+                matches!(self.form, Form::Trigrams) && self.word.len() >= WORD_START_LEN;
+            self.marked_start_due = self.word_start_due && self.word_marked;
             return true;
         }
         false
@@ -258,13 +280,32 @@ impl TokenStream for FormStream<'_> {
                     return self.emit(self.word, self.word_index - 1);
                 }
                 Form::Prefixes(max) => {
-                    if self.word_index > 0 && self.next <= self.word.len().min(max) {
-                        let end = self.next;
+                    // Lengths 1..=count plain, then count+1..=2*count marked.
+                    let count = self.word.len().min(max);
+                    let last = if self.word_marked { 2 * count } else { count };
+                    if self.word_index > 0 && self.next <= last {
+                        let length = self.next;
                         self.next += 1;
-                        return self.emit(&self.word[..end], self.word_index - 1);
+                        let position = self.word_index - 1;
+                        if length > count {
+                            self.token.text.clear();
+                            self.token.text.push(MARK);
+                            self.token.text.push_str(&self.word[..length - count]);
+                            self.token.position = position;
+                            return true;
+                        }
+                        return self.emit(&self.word[..length], position);
                     }
                 }
                 Form::Trigrams => {
+                    if self.marked_start_due {
+                        self.marked_start_due = false;
+                        self.token.text.clear();
+                        self.token.text.push(MARK);
+                        self.token.text.push_str(&self.word[..WORD_START_LEN]);
+                        self.token.position = self.trigram_base;
+                        return true;
+                    }
                     if self.word_start_due {
                         self.word_start_due = false;
                         self.token.text.clear();
@@ -352,8 +393,42 @@ mod tests {
             tokens(SHORT_PREFIXES, "dupont"),
             pairs(&[("d", 0), ("du", 0), ("dup", 0)])
         );
-        let long = "1".repeat(MAX_DIGIT_PREFIX + 5);
-        assert_eq!(tokens(DIGIT_PREFIXES, &long).len(), MAX_DIGIT_PREFIX);
         assert!(tokens(TRIGRAMS, "").is_empty());
+    }
+
+    /// A marked word is indexed as itself, plus its short prefixes and word start
+    /// with the mark; an unmarked word has no marked tokens.
+    #[test]
+    fn marked_words_add_marked_prefixes_and_word_start() {
+        let word = marked("33612");
+        assert_eq!(
+            tokens(WORDS, &format!("0612 {word}")),
+            pairs(&[("0612", 0), ("33612", 1)])
+        );
+        assert_eq!(
+            tokens(SHORT_PREFIXES, &format!("{word} 06")),
+            pairs(&[
+                ("3", 0),
+                ("33", 0),
+                ("336", 0),
+                ("#3", 0),
+                ("#33", 0),
+                ("#336", 0),
+                ("0", 1),
+                ("06", 1)
+            ])
+        );
+        let expected = [
+            ("^0612", 0),
+            ("061", 0),
+            ("612", 1),
+            ("#3361", 3),
+            ("^3361", 3),
+            ("336", 3),
+            ("361", 4),
+            ("612", 5),
+        ];
+        assert_eq!(tokens(TRIGRAMS, &format!("0612 {word}")), pairs(&expected));
+        assert_eq!(tokens(TRIGRAMS, &marked("12")), pairs(&[]));
     }
 }

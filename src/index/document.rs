@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use tantivy::TantivyDocument;
 use tantivy::schema::Field;
 
-use super::analysis::{fold_handle, joined, words};
+use super::analysis::{fold_handle, joined, marked, words};
 use super::schema::{Fields, TextGroup};
 use crate::model::{Contact, ContactContext, FieldType, is_phone_channel, phone_forms};
 
@@ -152,11 +152,17 @@ pub fn to_document(
     }
     add_group(&mut doc, fields.name, &text.name);
     add_group(&mut doc, fields.email, &text.email);
-    add_group(&mut doc, fields.phone, &text.phone);
+    // International digit forms are marked, for fragments typed with `+`.
+    let phone: Vec<String> = text
+        .phone
+        .iter()
+        .map(|digits| match text.phone_international.contains(digits) {
+            true => marked(digits),
+            false => digits.clone(),
+        })
+        .collect();
+    add_group(&mut doc, fields.phone, &phone);
     add_group(&mut doc, fields.other, &text.other);
-    for international in &text.phone_international {
-        doc.add_text(fields.phone_international, international);
-    }
     // A phone typed whole with its `+` ranks like an email typed whole.
     let mut whole: Vec<String> = text.handles.clone();
     whole.extend(text.phone_international.iter().map(|d| format!("+{d}")));

@@ -9,7 +9,7 @@ use tantivy::schema::{
 use super::analysis;
 use super::text_query::Group;
 
-pub const SCHEMA_VERSION: u32 = 9;
+pub const SCHEMA_VERSION: u32 = 10;
 
 /// A group of searchable text, indexed in the three forms of [`analysis`].
 #[derive(Debug, Clone, Copy)]
@@ -58,8 +58,6 @@ pub struct Fields {
     pub email: TextGroup,
     pub phone: TextGroup,
     pub other: TextGroup,
-    /// Prefixes of international phone digits, for fragments typed with `+`.
-    pub phone_international: Field,
     /// Whole email and identity values ([`super::analysis::fold_handle`]) in the three
     /// forms, for handle fragments; the exact form also holds `+` and the
     /// international digits of every phone, for a phone typed whole.
@@ -133,10 +131,6 @@ impl Fields {
         let phone = group("phone", Group::Phone);
         let other = group("other", Group::Other);
         let handles = group("handle", Group::Email);
-        let phone_international = builder.add_text_field(
-            "phone_intl_p",
-            form(analysis::DIGIT_PREFIXES, IndexRecordOption::Basic),
-        );
         // Hits are read from the fast column (nothing is stored in tantivy's doc store).
         let id = builder.add_text_field(ID, keyword_options());
         let status = builder.add_text_field("status", keyword_options());
@@ -198,7 +192,6 @@ impl Fields {
             email,
             phone,
             other,
-            phone_international,
             handles,
             keywords,
             dates,

@@ -15,7 +15,7 @@ use tantivy::query::{EnableScoring, Query, TermQuery};
 use tantivy::schema::IndexRecordOption;
 use tantivy::{Searcher, Term};
 
-use super::analysis::{MIN_SUBSTRING, SHORT_PREFIX, WORD_START_LEN, trigrams, word_start};
+use super::analysis::{MIN_SUBSTRING, SHORT_PREFIX, WORD_START_LEN, marked, trigrams, word_start};
 use super::executor::{FilterPlan, PartPlan, Plan, Probe, SegmentMatches};
 use super::facets::{FacetCounts, Facets};
 use super::schema::TextGroup;
@@ -278,10 +278,13 @@ impl SearchIndex {
                             term: whole,
                             level: WHOLE_VALUE,
                         },
-                        Probe::Term {
-                            term: Term::from_field_text(fields.phone_international, digits),
-                            level: level(MatchTier::Prefix, Group::Phone),
-                        },
+                        // International forms are the phone group's marked words.
+                        prefix_probe(
+                            fields.phone,
+                            digits,
+                            level(MatchTier::Prefix, Group::Phone),
+                            Words::Marked,
+                        ),
                     ],
                 );
             }
@@ -401,6 +404,7 @@ fn word_probes(group: TextGroup, word: &str, out: &mut Vec<Probe>) {
         group,
         word,
         level(MatchTier::Prefix, group.group),
+        Words::All,
     ));
     let substring = level(MatchTier::Substring, group.group);
     if word.len() == MIN_SUBSTRING {
@@ -416,17 +420,34 @@ fn word_probes(group: TextGroup, word: &str, out: &mut Vec<Probe>) {
     }
 }
 
+/// Which words of a group a prefix probe looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Words {
+    All,
+    /// Only the marked ones (see [`super::analysis`]).
+    Marked,
+}
+
 /// The documents holding a word of `group` that starts with `prefix` (see
 /// [`super::analysis`]): a short prefix is an edge gram; a 4-byte one a word start;
 /// a longer one its word start followed by its trigrams past it.
-fn prefix_probe(group: TextGroup, prefix: &str, level: u8) -> Probe {
+fn prefix_probe(group: TextGroup, prefix: &str, level: u8, words: Words) -> Probe {
     if prefix.len() <= SHORT_PREFIX {
+        let short = match words {
+            Words::All => prefix.to_string(),
+            Words::Marked => marked(prefix),
+        };
         return Probe::Term {
-            term: Term::from_field_text(group.short_prefixes, prefix),
+            term: Term::from_field_text(group.short_prefixes, &short),
             level,
         };
     }
-    let start = Term::from_field_text(group.trigrams, &word_start(&prefix[..WORD_START_LEN]));
+    let lead = &prefix[..WORD_START_LEN];
+    let start = match words {
+        Words::All => word_start(lead),
+        Words::Marked => marked(lead),
+    };
+    let start = Term::from_field_text(group.trigrams, &start);
     if prefix.len() == WORD_START_LEN {
         return Probe::Term { term: start, level };
     }

@@ -31,8 +31,10 @@ const TAGS: [&str; 5] = ["vip", "Lead", "newsletter", "churn-risk", "VIP"];
 /// Query material: prefixes, substrings, accents, case, typos that must not match,
 /// and phone fragments in several formats.
 /// Prefixes of 1–3 letters are edge gram terms, of 4 a word start ("mart"), longer
-/// ones a phrase led by the word start ("dupon", "lemarti", "ann.mar"): all are here.
-const QUERIES: [&str; 32] = [
+/// ones a phrase led by the word start ("dupon", "lemarti", "ann.mar"): all are here,
+/// and so are international phone prefixes of each length ("+33 6", "+33 61", "+33 6
+/// 12 34"), which look up marked words only.
+const QUERIES: [&str; 34] = [
     "",
     "mart",
     "dupon",
@@ -62,6 +64,8 @@ const QUERIES: [&str; 32] = [
     "orange.fr",
     "06 12",
     "+33 6",
+    "+33 61",
+    "+39 336",
     "612",
     "vip",
     "churn",
@@ -122,8 +126,12 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn phone(n: u32) -> String {
-    // French mobiles in both formats; small range so fragments collide often.
-    if n.is_multiple_of(2) {
+    // French mobiles in both formats; small range so fragments collide often. Some
+    // Italian mobiles, whose national digits (336…, no trunk prefix) start like the
+    // French international ones: `+33 6` must not find them.
+    if n.is_multiple_of(7) {
+        format!("+39 336 286 {:04}", n)
+    } else if n.is_multiple_of(2) {
         format!("+33 6 12 34 {:02} {:02}", n / 100, n % 100)
     } else {
         format!("06 12 34 {:02} {:02}", n / 100, n % 100)
