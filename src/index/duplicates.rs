@@ -1,12 +1,15 @@
 //! Duplicate candidates from the index: the active contacts holding given match keys
-//! ([`crate::model::duplicates::match_keys`]), and every group of contacts sharing
-//! one key, read by walking the key terms of all segments in order.
+//! or keys of a fragment ([`crate::model::duplicates::key_probes`]), and every group
+//! of contacts sharing one key or one fragment, read by walking the key terms of all
+//! segments in order.
 
+use tantivy::postings::TermInfo;
 use tantivy::schema::IndexRecordOption;
 use tantivy::termdict::TermMerger;
-use tantivy::{DocSet, SegmentReader, TERMINATED, Term};
+use tantivy::{DocSet, InvertedIndexReader, SegmentReader, TERMINATED, Term};
 
 use super::{IndexError, SearchIndex};
+use crate::model::duplicates::{KeyProbe, fragment_prefix};
 
 /// The id of every live document of `docs` in `segment`.
 fn ids_of(
@@ -41,25 +44,100 @@ fn all_docs(mut postings: impl DocSet) -> Vec<tantivy::DocId> {
     docs
 }
 
+/// The live ids of the documents of `info` in `segment`.
+fn ids_of_term(
+    segment: &SegmentReader,
+    index: &InvertedIndexReader,
+    info: &TermInfo,
+    into: &mut Vec<String>,
+) -> Result<(), IndexError> {
+    let postings = index.read_postings_from_terminfo(info, IndexRecordOption::Basic)?;
+    ids_of(segment, all_docs(postings), into)
+}
+
+/// The key that follows every key starting with `prefix` (whose last byte is never
+/// 0xFF: prefixes end with `@` or a digit).
+fn prefix_end(prefix: &str) -> Vec<u8> {
+    let mut end = prefix.as_bytes().to_vec();
+    if let Some(last) = end.last_mut() {
+        *last += 1;
+    }
+    end
+}
+
+/// The keys of a group being gathered while the sorted keys go by.
+struct OpenGroup {
+    /// The key (or fragment prefix) every key of the group is, or starts with.
+    key: Vec<u8>,
+    /// Each key's postings, by segment.
+    terms: Vec<(usize, TermInfo)>,
+}
+
+impl OpenGroup {
+    /// Keeps the group when it holds 2 to `group_max` live contacts. Postings are
+    /// read only for groups of two documents or more (`doc_freq` counts deleted
+    /// ones, so it never undercounts): most keys and fragments are one contact's.
+    fn close(
+        self,
+        segments: &[SegmentReader],
+        indexes: &[std::sync::Arc<InvertedIndexReader>],
+        group_max: usize,
+        groups: &mut Vec<Vec<String>>,
+    ) -> Result<(), IndexError> {
+        let postings: u32 = self.terms.iter().map(|(_, info)| info.doc_freq).sum();
+        if postings < 2 {
+            return Ok(());
+        }
+        let mut ids = Vec::new();
+        for (segment, info) in &self.terms {
+            ids_of_term(&segments[*segment], &indexes[*segment], info, &mut ids)?;
+        }
+        ids.sort();
+        ids.dedup();
+        if (2..=group_max).contains(&ids.len()) {
+            groups.push(ids);
+        }
+        Ok(())
+    }
+}
+
 impl SearchIndex {
-    /// The active contacts holding any of `keys`, each key skipped when more than
-    /// `group_max` hold it (too common to suggest anything).
+    /// The active contacts holding any of the keys `probes` name, each key (or
+    /// fragment) skipped when more than `group_max` hold it (too common to suggest
+    /// anything).
     pub fn key_holders(
         &self,
-        keys: &[String],
+        probes: &[KeyProbe],
         group_max: usize,
     ) -> Result<Vec<String>, IndexError> {
         let searcher = self.reader.searcher();
         let mut holders = Vec::new();
-        for key in keys {
-            let term = Term::from_field_text(self.fields.duplicate_keys, key);
+        for probe in probes {
             let mut of_key = Vec::new();
             for segment in searcher.segment_readers() {
                 let index = segment.inverted_index(self.fields.duplicate_keys)?;
-                if let Some(postings) = index.read_postings(&term, IndexRecordOption::Basic)? {
-                    ids_of(segment, all_docs(postings), &mut of_key)?;
+                match probe {
+                    KeyProbe::Exact(key) => {
+                        let term = Term::from_field_text(self.fields.duplicate_keys, key);
+                        if let Some(info) = index.get_term_info(&term)? {
+                            ids_of_term(segment, &index, &info, &mut of_key)?;
+                        }
+                    }
+                    KeyProbe::Prefix(prefix) => {
+                        let mut keys = index
+                            .terms()
+                            .range()
+                            .ge(prefix.as_bytes())
+                            .lt(prefix_end(prefix))
+                            .into_stream()?;
+                        while keys.advance() {
+                            ids_of_term(segment, &index, keys.value(), &mut of_key)?;
+                        }
+                    }
                 }
             }
+            of_key.sort();
+            of_key.dedup();
             if of_key.len() <= group_max {
                 holders.extend(of_key);
             }
@@ -69,8 +147,8 @@ impl SearchIndex {
         Ok(holders)
     }
 
-    /// Every group of 2 to `group_max` active contacts sharing a match key. Cost
-    /// follows the number of keys, not of pairs.
+    /// Every group of 2 to `group_max` active contacts sharing a match key or a
+    /// fragment ([`fragment_prefix`]). Cost follows the number of keys, not of pairs.
     pub fn key_groups(&self, group_max: usize) -> Result<Vec<Vec<String>>, IndexError> {
         let searcher = self.reader.searcher();
         let segments = searcher.segment_readers();
@@ -84,24 +162,30 @@ impl SearchIndex {
             .collect::<Result<Vec<_>, _>>()?;
         let mut merger = TermMerger::new(streams);
         let mut groups = Vec::new();
+        // The fragments whose keys are still going by, outermost first: keys of one
+        // prefix come in one run, and a run inside another (a local part holding
+        // `@`) ends before it.
+        let mut fragments: Vec<OpenGroup> = Vec::new();
         while merger.advance() {
-            let infos: Vec<_> = merger.current_segment_ords_and_term_infos().collect();
-            let postings: u32 = infos.iter().map(|(_, info)| info.doc_freq).sum();
-            // Deleted documents still count in `doc_freq`: a key held once can only
-            // shrink, and one held by many is checked after deletions.
-            if postings < 2 {
-                continue;
+            let key = merger.key().to_vec();
+            while let Some(open) = fragments.pop_if(|open| !key.starts_with(&open.key)) {
+                open.close(segments, &indexes, group_max, &mut groups)?;
             }
-            let mut group = Vec::new();
-            for (segment, info) in infos {
-                let postings = indexes[segment]
-                    .read_postings_from_terminfo(&info, IndexRecordOption::Basic)?;
-                ids_of(&segments[segment], all_docs(postings), &mut group)?;
+            let terms: Vec<_> = merger.current_segment_ords_and_term_infos().collect();
+            let fragment = std::str::from_utf8(&key).ok().and_then(fragment_prefix);
+            if let Some(fragment) = fragment.map(str::as_bytes) {
+                match fragments.last_mut() {
+                    Some(open) if open.key == fragment => open.terms.extend(terms.clone()),
+                    _ => fragments.push(OpenGroup {
+                        key: fragment.to_vec(),
+                        terms: terms.clone(),
+                    }),
+                }
             }
-            if (2..=group_max).contains(&group.len()) {
-                group.sort();
-                groups.push(group);
-            }
+            OpenGroup { key, terms }.close(segments, &indexes, group_max, &mut groups)?;
+        }
+        while let Some(open) = fragments.pop() {
+            open.close(segments, &indexes, group_max, &mut groups)?;
         }
         Ok(groups)
     }

@@ -9,7 +9,7 @@ use tantivy::schema::{
 use super::analysis;
 use super::text_query::Group;
 
-pub const SCHEMA_VERSION: u32 = 10;
+pub const SCHEMA_VERSION: u32 = 11;
 
 /// A group of searchable text, indexed in the three forms of [`analysis`].
 #[derive(Debug, Clone, Copy)]

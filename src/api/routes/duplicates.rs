@@ -19,7 +19,7 @@ use crate::api::extract::ApiQuery;
 use crate::api::scope::{Bound, Within};
 use crate::api::{ApiError, AppState};
 use crate::model::Contact;
-use crate::model::duplicates::{GROUP_MAX, Likeness, Reason, compare, match_keys};
+use crate::model::duplicates::{GROUP_MAX, Likeness, Reason, compare, key_probes};
 
 /// The contact fields suggestions compare (a key must read them all).
 const COMPARED: [&str; 6] = [
@@ -112,7 +112,7 @@ fn suggestions(
     let holders = state
         .index
         .get()
-        .key_holders(&match_keys(contact), GROUP_MAX)?;
+        .key_holders(&key_probes(contact), GROUP_MAX)?;
     let candidates = admitted(state, key, state.store.get_many(&holders)?)?;
     let mut found: Vec<(Likeness, Contact)> = candidates
         .into_iter()
