@@ -21,6 +21,13 @@
 //!   its first trigram): a prefix of exactly that length is one term, and a longer one
 //!   the phrase of its word start and its trigrams past it.
 //!
+//! Handles (whole emails and identity values, [`fold_handle`]) are one word each, so
+//! a fragment typed across `.` or `@` is a phrase of their trigrams. Emails have a
+//! trigram field of their own in the [`HANDLE_TRIGRAMS`] form, which also gives each
+//! word inside a handle its start ([`RUN_START`]): an email's words
+//! ([`handle_words`]) are then found by prefix and substring in the same trigrams as
+//! its fragments, and are not indexed in trigrams a second time.
+//!
 //! A word written with a leading [`MARK`] is **marked**: it is indexed in every form
 //! as the word without the mark, and its short prefixes and word start are indexed a
 //! second time with the mark in front (`#33`, `#3361`). A query for the start of a
@@ -53,6 +60,11 @@ pub const WORD_START_LEN: usize = SHORT_PREFIX + 1;
 const WORD_START: char = '^';
 /// Marks a word (see the module docs); never part of a folded word or handle.
 pub const MARK: char = '#';
+/// Marks the start of a word inside a handle after its first (`~dupo` in
+/// `jean.dupont@…`), in the [`HANDLE_TRIGRAMS`] form: with the handle's own word
+/// start (`^jean`), every word of the handle has its start, so the words of a
+/// handle are found by prefix from its trigrams. Never part of a handle.
+pub const RUN_START: char = '~';
 /// Characters kept inside a handle (an email or identity value) besides letters and
 /// digits, so a fragment such as `jean.dup` or `zielke@` matches contiguously.
 pub const HANDLE_SEPARATORS: &str = "@._+-";
@@ -151,6 +163,32 @@ pub fn marked(text: &str) -> String {
     token
 }
 
+/// The words of a folded handle (its runs of letters and digits), in order.
+pub fn handle_words(handle: &str) -> impl Iterator<Item = &str> {
+    handle
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+}
+
+/// Whether a word of at least [`WORD_START_LEN`] bytes starts at byte `at` of
+/// `handle`, after another character (so not the handle's first word).
+fn inner_run_start(handle: &str, at: usize) -> bool {
+    let bytes = handle.as_bytes();
+    at > 0
+        && !bytes[at - 1].is_ascii_alphanumeric()
+        && bytes
+            .get(at..at + WORD_START_LEN)
+            .is_some_and(|start| start.iter().all(u8::is_ascii_alphanumeric))
+}
+
+/// The start token of a word inside a handle (see [`RUN_START`]).
+pub fn run_start(start: &str) -> String {
+    let mut token = String::with_capacity(1 + start.len());
+    token.push(RUN_START);
+    token.push_str(start);
+    token
+}
+
 /// Every trigram of a word, in order.
 pub fn trigrams(word: &str) -> impl Iterator<Item = &str> {
     (0..=word.len().saturating_sub(MIN_SUBSTRING))
@@ -164,13 +202,17 @@ pub const WORDS: &str = "contactd_words";
 pub const SHORT_PREFIXES: &str = "contactd_short_prefixes";
 /// Tokenizer name of the trigram form.
 pub const TRIGRAMS: &str = "contactd_trigrams";
+/// Tokenizer name of the trigram form of whole handles with their inner words'
+/// starts (see [`RUN_START`]).
+pub const HANDLE_TRIGRAMS: &str = "contactd_handle_trigrams";
 
 /// Registers the form tokenizers; every opened or created index needs them.
 pub fn register_tokenizers(manager: &TokenizerManager) {
     let forms = [
         (WORDS, Form::Words),
         (SHORT_PREFIXES, Form::Prefixes(SHORT_PREFIX)),
-        (TRIGRAMS, Form::Trigrams),
+        (TRIGRAMS, Form::Trigrams { run_starts: false }),
+        (HANDLE_TRIGRAMS, Form::Trigrams { run_starts: true }),
     ];
     for (name, form) in forms {
         manager.register(name, TextAnalyzer::from(FormTokenizer { form }));
@@ -187,7 +229,11 @@ enum Form {
     Words,
     /// Prefixes up to this many bytes.
     Prefixes(usize),
-    Trigrams,
+    /// `run_starts`: also the start of every word inside the word after its first
+    /// ([`RUN_START`]).
+    Trigrams {
+        run_starts: bool,
+    },
 }
 
 /// Splits space-joined folded words into the tokens of one form.
@@ -210,6 +256,7 @@ impl tantivy::tokenizer::Tokenizer for FormTokenizer {
             word_start_due: false,
             word_marked: false,
             marked_start_due: false,
+            run_start_done: false,
             token: Token::default(),
         }
     }
@@ -232,6 +279,8 @@ pub struct FormStream<'a> {
     word_marked: bool,
     /// Whether the current word's marked start token is still to be emitted.
     marked_start_due: bool,
+    /// Whether the run start at `next` was emitted (handle trigrams).
+    run_start_done: bool,
     token: Token,
 }
 
@@ -251,10 +300,10 @@ impl FormStream<'_> {
             self.word_index += 1;
             self.next = match self.form {
                 Form::Prefixes(_) => 1,
-                Form::Words | Form::Trigrams => 0,
+                Form::Words | Form::Trigrams { .. } => 0,
             };
             self.word_start_due =
-                matches!(self.form, Form::Trigrams) && self.word.len() >= WORD_START_LEN;
+                matches!(self.form, Form::Trigrams { .. }) && self.word.len() >= WORD_START_LEN;
             self.marked_start_due = self.word_start_due && self.word_marked;
             return true;
         }
@@ -297,7 +346,7 @@ impl TokenStream for FormStream<'_> {
                         return self.emit(&self.word[..length], position);
                     }
                 }
-                Form::Trigrams => {
+                Form::Trigrams { run_starts } => {
                     if self.marked_start_due {
                         self.marked_start_due = false;
                         self.token.text.clear();
@@ -315,8 +364,19 @@ impl TokenStream for FormStream<'_> {
                     }
                     if self.word_index > 0 && self.next + MIN_SUBSTRING <= self.word.len() {
                         let start = self.next;
-                        self.next += 1;
                         let position = self.trigram_base + start;
+                        if run_starts && !self.run_start_done && inner_run_start(self.word, start) {
+                            self.run_start_done = true;
+                            self.token.text.clear();
+                            self.token.text.push(RUN_START);
+                            self.token
+                                .text
+                                .push_str(&self.word[start..start + WORD_START_LEN]);
+                            self.token.position = position;
+                            return true;
+                        }
+                        self.run_start_done = false;
+                        self.next += 1;
                         return self.emit(&self.word[start..start + MIN_SUBSTRING], position);
                     }
                 }
@@ -394,6 +454,43 @@ mod tests {
             pairs(&[("d", 0), ("du", 0), ("dup", 0)])
         );
         assert!(tokens(TRIGRAMS, "").is_empty());
+    }
+
+    /// A handle's trigrams run across its separators; each inner word of 4+ bytes
+    /// has its start beside its first trigram, and the handle's own start is `^`.
+    #[test]
+    fn handle_trigrams_start_every_inner_word() {
+        let starts: Vec<(String, usize)> = tokens(HANDLE_TRIGRAMS, "jo.dupont@gmail.com x_abcd")
+            .into_iter()
+            .filter(|(token, _)| {
+                !token[..1]
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || HANDLE_SEPARATORS.contains(c))
+            })
+            .collect();
+        assert_eq!(
+            starts,
+            pairs(&[
+                ("^jo.d", 0),
+                ("~dupo", 3),
+                ("~gmai", 10),
+                ("^x_ab", 18),
+                ("~abcd", 20)
+            ])
+        );
+        let grams: Vec<String> = tokens(HANDLE_TRIGRAMS, "a.bcd")
+            .into_iter()
+            .map(|(token, _)| token)
+            .collect();
+        assert_eq!(
+            grams,
+            ["^a.bc", "a.b", ".bc", "bcd"],
+            "bcd is too short to start"
+        );
+        assert_eq!(
+            handle_words("jo.dupont@gmail.com").collect::<Vec<_>>(),
+            ["jo", "dupont", "gmail", "com"]
+        );
     }
 
     /// A marked word is indexed as itself, plus its short prefixes and word start

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use tantivy::TantivyDocument;
 use tantivy::schema::Field;
 
-use super::analysis::{fold_handle, joined, marked, words};
+use super::analysis::{fold_handle, handle_words, joined, marked, words};
 use super::schema::{Fields, TextGroup};
 use crate::model::{Contact, ContactContext, FieldType, is_phone_channel, phone_forms};
 
@@ -12,18 +12,27 @@ use crate::model::{Contact, ContactContext, FieldType, is_phone_channel, phone_f
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct SearchableText {
     pub name: Vec<String>,
+    /// The words of every email's handle ([`handle_words`]): an email's words are
+    /// found in its handle's trigrams.
     pub email: Vec<String>,
     /// Digit forms of every phone (national and international).
     pub phone: Vec<String>,
     /// International digit forms only (matched by fragments typed with `+`).
     pub phone_international: Vec<String>,
     pub other: Vec<String>,
-    /// Whole email and identity values (emails, and identities not on a phone
-    /// channel), folded by [`fold_handle`]: what handle fragments match.
-    pub handles: Vec<String>,
+    /// Whole emails folded by [`fold_handle`]: what handle fragments match, with
+    /// [`Self::other_handles`].
+    pub email_handles: Vec<String>,
+    /// Whole identity values not on a phone channel, folded by [`fold_handle`].
+    pub other_handles: Vec<String>,
 }
 
 impl SearchableText {
+    /// Every handle, emails first.
+    pub fn handles(&self) -> impl Iterator<Item = &String> {
+        self.email_handles.iter().chain(&self.other_handles)
+    }
+
     /// What `q` searches: name; email and email identities; phone and phone-channel
     /// identities; other identities, company name, tags, text/dropdown/multiselect
     /// custom values and notes.
@@ -52,11 +61,12 @@ impl SearchableText {
             }
         }
         for email in emails {
-            extend_unique(&mut text.email, words(email));
-            extend_unique(&mut text.handles, [fold_handle(email)]);
+            let handle = fold_handle(email);
+            extend_unique(&mut text.email, handle_words(&handle).map(str::to_string));
+            extend_unique(&mut text.email_handles, [handle]);
         }
         for handle in &others {
-            extend_unique(&mut text.handles, [fold_handle(handle)]);
+            extend_unique(&mut text.other_handles, [fold_handle(handle)]);
         }
         for (typed, e164) in phones {
             let forms = phone_forms(typed, e164);
@@ -151,7 +161,14 @@ pub fn to_document(
         }
     }
     add_group(&mut doc, fields.name, &text.name);
-    add_group(&mut doc, fields.email, &text.email);
+    if !text.email.is_empty() {
+        // An email's words have their exact and short prefix forms; their trigrams
+        // and starts are those of the whole email (see [`super::analysis`]).
+        let words = joined(&text.email);
+        doc.add_text(fields.email.words, &words);
+        doc.add_text(fields.email.short_prefixes, words);
+        doc.add_text(fields.email.trigrams, joined(&text.email_handles));
+    }
     // International digit forms are marked, for fragments typed with `+`.
     let phone: Vec<String> = text
         .phone
@@ -164,15 +181,17 @@ pub fn to_document(
     add_group(&mut doc, fields.phone, &phone);
     add_group(&mut doc, fields.other, &text.other);
     // A phone typed whole with its `+` ranks like an email typed whole.
-    let mut whole: Vec<String> = text.handles.clone();
+    let mut whole: Vec<String> = text.handles().cloned().collect();
     whole.extend(text.phone_international.iter().map(|d| format!("+{d}")));
     if !whole.is_empty() {
         doc.add_text(fields.handles.words, joined(&whole));
     }
-    if !text.handles.is_empty() {
-        let handles = joined(&text.handles);
-        doc.add_text(fields.handles.short_prefixes, &handles);
-        doc.add_text(fields.handles.trigrams, handles);
+    let handles: Vec<String> = text.handles().cloned().collect();
+    if !handles.is_empty() {
+        doc.add_text(fields.handles.short_prefixes, joined(&handles));
+    }
+    if !text.other_handles.is_empty() {
+        doc.add_text(fields.handles.trigrams, joined(&text.other_handles));
     }
 
     let k = &fields.keywords;

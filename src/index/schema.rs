@@ -9,7 +9,7 @@ use tantivy::schema::{
 use super::analysis;
 use super::text_query::Group;
 
-pub const SCHEMA_VERSION: u32 = 11;
+pub const SCHEMA_VERSION: u32 = 12;
 
 /// A group of searchable text, indexed in the three forms of [`analysis`].
 #[derive(Debug, Clone, Copy)]
@@ -17,6 +17,10 @@ pub struct TextGroup {
     pub words: Field,
     pub short_prefixes: Field,
     pub trigrams: Field,
+    /// The trigram field holds whole handles ([`analysis::HANDLE_TRIGRAMS`]), so a
+    /// word inside one starts either the handle (`^`) or an inner run
+    /// ([`analysis::RUN_START`]).
+    pub handle_trigrams: bool,
     /// Where its matches rank: name before email before phone before the rest.
     pub group: Group,
 }
@@ -58,9 +62,10 @@ pub struct Fields {
     pub email: TextGroup,
     pub phone: TextGroup,
     pub other: TextGroup,
-    /// Whole email and identity values ([`super::analysis::fold_handle`]) in the three
-    /// forms, for handle fragments; the exact form also holds `+` and the
-    /// international digits of every phone, for a phone typed whole.
+    /// Whole email and identity values ([`super::analysis::fold_handle`]), for handle
+    /// fragments: in the exact and short prefix forms, and the identities' in the
+    /// trigram form (the emails' trigrams are [`Self::email`]'s). The exact form also
+    /// holds `+` and the international digits of every phone, for a phone typed whole.
     pub handles: TextGroup,
     pub keywords: Keywords,
     pub dates: Dates,
@@ -111,7 +116,7 @@ fn keyword_options() -> TextOptions {
 impl Fields {
     pub fn build() -> Fields {
         let mut builder = Schema::builder();
-        let mut group = |name: &str, group: Group| TextGroup {
+        let mut group = |name: &str, group: Group, handle_trigrams: bool| TextGroup {
             words: builder.add_text_field(
                 &format!("{name}_w"),
                 form(analysis::WORDS, IndexRecordOption::Basic),
@@ -122,15 +127,26 @@ impl Fields {
             ),
             trigrams: builder.add_text_field(
                 &format!("{name}_t"),
-                form(analysis::TRIGRAMS, IndexRecordOption::WithFreqsAndPositions),
+                form(
+                    match handle_trigrams {
+                        true => analysis::HANDLE_TRIGRAMS,
+                        false => analysis::TRIGRAMS,
+                    },
+                    IndexRecordOption::WithFreqsAndPositions,
+                ),
             ),
+            handle_trigrams,
             group,
         };
-        let name = group("name", Group::Name);
-        let email = group("email", Group::Email);
-        let phone = group("phone", Group::Phone);
-        let other = group("other", Group::Other);
-        let handles = group("handle", Group::Email);
+        let name = group("name", Group::Name, false);
+        // Email words in the exact and prefix forms; the trigrams are of the whole
+        // emails, which fragments search too.
+        let email = group("email", Group::Email, true);
+        let phone = group("phone", Group::Phone, false);
+        let other = group("other", Group::Other, false);
+        // Whole emails and identities in the exact and prefix forms; the trigrams of
+        // the identities only (the emails' are in `email`).
+        let handles = group("handle", Group::Email, false);
         // Hits are read from the fast column (nothing is stored in tantivy's doc store).
         let id = builder.add_text_field(ID, keyword_options());
         let status = builder.add_text_field("status", keyword_options());

@@ -12,10 +12,12 @@ use std::time::Instant;
 
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::query::{EnableScoring, Query, TermQuery};
-use tantivy::schema::IndexRecordOption;
+use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{Searcher, Term};
 
-use super::analysis::{MIN_SUBSTRING, SHORT_PREFIX, WORD_START_LEN, marked, trigrams, word_start};
+use super::analysis::{
+    MIN_SUBSTRING, SHORT_PREFIX, WORD_START_LEN, marked, run_start, trigrams, word_start,
+};
 use super::executor::{FilterPlan, PartPlan, Plan, Probe, SegmentMatches};
 use super::facets::{FacetCounts, Facets};
 use super::schema::TextGroup;
@@ -283,7 +285,7 @@ impl SearchIndex {
                             fields.phone,
                             digits,
                             level(MatchTier::Prefix, Group::Phone),
-                            Words::Marked,
+                            Lead::Marked,
                         ),
                     ],
                 );
@@ -311,6 +313,17 @@ impl SearchIndex {
                     level: WHOLE_VALUE,
                 }];
                 word_probes(fields.handles, text, &mut probes);
+                // The emails' trigrams are the email group's: the start of a whole
+                // email, and a piece of one.
+                let (prefix, substring) = (
+                    level(MatchTier::Prefix, Group::Email),
+                    level(MatchTier::Substring, Group::Email),
+                );
+                if text.len() > SHORT_PREFIX {
+                    let trigrams = fields.email.trigrams;
+                    probes.push(long_prefix_probe(trigrams, text, prefix, Lead::Word));
+                }
+                probes.extend(substring_probe(fields.email.trigrams, text, substring));
                 push_best_first(&mut plan, probes);
             }
         }
@@ -400,70 +413,100 @@ fn word_probes(group: TextGroup, word: &str, out: &mut Vec<Probe>) {
         term: Term::from_field_text(group.words, word),
         level: level(MatchTier::Exact, group.group),
     });
-    out.push(prefix_probe(
-        group,
+    let prefix = level(MatchTier::Prefix, group.group);
+    // The words of whole handles start either the handle or an inner run.
+    let leads: &[Lead] = match group.handle_trigrams && word.len() > SHORT_PREFIX {
+        true => &[Lead::Word, Lead::InnerRun],
+        false => &[Lead::Word],
+    };
+    for lead in leads {
+        out.push(prefix_probe(group, word, prefix, *lead));
+    }
+    out.extend(substring_probe(
+        group.trigrams,
         word,
-        level(MatchTier::Prefix, group.group),
-        Words::All,
+        level(MatchTier::Substring, group.group),
     ));
-    let substring = level(MatchTier::Substring, group.group);
-    if word.len() == MIN_SUBSTRING {
-        out.push(Probe::Term {
-            term: Term::from_field_text(group.trigrams, word),
-            level: substring,
-        });
-    } else if word.len() > MIN_SUBSTRING {
-        out.push(Probe::Phrase {
-            terms: trigram_terms(group, word).collect(),
-            level: substring,
-        });
+}
+
+/// The documents holding `word` inside a word of a trigram field (from
+/// [`MIN_SUBSTRING`] bytes: a trigram, or the phrase of its trigrams).
+fn substring_probe(trigrams: Field, word: &str, level: u8) -> Option<Probe> {
+    match word.len() {
+        MIN_SUBSTRING => Some(Probe::Term {
+            term: Term::from_field_text(trigrams, word),
+            level,
+        }),
+        length if length > MIN_SUBSTRING => Some(Probe::Phrase {
+            terms: trigram_terms(trigrams, word).collect(),
+            level,
+        }),
+        _ => None,
     }
 }
 
-/// Which words of a group a prefix probe looks at.
+/// Which word start a prefix probe looks for (see [`super::analysis`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Words {
-    All,
-    /// Only the marked ones (see [`super::analysis`]).
+enum Lead {
+    /// A word's start, `^`.
+    Word,
+    /// A word inside a handle after its first, [`super::analysis::RUN_START`].
+    InnerRun,
+    /// A marked word's start, [`super::analysis::MARK`].
     Marked,
+}
+
+impl Lead {
+    /// The short prefix term of `prefix`.
+    fn short(self, prefix: &str) -> String {
+        match self {
+            Lead::Word | Lead::InnerRun => prefix.to_string(),
+            Lead::Marked => marked(prefix),
+        }
+    }
+
+    /// The start term of a word whose first [`WORD_START_LEN`] bytes are `start`.
+    fn start(self, start: &str) -> String {
+        match self {
+            Lead::Word => word_start(start),
+            Lead::InnerRun => run_start(start),
+            Lead::Marked => marked(start),
+        }
+    }
 }
 
 /// The documents holding a word of `group` that starts with `prefix` (see
 /// [`super::analysis`]): a short prefix is an edge gram; a 4-byte one a word start;
 /// a longer one its word start followed by its trigrams past it.
-fn prefix_probe(group: TextGroup, prefix: &str, level: u8, words: Words) -> Probe {
+fn prefix_probe(group: TextGroup, prefix: &str, level: u8, lead: Lead) -> Probe {
     if prefix.len() <= SHORT_PREFIX {
-        let short = match words {
-            Words::All => prefix.to_string(),
-            Words::Marked => marked(prefix),
-        };
         return Probe::Term {
-            term: Term::from_field_text(group.short_prefixes, &short),
+            term: Term::from_field_text(group.short_prefixes, &lead.short(prefix)),
             level,
         };
     }
-    let lead = &prefix[..WORD_START_LEN];
-    let start = match words {
-        Words::All => word_start(lead),
-        Words::Marked => marked(lead),
-    };
-    let start = Term::from_field_text(group.trigrams, &start);
+    long_prefix_probe(group.trigrams, prefix, level, lead)
+}
+
+/// [`prefix_probe`] of a prefix longer than [`SHORT_PREFIX`], on a trigram field.
+fn long_prefix_probe(trigrams: Field, prefix: &str, level: u8, lead: Lead) -> Probe {
+    let start = Term::from_field_text(trigrams, &lead.start(&prefix[..WORD_START_LEN]));
     if prefix.len() == WORD_START_LEN {
         return Probe::Term { term: start, level };
     }
     // The word start covers bytes 0..4, the trigrams from byte 2 on cover the rest.
     let terms = std::iter::once((0, start))
-        .chain(trigram_terms(group, prefix).skip(WORD_START_LEN - MIN_SUBSTRING + 1))
+        .chain(trigram_terms(trigrams, prefix).skip(WORD_START_LEN - MIN_SUBSTRING + 1))
         .collect();
     Probe::Phrase { terms, level }
 }
 
-/// The trigram terms of `word` in `group`, each with its offset in the word (the
-/// phrase positions of [`Probe::Phrase`]).
-fn trigram_terms(group: TextGroup, word: &str) -> impl Iterator<Item = (u32, Term)> + '_ {
+/// The trigram terms of `word` in a trigram field, each with its offset in the word
+/// (the phrase positions of [`Probe::Phrase`]).
+fn trigram_terms(field: Field, word: &str) -> impl Iterator<Item = (u32, Term)> + '_ {
     trigrams(word)
         .zip(0..)
-        .map(move |(gram, offset)| (offset, Term::from_field_text(group.trigrams, gram)))
+        .map(move |(gram, offset)| (offset, Term::from_field_text(field, gram)))
 }
 
 /// The exact, prefix and substring forms of one word on one field group, as a query

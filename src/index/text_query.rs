@@ -271,8 +271,7 @@ impl QueryPart {
                 as_phone.max(as_text)
             }
             QueryPart::Fragment { text: fragment } => text
-                .handles
-                .iter()
+                .handles()
                 .filter_map(|value| {
                     if value == fragment {
                         Some(WHOLE_VALUE)
