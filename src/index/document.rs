@@ -161,12 +161,14 @@ pub fn to_document(
         }
     }
     add_group(&mut doc, fields.name, &text.name);
+    // An email's words have their exact and short prefix forms; their trigrams and
+    // starts are those of the whole email (see [`super::analysis`]).
     if !text.email.is_empty() {
-        // An email's words have their exact and short prefix forms; their trigrams
-        // and starts are those of the whole email (see [`super::analysis`]).
         let words = joined(&text.email);
         doc.add_text(fields.email.words, &words);
         doc.add_text(fields.email.short_prefixes, words);
+    }
+    if !text.email_handles.is_empty() {
         doc.add_text(fields.email.trigrams, joined(&text.email_handles));
     }
     // International digit forms are marked, for fragments typed with `+`.
