@@ -65,37 +65,45 @@ fn prefix_end(prefix: &str) -> Vec<u8> {
     end
 }
 
-/// The keys of a group being gathered while the sorted keys go by.
-struct OpenGroup {
-    /// The key (or fragment prefix) every key of the group is, or starts with.
-    key: Vec<u8>,
+/// The keys of a fragment being gathered while the sorted keys go by.
+#[derive(Default)]
+struct OpenFragment {
+    /// The prefix every key of the fragment starts with.
+    prefix: Vec<u8>,
     /// Each key's postings, by segment.
     terms: Vec<(usize, TermInfo)>,
 }
 
-impl OpenGroup {
-    /// Keeps the group when it holds 2 to `group_max` live contacts. Postings are
-    /// read only for groups of two documents or more (`doc_freq` counts deleted
+/// What the whole-base walk reads postings from, and where it keeps groups.
+struct GroupSink<'a> {
+    segments: &'a [SegmentReader],
+    indexes: &'a [std::sync::Arc<InvertedIndexReader>],
+    group_max: usize,
+    groups: Vec<Vec<String>>,
+}
+
+impl GroupSink<'_> {
+    /// Keeps the contacts of `terms` as a group when they are 2 to `group_max`.
+    /// Postings are read only for two documents or more (`doc_freq` counts deleted
     /// ones, so it never undercounts): most keys and fragments are one contact's.
-    fn close(
-        self,
-        segments: &[SegmentReader],
-        indexes: &[std::sync::Arc<InvertedIndexReader>],
-        group_max: usize,
-        groups: &mut Vec<Vec<String>>,
-    ) -> Result<(), IndexError> {
-        let postings: u32 = self.terms.iter().map(|(_, info)| info.doc_freq).sum();
+    fn offer(&mut self, terms: &[(usize, TermInfo)]) -> Result<(), IndexError> {
+        let postings: u32 = terms.iter().map(|(_, info)| info.doc_freq).sum();
         if postings < 2 {
             return Ok(());
         }
         let mut ids = Vec::new();
-        for (segment, info) in &self.terms {
-            ids_of_term(&segments[*segment], &indexes[*segment], info, &mut ids)?;
+        for (segment, info) in terms {
+            ids_of_term(
+                &self.segments[*segment],
+                &self.indexes[*segment],
+                info,
+                &mut ids,
+            )?;
         }
         ids.sort();
         ids.dedup();
-        if (2..=group_max).contains(&ids.len()) {
-            groups.push(ids);
+        if (2..=self.group_max).contains(&ids.len()) {
+            self.groups.push(ids);
         }
         Ok(())
     }
@@ -161,32 +169,46 @@ impl SearchIndex {
             .map(|index| index.terms().stream())
             .collect::<Result<Vec<_>, _>>()?;
         let mut merger = TermMerger::new(streams);
-        let mut groups = Vec::new();
+        let mut sink = GroupSink {
+            segments,
+            indexes: &indexes,
+            group_max,
+            groups: Vec::new(),
+        };
         // The fragments whose keys are still going by, outermost first: keys of one
         // prefix come in one run, and a run inside another (a local part holding
-        // `@`) ends before it.
-        let mut fragments: Vec<OpenGroup> = Vec::new();
+        // `@`) ends before it. Closed ones are kept in `spare` for their buffers:
+        // nearly every email and phone key opens a fragment of its own.
+        let mut fragments: Vec<OpenFragment> = Vec::new();
+        let mut spare: Vec<OpenFragment> = Vec::new();
+        let mut terms: Vec<(usize, TermInfo)> = Vec::new();
         while merger.advance() {
-            let key = merger.key().to_vec();
-            while let Some(open) = fragments.pop_if(|open| !key.starts_with(&open.key)) {
-                open.close(segments, &indexes, group_max, &mut groups)?;
+            let key = merger.key();
+            while let Some(open) = fragments.pop_if(|open| !key.starts_with(&open.prefix)) {
+                sink.offer(&open.terms)?;
+                spare.push(open);
             }
-            let terms: Vec<_> = merger.current_segment_ords_and_term_infos().collect();
-            let fragment = std::str::from_utf8(&key).ok().and_then(fragment_prefix);
-            if let Some(fragment) = fragment.map(str::as_bytes) {
+            terms.clear();
+            terms.extend(merger.current_segment_ords_and_term_infos());
+            let fragment = std::str::from_utf8(key).ok().and_then(fragment_prefix);
+            if let Some(prefix) = fragment.map(str::as_bytes) {
                 match fragments.last_mut() {
-                    Some(open) if open.key == fragment => open.terms.extend(terms.clone()),
-                    _ => fragments.push(OpenGroup {
-                        key: fragment.to_vec(),
-                        terms: terms.clone(),
-                    }),
+                    Some(open) if open.prefix == prefix => open.terms.extend_from_slice(&terms),
+                    _ => {
+                        let mut open = spare.pop().unwrap_or_default();
+                        open.prefix.clear();
+                        open.prefix.extend_from_slice(prefix);
+                        open.terms.clear();
+                        open.terms.extend_from_slice(&terms);
+                        fragments.push(open);
+                    }
                 }
             }
-            OpenGroup { key, terms }.close(segments, &indexes, group_max, &mut groups)?;
+            sink.offer(&terms)?;
         }
         while let Some(open) = fragments.pop() {
-            open.close(segments, &indexes, group_max, &mut groups)?;
+            sink.offer(&open.terms)?;
         }
-        Ok(groups)
+        Ok(sink.groups)
     }
 }
