@@ -138,29 +138,34 @@ pub fn fold_handle(value: &str) -> String {
         .collect()
 }
 
-/// The word start token of a word whose first [`WORD_START_LEN`] bytes are `start`:
-/// what a query looks up, written as [`push_word_start`] indexes it.
-pub fn word_start(start: &str) -> String {
-    let mut token = String::with_capacity(1 + start.len());
-    push_word_start(&mut token, start);
+/// Appends `lead` then `text` to `out`: the one form of word starts (`^`), marked
+/// words (`#`) and inner word starts (`~`), shared by indexing and querying.
+fn push_led(out: &mut String, lead: char, text: &str) {
+    out.push(lead);
+    out.push_str(text);
+}
+
+fn led(lead: char, text: &str) -> String {
+    let mut token = String::with_capacity(1 + text.len());
+    push_led(&mut token, lead, text);
     token
 }
 
-/// Appends the word start token of `start` to `out` (the one definition of its form,
-/// shared by indexing and querying).
-fn push_word_start(out: &mut String, start: &str) {
-    out.push(WORD_START);
-    out.push_str(start);
+/// The word start token of a word whose first [`WORD_START_LEN`] bytes are `start`.
+pub fn word_start(start: &str) -> String {
+    led(WORD_START, start)
 }
 
 /// `text` with the [`MARK`] in front: a marked word as a document holds it, and the
 /// marked short prefix or word start a query looks up (the word start of a marked
 /// word is its first [`WORD_START_LEN`] bytes after the mark).
 pub fn marked(text: &str) -> String {
-    let mut token = String::with_capacity(1 + text.len());
-    token.push(MARK);
-    token.push_str(text);
-    token
+    led(MARK, text)
+}
+
+/// The start token of a word inside a handle (see [`RUN_START`]).
+pub fn run_start(start: &str) -> String {
+    led(RUN_START, start)
 }
 
 /// The words of a folded handle (its runs of letters and digits), in order.
@@ -179,14 +184,6 @@ fn inner_run_start(handle: &str, at: usize) -> bool {
         && bytes
             .get(at..at + WORD_START_LEN)
             .is_some_and(|start| start.iter().all(u8::is_ascii_alphanumeric))
-}
-
-/// The start token of a word inside a handle (see [`RUN_START`]).
-pub fn run_start(start: &str) -> String {
-    let mut token = String::with_capacity(1 + start.len());
-    token.push(RUN_START);
-    token.push_str(start);
-    token
 }
 
 /// Every trigram of a word, in order.
@@ -310,6 +307,14 @@ impl FormStream<'_> {
         false
     }
 
+    /// Emits `lead` then `text` (see [`push_led`]).
+    fn emit_led(&mut self, lead: char, text: &str, position: usize) -> bool {
+        self.token.text.clear();
+        push_led(&mut self.token.text, lead, text);
+        self.token.position = position;
+        true
+    }
+
     fn emit(&mut self, text: &str, position: usize) -> bool {
         self.token.text.clear();
         self.token.text.push_str(text);
@@ -337,11 +342,7 @@ impl TokenStream for FormStream<'_> {
                         self.next += 1;
                         let position = self.word_index - 1;
                         if length > count {
-                            self.token.text.clear();
-                            self.token.text.push(MARK);
-                            self.token.text.push_str(&self.word[..length - count]);
-                            self.token.position = position;
-                            return true;
+                            return self.emit_led(MARK, &self.word[..length - count], position);
                         }
                         return self.emit(&self.word[..length], position);
                     }
@@ -349,31 +350,24 @@ impl TokenStream for FormStream<'_> {
                 Form::Trigrams { run_starts } => {
                     if self.marked_start_due {
                         self.marked_start_due = false;
-                        self.token.text.clear();
-                        self.token.text.push(MARK);
-                        self.token.text.push_str(&self.word[..WORD_START_LEN]);
-                        self.token.position = self.trigram_base;
-                        return true;
+                        return self.emit_led(
+                            MARK,
+                            &self.word[..WORD_START_LEN],
+                            self.trigram_base,
+                        );
                     }
                     if self.word_start_due {
                         self.word_start_due = false;
-                        self.token.text.clear();
-                        push_word_start(&mut self.token.text, &self.word[..WORD_START_LEN]);
-                        self.token.position = self.trigram_base;
-                        return true;
+                        let start = &self.word[..WORD_START_LEN];
+                        return self.emit_led(WORD_START, start, self.trigram_base);
                     }
                     if self.word_index > 0 && self.next + MIN_SUBSTRING <= self.word.len() {
                         let start = self.next;
                         let position = self.trigram_base + start;
                         if run_starts && !self.run_start_done && inner_run_start(self.word, start) {
                             self.run_start_done = true;
-                            self.token.text.clear();
-                            self.token.text.push(RUN_START);
-                            self.token
-                                .text
-                                .push_str(&self.word[start..start + WORD_START_LEN]);
-                            self.token.position = position;
-                            return true;
+                            let word = &self.word[start..start + WORD_START_LEN];
+                            return self.emit_led(RUN_START, word, position);
                         }
                         self.run_start_done = false;
                         self.next += 1;

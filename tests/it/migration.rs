@@ -42,6 +42,14 @@ async fn load(app: &TestApp, dump: String) -> crate::common::Reply {
     crate::common::Reply::from(response).await
 }
 
+/// Loads `dump` and checks it is refused with a 400 whose message names `needle`.
+async fn load_refused(app: &TestApp, dump: String, needle: &str) {
+    let refused = load(app, dump).await;
+    refused.expect_error(StatusCode::BAD_REQUEST, "bad_request");
+    let message = refused.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains(needle), "{needle}: {message}");
+}
+
 fn contactd(args: &[&std::ffi::OsStr]) -> std::process::Output {
     crate::common::run_contactd(args, None, &[])
 }
@@ -221,14 +229,7 @@ async fn a_dump_loaded_into_an_empty_server_gives_back_every_record() {
         .skip(1)
         .map(|l| format!("{l}\n"))
         .collect();
-    let refused = load(&empty, no_header).await;
-    refused.expect_error(StatusCode::BAD_REQUEST, "bad_request");
-    assert!(
-        refused.body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("line 1")
-    );
+    load_refused(&empty, no_header, "line 1").await;
     // Claims store ids as ULID bits: a dump whose ids are not ULIDs is refused.
     let foreign_id: String = over_http
         .lines()
@@ -240,16 +241,7 @@ async fn a_dump_loaded_into_an_empty_server_gives_back_every_record() {
             format!("{line}\n")
         })
         .collect();
-    let refused = load(&empty, foreign_id).await;
-    refused.expect_error(StatusCode::BAD_REQUEST, "bad_request");
-    assert!(
-        refused.body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("crm-contact-7"),
-        "{}",
-        refused.body
-    );
+    load_refused(&empty, foreign_id, "crm-contact-7").await;
     assert_eq!(
         empty.stats().await["store_seq"],
         0,
