@@ -108,6 +108,13 @@ pub struct HeldKeys {
     pub legacy: bool,
 }
 
+impl HeldKeys {
+    /// Whether `key` is one of them (a claim row only says the contact may hold it).
+    pub fn holds(&self, key: &str) -> bool {
+        self.keys.iter().any(|held| held == key)
+    }
+}
+
 /// The identity keys contact `id` holds: from its record, or for a record older than
 /// format 3 from `held_identities`. Nothing for a contact that is not stored.
 pub fn held_keys(
@@ -141,11 +148,7 @@ pub fn identity_holder(
     key: &str,
 ) -> Result<Option<String>, StoreError> {
     for candidate in candidates(claims, key)? {
-        if held_keys(contacts, held, dictionaries, &candidate)?
-            .keys
-            .iter()
-            .any(|held| held == key)
-        {
+        if held_keys(contacts, held, dictionaries, &candidate)?.holds(key) {
             return Ok(Some(candidate));
         }
     }

@@ -365,7 +365,7 @@ impl<'t> TxnTables<'t> {
 
     /// Whether contact `id` holds identity `key` (a claim row only says it may).
     fn holds_identity(&self, id: &str, key: &str) -> Result<bool, StoreError> {
-        Ok(self.held_keys(id)?.keys.iter().any(|held| held == key))
+        Ok(self.held_keys(id)?.holds(key))
     }
 
     /// Whether contact `id` is active under the folded name `key`.
