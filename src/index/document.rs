@@ -182,15 +182,15 @@ pub fn to_document(
         .collect();
     add_group(&mut doc, fields.phone, &phone);
     add_group(&mut doc, fields.other, &text.other);
-    // A phone typed whole with its `+` ranks like an email typed whole.
-    let mut whole: Vec<String> = text.handles().cloned().collect();
-    whole.extend(text.phone_international.iter().map(|d| format!("+{d}")));
-    if !whole.is_empty() {
-        doc.add_text(fields.handles.words, joined(&whole));
-    }
     let handles: Vec<String> = text.handles().cloned().collect();
     if !handles.is_empty() {
         doc.add_text(fields.handles.short_prefixes, joined(&handles));
+    }
+    // A phone typed whole with its `+` ranks like an email typed whole.
+    let mut whole = handles;
+    whole.extend(text.phone_international.iter().map(|d| format!("+{d}")));
+    if !whole.is_empty() {
+        doc.add_text(fields.handles.words, joined(&whole));
     }
     if !text.other_handles.is_empty() {
         doc.add_text(fields.handles.trigrams, joined(&text.other_handles));
