@@ -9,8 +9,8 @@
 //!
 //! Forms (tantivy's n-gram tokenizer puts every gram at position 0 and ignores word
 //! boundaries, so the forms come from this module's own tokenizers, [`FormTokenizer`],
-//! registered under [`WORDS`], [`SHORT_PREFIXES`] and [`TRIGRAMS`]; a document field
-//! holds the folded words joined by single spaces):
+//! registered under [`WORDS`], [`SHORT_PREFIXES`] and [`TRIGRAMS`]; a document value
+//! is a group's tag then its folded words joined by single spaces, [`tagged_words`]):
 //! - **word**: the folded word (exact matches);
 //! - **short prefix**: every prefix of the word up to [`SHORT_PREFIX`] bytes (edge
 //!   grams);
@@ -21,12 +21,18 @@
 //!   its first trigram): a prefix of exactly that length is one term, and a longer one
 //!   the phrase of its word start and its trigrams past it.
 //!
+//! A value starts with its group's **tag** ([`NAME_TAG`] …, one byte: name, email,
+//! phone, the rest, handles) and every token cut from it starts with the same tag,
+//! so a group's terms are its own in a field that several groups share (`Nhel` is a
+//! name's prefix, `Ehel` an email's). See [`super::schema`] for which fields are
+//! shared and why.
+//!
 //! Handles (whole emails and identity values, [`fold_handle`]) are one word each, so
-//! a fragment typed across `.` or `@` is a phrase of their trigrams. Emails have a
-//! trigram field of their own in the [`HANDLE_TRIGRAMS`] form, which also gives each
-//! word inside a handle its start ([`RUN_START`]): an email's words
-//! ([`handle_words`]) are then found by prefix and substring in the same trigrams as
-//! its fragments, and are not indexed in trigrams a second time.
+//! a fragment typed across `.` or `@` is a phrase of their trigrams. The email
+//! group's trigrams are of whole emails and also give each word inside an email its
+//! start ([`RUN_START`]): an email's words ([`handle_words`]) are then found by
+//! prefix and substring in the same trigrams as its fragments, and are not indexed
+//! in trigrams a second time.
 //!
 //! A word written with a leading [`MARK`] is **marked**: it is indexed in every form
 //! as the word without the mark, and its short prefixes and word start are indexed a
@@ -61,7 +67,7 @@ const WORD_START: char = '^';
 /// Marks a word (see the module docs); never part of a folded word or handle.
 pub const MARK: char = '#';
 /// Marks the start of a word inside a handle after its first (`~dupo` in
-/// `jean.dupont@…`), in the [`HANDLE_TRIGRAMS`] form: with the handle's own word
+/// `jean.dupont@…`), in the email group's trigrams: with the handle's own word
 /// start (`^jean`), every word of the handle has its start, so the words of a
 /// handle are found by prefix from its trigrams. Never part of a handle.
 pub const RUN_START: char = '~';
@@ -70,6 +76,14 @@ pub const RUN_START: char = '~';
 pub const HANDLE_SEPARATORS: &str = "@._+-";
 /// Shortest query word matched as a substring (API: "by substring from its third").
 pub const MIN_SUBSTRING: usize = 3;
+/// Group tags (see the module docs): upper case, so never a folded character.
+pub const NAME_TAG: char = 'N';
+/// The email group: its trigram form holds whole emails with their inner words'
+/// starts ([`RUN_START`]).
+pub const EMAIL_TAG: char = 'E';
+pub const PHONE_TAG: char = 'P';
+pub const OTHER_TAG: char = 'O';
+pub const HANDLE_TAG: char = 'H';
 
 /// The folded words of `text`, umlaut spellings included.
 pub fn words(text: &str) -> Vec<String> {
@@ -145,6 +159,24 @@ fn push_led(out: &mut String, lead: char, text: &str) {
     out.push_str(text);
 }
 
+/// `text` led by a group's tag: a term of a form field.
+pub fn tagged(tag: char, text: &str) -> String {
+    led(tag, text)
+}
+
+/// The value of a form field: the group's tag, then its words joined by spaces.
+pub fn tagged_words(tag: char, words: &[String]) -> String {
+    let mut value = String::with_capacity(1 + words.iter().map(|w| w.len() + 1).sum::<usize>());
+    value.push(tag);
+    for (i, word) in words.iter().enumerate() {
+        if i > 0 {
+            value.push(' ');
+        }
+        value.push_str(word);
+    }
+    value
+}
+
 fn led(lead: char, text: &str) -> String {
     let mut token = String::with_capacity(1 + text.len());
     push_led(&mut token, lead, text);
@@ -197,28 +229,20 @@ pub fn trigrams(word: &str) -> impl Iterator<Item = &str> {
 pub const WORDS: &str = "contactd_words";
 /// Tokenizer name of the short prefix form (up to [`SHORT_PREFIX`]).
 pub const SHORT_PREFIXES: &str = "contactd_short_prefixes";
-/// Tokenizer name of the trigram form.
+/// Tokenizer name of the trigram form (with the inner words' starts, [`RUN_START`],
+/// in the email group's values).
 pub const TRIGRAMS: &str = "contactd_trigrams";
-/// Tokenizer name of the trigram form of whole handles with their inner words'
-/// starts (see [`RUN_START`]).
-pub const HANDLE_TRIGRAMS: &str = "contactd_handle_trigrams";
 
 /// Registers the form tokenizers; every opened or created index needs them.
 pub fn register_tokenizers(manager: &TokenizerManager) {
     let forms = [
         (WORDS, Form::Words),
         (SHORT_PREFIXES, Form::Prefixes(SHORT_PREFIX)),
-        (TRIGRAMS, Form::Trigrams { run_starts: false }),
-        (HANDLE_TRIGRAMS, Form::Trigrams { run_starts: true }),
+        (TRIGRAMS, Form::Trigrams),
     ];
     for (name, form) in forms {
         manager.register(name, TextAnalyzer::from(FormTokenizer { form }));
     }
-}
-
-/// The space-joined value of a form field.
-pub fn joined(words: &[String]) -> String {
-    words.join(" ")
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -226,14 +250,13 @@ enum Form {
     Words,
     /// Prefixes up to this many bytes.
     Prefixes(usize),
-    /// `run_starts`: also the start of every word inside the word after its first
-    /// ([`RUN_START`]).
-    Trigrams {
-        run_starts: bool,
-    },
+    /// In the email group, also the start of every word inside a word after its
+    /// first ([`RUN_START`]).
+    Trigrams,
 }
 
-/// Splits space-joined folded words into the tokens of one form.
+/// Splits a tagged value ([`tagged_words`]) into the tokens of one form, each led
+/// by the value's tag.
 #[derive(Debug, Clone)]
 pub struct FormTokenizer {
     form: Form,
@@ -243,9 +266,16 @@ impl tantivy::tokenizer::Tokenizer for FormTokenizer {
     type TokenStream<'a> = FormStream<'a>;
 
     fn token_stream<'a>(&'a mut self, text: &'a str) -> FormStream<'a> {
+        // The tag is one ASCII byte; an empty value has no tokens.
+        let (tag, words) = match text.chars().next() {
+            Some(tag) => (tag, &text[tag.len_utf8()..]),
+            None => (NAME_TAG, ""),
+        };
         FormStream {
             form: self.form,
-            words: text.split(' '),
+            tag,
+            run_starts: tag == EMAIL_TAG,
+            words: words.split(' '),
             word: "",
             word_index: 0,
             next: 0,
@@ -261,6 +291,10 @@ impl tantivy::tokenizer::Tokenizer for FormTokenizer {
 
 pub struct FormStream<'a> {
     form: Form,
+    /// The value's group tag, first byte of every token.
+    tag: char,
+    /// Whether trigrams also mark inner word starts (the email group).
+    run_starts: bool,
     words: std::str::Split<'a, char>,
     /// The word being cut ("" before the first).
     word: &'a str,
@@ -297,26 +331,29 @@ impl FormStream<'_> {
             self.word_index += 1;
             self.next = match self.form {
                 Form::Prefixes(_) => 1,
-                Form::Words | Form::Trigrams { .. } => 0,
+                Form::Words | Form::Trigrams => 0,
             };
             self.word_start_due =
-                matches!(self.form, Form::Trigrams { .. }) && self.word.len() >= WORD_START_LEN;
+                matches!(self.form, Form::Trigrams) && self.word.len() >= WORD_START_LEN;
             self.marked_start_due = self.word_start_due && self.word_marked;
             return true;
         }
         false
     }
 
-    /// Emits `lead` then `text` (see [`push_led`]).
+    /// Emits the tag, `lead` then `text` (see [`push_led`]).
     fn emit_led(&mut self, lead: char, text: &str, position: usize) -> bool {
         self.token.text.clear();
+        self.token.text.push(self.tag);
         push_led(&mut self.token.text, lead, text);
         self.token.position = position;
         true
     }
 
+    /// Emits the tag then `text`.
     fn emit(&mut self, text: &str, position: usize) -> bool {
         self.token.text.clear();
+        self.token.text.push(self.tag);
         self.token.text.push_str(text);
         self.token.position = position;
         true
@@ -347,7 +384,7 @@ impl TokenStream for FormStream<'_> {
                         return self.emit(&self.word[..length], position);
                     }
                 }
-                Form::Trigrams { run_starts } => {
+                Form::Trigrams => {
                     if self.marked_start_due {
                         self.marked_start_due = false;
                         return self.emit_led(
@@ -364,7 +401,10 @@ impl TokenStream for FormStream<'_> {
                     if self.word_index > 0 && self.next + MIN_SUBSTRING <= self.word.len() {
                         let start = self.next;
                         let position = self.trigram_base + start;
-                        if run_starts && !self.run_start_done && inner_run_start(self.word, start) {
+                        if self.run_starts
+                            && !self.run_start_done
+                            && inner_run_start(self.word, start)
+                        {
                             self.run_start_done = true;
                             let word = &self.word[start..start + WORD_START_LEN];
                             return self.emit_led(RUN_START, word, position);
@@ -414,16 +454,36 @@ mod tests {
         assert_eq!(fold_handle("@Quokka_Fan!"), "@quokka_fan");
     }
 
-    fn tokens(name: &str, text: &str) -> Vec<(String, usize)> {
+    /// The tokens of `text` in `tag`'s group, each checked to start with the tag
+    /// and given without it.
+    fn tagged_tokens(name: &str, tag: char, text: &str) -> Vec<(String, usize)> {
         let manager = TokenizerManager::default();
         register_tokenizers(&manager);
         let mut analyzer = manager.get(name).expect("registered");
-        let mut stream = analyzer.token_stream(text);
+        let value = tagged(tag, text);
+        let mut stream = analyzer.token_stream(&value);
         let mut out = Vec::new();
         while let Some(token) = stream.next() {
-            out.push((token.text.clone(), token.position));
+            let untagged = token.text.strip_prefix(tag).expect("led by the tag");
+            out.push((untagged.to_string(), token.position));
         }
         out
+    }
+
+    fn tokens(name: &str, text: &str) -> Vec<(String, usize)> {
+        tagged_tokens(name, NAME_TAG, text)
+    }
+
+    #[test]
+    fn values_are_tagged_words_and_an_empty_value_has_no_tokens() {
+        let words = ["ab".to_string(), "cd".to_string()];
+        assert_eq!(tagged_words(PHONE_TAG, &words), "Pab cd");
+        assert_eq!(tagged_words(PHONE_TAG, &[]), "P");
+        assert!(tokens(WORDS, "").is_empty());
+        let manager = TokenizerManager::default();
+        register_tokenizers(&manager);
+        let mut analyzer = manager.get(TRIGRAMS).expect("registered");
+        assert!(analyzer.token_stream("").next().is_none());
     }
 
     fn pairs(expected: &[(&str, usize)]) -> Vec<(String, usize)> {
@@ -454,14 +514,15 @@ mod tests {
     /// has its start beside its first trigram, and the handle's own start is `^`.
     #[test]
     fn handle_trigrams_start_every_inner_word() {
-        let starts: Vec<(String, usize)> = tokens(HANDLE_TRIGRAMS, "jo.dupont@gmail.com x_abcd")
-            .into_iter()
-            .filter(|(token, _)| {
-                !token[..1]
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || HANDLE_SEPARATORS.contains(c))
-            })
-            .collect();
+        let starts: Vec<(String, usize)> =
+            tagged_tokens(TRIGRAMS, EMAIL_TAG, "jo.dupont@gmail.com x_abcd")
+                .into_iter()
+                .filter(|(token, _)| {
+                    !token[..1]
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || HANDLE_SEPARATORS.contains(c))
+                })
+                .collect();
         assert_eq!(
             starts,
             pairs(&[
@@ -472,7 +533,7 @@ mod tests {
                 ("~abcd", 20)
             ])
         );
-        let grams: Vec<String> = tokens(HANDLE_TRIGRAMS, "a.bcd")
+        let grams: Vec<String> = tagged_tokens(TRIGRAMS, EMAIL_TAG, "a.bcd")
             .into_iter()
             .map(|(token, _)| token)
             .collect();
@@ -480,6 +541,12 @@ mod tests {
             grams,
             ["^a.bc", "a.b", ".bc", "bcd"],
             "bcd is too short to start"
+        );
+        assert!(
+            tagged_tokens(TRIGRAMS, HANDLE_TAG, "jo.dupont@gmail.com")
+                .iter()
+                .all(|(token, _)| !token.starts_with(RUN_START)),
+            "only the email group's trigrams start inner words"
         );
         assert_eq!(
             handle_words("jo.dupont@gmail.com").collect::<Vec<_>>(),

@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 use tantivy::TantivyDocument;
 use tantivy::schema::Field;
 
-use super::analysis::{fold_handle, handle_words, joined, marked, words};
-use super::schema::{Fields, TextGroup};
+use super::analysis::{fold_handle, handle_words, marked, tagged_words, words};
+use super::schema::{Fields, FormField, Keys, TextGroup};
 use crate::model::{Contact, ContactContext, FieldType, is_phone_channel, phone_forms};
 
 /// The searchable words of a contact, grouped as they are ranked.
@@ -122,55 +122,103 @@ pub fn to_document(
     fields: &Fields,
 ) -> TantivyDocument {
     let mut doc = TantivyDocument::default();
-    doc.add_text(fields.id, &contact.id);
-    doc.add_text(fields.status, contact.status.as_str());
-    let text = SearchableText::of(contact, context);
-    if let Some(name) = &contact.name {
-        doc.add_text(fields.name_sort, crate::model::name_key(name));
+    let keys = fields.keys;
+    add_key(&mut doc, keys, "id", &contact.id);
+    add_key(&mut doc, keys, "status", contact.status.as_str());
+    let name_key = contact.name.as_deref().map(crate::model::name_key);
+    if let Some(name) = &name_key {
+        add_key(&mut doc, keys, "name", name);
     }
-    doc.add_bool(fields.favorite, contact.favorite);
-    add_opt(&mut doc, fields.email_keyword, contact.email.as_deref());
-    if contact.email.is_some() {
-        doc.add_text(fields.present, "email");
+    add_key(
+        &mut doc,
+        keys,
+        "favorite",
+        if contact.favorite { "true" } else { "false" },
+    );
+    if let Some(email) = &contact.email {
+        add_key(&mut doc, keys, "email", email);
+        add_key(&mut doc, keys, Keys::PRESENT, "email");
     }
     if let Some(phone) = &contact.phone {
-        doc.add_text(fields.present, "phone");
+        add_key(&mut doc, keys, Keys::PRESENT, "phone");
         let digits: String = phone.chars().filter(char::is_ascii_digit).collect();
-        doc.add_text(
-            fields.phone_keyword,
-            contact.phone_e164.clone().unwrap_or(digits),
+        add_key(
+            &mut doc,
+            keys,
+            "phone",
+            contact.phone_e164.as_deref().unwrap_or(&digits),
         );
     }
-    for (key, value) in &contact.custom_fields {
-        let Some(def) = context.defs.get(key) else {
+    for (custom_key, value) in &contact.custom_fields {
+        let Some(def) = context.defs.get(custom_key) else {
             continue;
         };
         let field = crate::query::FieldRef::Custom {
-            key: key.clone(),
+            key: custom_key.clone(),
             field_type: def.field_type,
         };
         if field.kind() == crate::query::FieldKind::Text {
             for word in crate::query::custom_words(def.field_type, Some(value)) {
-                doc.add_text(fields.custom_words, format!("{key}\u{1f}{word}"));
+                add_key(
+                    &mut doc,
+                    keys,
+                    Keys::CUSTOM_WORD,
+                    &format!("{custom_key}\u{1f}{word}"),
+                );
             }
         }
     }
     if contact.is_active() {
-        for key in crate::model::duplicates::match_keys(contact) {
-            doc.add_text(fields.duplicate_keys, key);
+        for duplicate in crate::model::duplicates::match_keys(contact) {
+            add_key(&mut doc, keys, Keys::DUPLICATE, &duplicate);
         }
     }
+    let k = &fields.keywords;
+    for tag in &contact.tags {
+        let tag = tag.to_lowercase();
+        add_key(&mut doc, keys, "tags", &tag);
+        doc.add_text(k.tags, tag);
+    }
+    let keywords = [
+        ("country", k.country, contact.country.as_deref()),
+        ("language", k.language, contact.language.as_deref()),
+        ("assignee", k.assignee, contact.assignee.as_deref()),
+        ("company_id", k.company_id, contact.company_id.as_deref()),
+        ("external_id", k.external_id, contact.external_id.as_deref()),
+        (
+            "last_interacted_channel",
+            k.last_interacted_channel,
+            contact.last_interacted_channel.as_deref(),
+        ),
+    ];
+    for (name, column, value) in keywords {
+        if let Some(value) = value {
+            add_key(&mut doc, keys, name, value);
+            doc.add_text(column, value);
+        }
+    }
+    for channel in crate::query::channels(contact) {
+        add_key(&mut doc, keys, "channel", &channel);
+        doc.add_text(k.channel, channel);
+    }
+    for action in &contact.pending_actions {
+        add_key(&mut doc, keys, "pending_actions", action);
+        doc.add_text(k.pending_actions, action);
+    }
+    doc.add_text(fields.id, &contact.id);
+    doc.add_text(fields.status, contact.status.as_str());
+    if let Some(name) = name_key {
+        doc.add_text(fields.name_sort, name);
+    }
+    doc.add_bool(fields.favorite, contact.favorite);
+
+    let text = SearchableText::of(contact, context);
     add_group(&mut doc, fields.name, &text.name);
     // An email's words have their exact and short prefix forms; their trigrams and
     // starts are those of the whole email (see [`super::analysis`]).
-    if !text.email.is_empty() {
-        let words = joined(&text.email);
-        doc.add_text(fields.email.words, &words);
-        doc.add_text(fields.email.short_prefixes, words);
-    }
-    if !text.email_handles.is_empty() {
-        doc.add_text(fields.email.trigrams, joined(&text.email_handles));
-    }
+    add_form(&mut doc, fields.email.words, &text.email);
+    add_form(&mut doc, fields.email.short_prefixes, &text.email);
+    add_form(&mut doc, fields.email.trigrams, &text.email_handles);
     // International digit forms are marked, for fragments typed with `+`.
     let phone: Vec<String> = text
         .phone
@@ -183,39 +231,12 @@ pub fn to_document(
     add_group(&mut doc, fields.phone, &phone);
     add_group(&mut doc, fields.other, &text.other);
     let handles: Vec<String> = text.handles().cloned().collect();
-    if !handles.is_empty() {
-        doc.add_text(fields.handles.short_prefixes, joined(&handles));
-    }
+    add_form(&mut doc, fields.handles.short_prefixes, &handles);
     // A phone typed whole with its `+` ranks like an email typed whole.
     let mut whole = handles;
     whole.extend(text.phone_international.iter().map(|d| format!("+{d}")));
-    if !whole.is_empty() {
-        doc.add_text(fields.handles.words, joined(&whole));
-    }
-    if !text.other_handles.is_empty() {
-        doc.add_text(fields.handles.trigrams, joined(&text.other_handles));
-    }
-
-    let k = &fields.keywords;
-    for tag in &contact.tags {
-        doc.add_text(k.tags, tag.to_lowercase());
-    }
-    add_opt(&mut doc, k.country, contact.country.as_deref());
-    add_opt(&mut doc, k.language, contact.language.as_deref());
-    add_opt(&mut doc, k.assignee, contact.assignee.as_deref());
-    add_opt(&mut doc, k.company_id, contact.company_id.as_deref());
-    add_opt(&mut doc, k.external_id, contact.external_id.as_deref());
-    add_opt(
-        &mut doc,
-        k.last_interacted_channel,
-        contact.last_interacted_channel.as_deref(),
-    );
-    for channel in crate::query::channels(contact) {
-        doc.add_text(k.channel, channel);
-    }
-    for action in &contact.pending_actions {
-        doc.add_text(k.pending_actions, action);
-    }
+    add_form(&mut doc, fields.handles.words, &whole);
+    add_form(&mut doc, fields.handles.trigrams, &text.other_handles);
 
     let custom = typed_custom_values(contact, context);
     if !custom.is_empty() {
@@ -277,18 +298,20 @@ fn typed_custom_values(
 }
 
 fn add_group(doc: &mut TantivyDocument, group: TextGroup, words: &[String]) {
-    if words.is_empty() {
-        return;
+    for form in [group.words, group.short_prefixes, group.trigrams] {
+        add_form(doc, form, words);
     }
-    let value = joined(words);
-    doc.add_text(group.words, &value);
-    doc.add_text(group.short_prefixes, &value);
-    doc.add_text(group.trigrams, value);
 }
 
-fn add_opt(doc: &mut TantivyDocument, field: Field, value: Option<&str>) {
-    if let Some(value) = value {
-        doc.add_text(field, value);
+/// The lookup term of `value` under `name` (see [`Keys`]).
+fn add_key(doc: &mut TantivyDocument, keys: Keys, name: &str, value: &str) {
+    doc.add_text(keys.field, Keys::text(name, value));
+}
+
+/// `words` in one form of one group, as one tagged value.
+fn add_form(doc: &mut TantivyDocument, form: FormField, words: &[String]) {
+    if !words.is_empty() {
+        doc.add_text(form.field, tagged_words(form.tag, words));
     }
 }
 

@@ -6,8 +6,9 @@
 use tantivy::postings::TermInfo;
 use tantivy::schema::IndexRecordOption;
 use tantivy::termdict::TermMerger;
-use tantivy::{DocSet, InvertedIndexReader, SegmentReader, TERMINATED, Term};
+use tantivy::{DocSet, InvertedIndexReader, SegmentReader, TERMINATED};
 
+use super::schema::Keys;
 use super::{IndexError, SearchIndex};
 use crate::model::duplicates::{KeyProbe, fragment_prefix};
 
@@ -56,7 +57,7 @@ fn ids_of_term(
 }
 
 /// The key that follows every key starting with `prefix` (whose last byte is never
-/// 0xFF: prefixes end with `@` or a digit).
+/// 0xFF: fragment prefixes end with `@` or a digit, a [`Keys::prefix`] with U+001F).
 fn prefix_end(prefix: &str) -> Vec<u8> {
     let mut end = prefix.as_bytes().to_vec();
     if let Some(last) = end.last_mut() {
@@ -123,20 +124,21 @@ impl SearchIndex {
         for probe in probes {
             let mut of_key = Vec::new();
             for segment in searcher.segment_readers() {
-                let index = segment.inverted_index(self.fields.duplicate_keys)?;
+                let index = segment.inverted_index(self.fields.keys.field)?;
                 match probe {
                     KeyProbe::Exact(key) => {
-                        let term = Term::from_field_text(self.fields.duplicate_keys, key);
+                        let term = self.fields.keys.term(Keys::DUPLICATE, key);
                         if let Some(info) = index.get_term_info(&term)? {
                             ids_of_term(segment, &index, &info, &mut of_key)?;
                         }
                     }
                     KeyProbe::Prefix(prefix) => {
+                        let prefix = Keys::text(Keys::DUPLICATE, prefix);
                         let mut keys = index
                             .terms()
                             .range()
                             .ge(prefix.as_bytes())
-                            .lt(prefix_end(prefix))
+                            .lt(prefix_end(&prefix))
                             .into_stream()?;
                         while keys.advance() {
                             ids_of_term(segment, &index, keys.value(), &mut of_key)?;
@@ -162,11 +164,15 @@ impl SearchIndex {
         let segments = searcher.segment_readers();
         let indexes = segments
             .iter()
-            .map(|segment| segment.inverted_index(self.fields.duplicate_keys))
+            .map(|segment| segment.inverted_index(self.fields.keys.field))
             .collect::<Result<Vec<_>, _>>()?;
+        let within = Keys::prefix(Keys::DUPLICATE);
         let streams = indexes
             .iter()
-            .map(|index| index.terms().stream())
+            .map(|index| {
+                let range = index.terms().range().ge(within.as_bytes());
+                range.lt(prefix_end(&within)).into_stream()
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let mut merger = TermMerger::new(streams);
         let mut sink = GroupSink {
@@ -183,7 +189,7 @@ impl SearchIndex {
         let mut spare: Vec<OpenFragment> = Vec::new();
         let mut terms: Vec<(usize, TermInfo)> = Vec::new();
         while merger.advance() {
-            let key = merger.key();
+            let key = &merger.key()[within.len()..];
             while let Some(open) = fragments.pop_if(|open| !key.starts_with(&open.prefix)) {
                 sink.offer(&open.terms)?;
                 spare.push(open);

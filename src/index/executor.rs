@@ -21,12 +21,15 @@
 //! [`super::text_query`] and [`crate::query::evaluate`] accept it, and its score is the
 //! reference [`super::text_query::score`].
 
+use std::sync::Arc;
 use tantivy::postings::{Postings, SegmentPostings};
-use tantivy::query::{EnableScoring, FuzzyTermQuery, Query, Weight};
+
+use tantivy::query::{AutomatonWeight, DfaWrapper, EnableScoring, FuzzyTermQuery, Query, Weight};
 use tantivy::schema::IndexRecordOption;
 use tantivy::{DocId, DocSet, SegmentReader, TERMINATED, Term};
 
 use super::bits::DocBits;
+use super::schema::FormField;
 use super::segment_cache::SegmentCache;
 
 /// One way a part can match, and the level a match gets.
@@ -38,8 +41,14 @@ pub enum Probe {
     /// trigrams at consecutive positions), or a prefix of 5+ letters (its word start,
     /// then its trigrams past it).
     Phrase { terms: Vec<(u32, Term)>, level: u8 },
-    /// A whole word within `distance` edits (transpositions count as one).
-    Fuzzy { term: Term, distance: u8, level: u8 },
+    /// A whole word of `form`'s group within `distance` edits (transpositions count
+    /// as one).
+    Fuzzy {
+        form: FormField,
+        word: String,
+        distance: u8,
+        level: u8,
+    },
 }
 
 impl Probe {
@@ -258,6 +267,64 @@ pub struct BoundPlan<'a> {
     fuzzy: Vec<Vec<Option<Box<dyn Weight>>>>,
 }
 
+/// The terms of `form`'s group within `distance` edits of `word`: tantivy's
+/// Levenshtein automaton of the word, after the group's tag (an edit of the tag
+/// would reach another group's words).
+fn typo_weight(form: FormField, word: &str, distance: u8) -> tantivy::Result<Box<dyn Weight>> {
+    let untagged = Term::from_field_text(form.field, word);
+    let words = FuzzyTermQuery::new(untagged, distance, true).automaton()?;
+    let automaton = AfterTag {
+        tag: form.tag as u8,
+        words,
+    };
+    Ok(Box::new(AutomatonWeight::<AfterTag>::new(
+        form.field,
+        Arc::new(automaton),
+    )))
+}
+
+/// Accepts a tag byte, then what `words` accepts.
+struct AfterTag {
+    tag: u8,
+    words: DfaWrapper,
+}
+
+/// Before the tag: nothing read yet, or the first byte was not the tag.
+#[derive(Clone, Copy)]
+enum TagState {
+    Start,
+    Other,
+    Words(u32),
+}
+
+impl tantivy_fst::Automaton for AfterTag {
+    type State = TagState;
+
+    fn start(&self) -> TagState {
+        TagState::Start
+    }
+
+    fn is_match(&self, state: &TagState) -> bool {
+        matches!(state, TagState::Words(inner) if self.words.is_match(inner))
+    }
+
+    fn can_match(&self, state: &TagState) -> bool {
+        match state {
+            TagState::Start => true,
+            TagState::Other => false,
+            TagState::Words(inner) => self.words.can_match(inner),
+        }
+    }
+
+    fn accept(&self, state: &TagState, byte: u8) -> TagState {
+        match state {
+            TagState::Start if byte == self.tag => TagState::Words(self.words.start()),
+            TagState::Start | TagState::Other => TagState::Other,
+            TagState::Words(inner) => TagState::Words(self.words.accept(inner, byte)),
+        }
+    }
+}
+
 impl Plan {
     pub fn bind<'a>(
         &'a self,
@@ -276,11 +343,12 @@ impl Plan {
                 part.typo_probes
                     .iter()
                     .map(|probe| match probe {
-                        Probe::Fuzzy { term, distance, .. } if typos => {
-                            FuzzyTermQuery::new(term.clone(), *distance, true)
-                                .weight(scoring)
-                                .map(Some)
-                        }
+                        Probe::Fuzzy {
+                            form,
+                            word,
+                            distance,
+                            ..
+                        } if typos => typo_weight(*form, word, *distance).map(Some),
                         _ => Ok(None),
                     })
                     .collect::<tantivy::Result<Vec<_>>>()
@@ -462,4 +530,32 @@ fn phrase_at(
             .skip(1)
             .all(|(offset, list)| list.binary_search(&(start + offset)).is_ok())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use tantivy::schema::Field;
+    use tantivy_fst::{IntoStreamer, Streamer};
+
+    use super::*;
+
+    /// A typo probe reaches words of its own group within the distance, never the
+    /// same word under another group's tag.
+    #[test]
+    fn a_typo_probe_stays_in_its_group() {
+        let terms = [
+            "Ehelena", "Ehelene", "Nhelen", "Nhelene", "Nmarie", "Ohelene",
+        ];
+        let map = tantivy_fst::Map::from_iter(terms.iter().map(|t| (t, 0))).expect("sorted");
+        let untagged = Term::from_field_text(Field::from_field_id(0), "helena");
+        let words = FuzzyTermQuery::new(untagged, 1, true)
+            .automaton()
+            .expect("automaton");
+        let mut stream = map.search(AfterTag { tag: b'N', words }).into_stream();
+        let mut found = Vec::new();
+        while let Some((term, _)) = stream.next() {
+            found.push(String::from_utf8(term.to_vec()).expect("utf-8"));
+        }
+        assert_eq!(found, ["Nhelen", "Nhelene"]);
+    }
 }

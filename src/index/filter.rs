@@ -13,6 +13,7 @@ use tantivy::schema::Field;
 
 use super::document::to_tantivy_date;
 use super::executor::FilterPlan;
+use super::schema::Keys;
 use super::search::{term_query, word_tiers};
 use super::{Fields, SearchIndex};
 use crate::query::{Comparison, FieldRef, ResolvedCondition, ResolvedExpr, Typed};
@@ -117,15 +118,17 @@ fn instant(at: chrono::DateTime<chrono::Utc>) -> Typed {
     Typed::Time { start: at, end: at }
 }
 
-fn builtin_field(fields: &Fields, name: &str) -> Field {
+/// The fast column of a built-in field, if it has one: ranges and `EXISTS` read it.
+/// `email` and `phone` have terms only (a column of every email served nothing
+/// else), and every built-in's equality terms are in [`super::schema::Keys`].
+fn builtin_column(fields: &Fields, name: &str) -> Option<Field> {
     let k = &fields.keywords;
     let d = &fields.dates;
-    match name {
+    Some(match name {
         "id" => fields.id,
         "external_id" => k.external_id,
         "name" => fields.name_sort,
-        "email" => fields.email_keyword,
-        "phone" => fields.phone_keyword,
+        "email" | "phone" => return None,
         "channel" => k.channel,
         "company_id" => k.company_id,
         "favorite" => fields.favorite,
@@ -142,21 +145,23 @@ fn builtin_field(fields: &Fields, name: &str) -> Field {
         "last_incoming_message_at" => d.last_incoming_message_at,
         "conversation_opened_at" => d.conversation_opened_at,
         other => unreachable!("unknown built-in field {other}"),
-    }
+    })
 }
 
-/// The term of `typed` in `field` (a JSON path term for custom fields).
+/// The term of `typed` for `field`: a built-in's lookup term in
+/// [`super::schema::Keys`] for strings and booleans, its column's term for instants
+/// (ranges), a JSON path term for custom fields.
 fn term(fields: &Fields, field: &FieldRef, typed: &Typed) -> Term {
     match field {
-        FieldRef::Builtin(name) => {
-            let f = builtin_field(fields, name);
-            match typed {
-                Typed::Str(s) => Term::from_field_text(f, s),
-                Typed::Bool(b) => Term::from_field_bool(f, *b),
-                Typed::Time { start, .. } => Term::from_field_date(f, to_tantivy_date(*start)),
-                Typed::Num(n) => Term::from_field_f64(f, *n),
-            }
-        }
+        FieldRef::Builtin(name) => match typed {
+            Typed::Str(s) => fields.keys.term(name, s),
+            Typed::Bool(b) => fields.keys.term(name, if *b { "true" } else { "false" }),
+            Typed::Time { start, .. } => Term::from_field_date(
+                builtin_column(fields, name).expect("a date field has a column"),
+                to_tantivy_date(*start),
+            ),
+            Typed::Num(_) => unreachable!("no built-in field is a number"),
+        },
         FieldRef::Custom { key, .. } => {
             let mut term = Term::from_field_json_path(fields.custom, key, false);
             match typed {
@@ -190,24 +195,44 @@ fn range(
     lower: Bound<Typed>,
     upper: Bound<Typed>,
 ) -> Box<dyn Query> {
-    let to_term = |bound: Bound<Typed>| match bound {
-        Bound::Included(t) => Bound::Included(term(fields, field, &t)),
-        Bound::Excluded(t) => Bound::Excluded(term(fields, field, &t)),
-        Bound::Unbounded => Bound::Unbounded,
-    };
+    if let FieldRef::Builtin(name) = field {
+        match builtin_column(fields, name) {
+            // A string range on a column compares the column's values.
+            Some(column) => {
+                let to_term = |bound: Bound<Typed>| {
+                    bound.map(|typed| match typed {
+                        Typed::Str(s) => Term::from_field_text(column, &s),
+                        other => term(fields, field, &other),
+                    })
+                };
+                return Box::new(RangeQuery::new(to_term(lower), to_term(upper)));
+            }
+            // Without a column: a range of its lookup terms, within its name.
+            None => {
+                let keys = fields.keys;
+                let lower = match lower {
+                    Bound::Unbounded => Bound::Included(keys.term(name, "")),
+                    bound => bound.map(|typed| term(fields, field, &typed)),
+                };
+                let upper = match upper {
+                    Bound::Unbounded => Bound::Excluded(keys.end(name)),
+                    bound => bound.map(|typed| term(fields, field, &typed)),
+                };
+                return Box::new(RangeQuery::new(lower, upper));
+            }
+        }
+    }
+    let to_term = |bound: Bound<Typed>| bound.map(|typed| term(fields, field, &typed));
     Box::new(RangeQuery::new(to_term(lower), to_term(upper)))
 }
 
 fn exists(fields: &Fields, field: &FieldRef) -> Box<dyn Query> {
     let name = match field {
         FieldRef::Builtin("favorite") => return Box::new(AllQuery),
-        FieldRef::Builtin(name @ ("email" | "phone")) => {
-            return Box::new(term_query(Term::from_field_text(fields.present, name)));
-        }
-        FieldRef::Builtin(name) => fields
-            .schema
-            .get_field_name(builtin_field(fields, name))
-            .to_string(),
+        FieldRef::Builtin(name) => match builtin_column(fields, name) {
+            Some(column) => fields.schema.get_field_name(column).to_string(),
+            None => return Box::new(term_query(fields.keys.term(Keys::PRESENT, name))),
+        },
         FieldRef::Custom { key, .. } => format!("custom.{key}"),
     };
     Box::new(ExistsQuery::new(name, false))
@@ -230,12 +255,14 @@ fn contains(fields: &Fields, field: &FieldRef, word: &str) -> Box<dyn Query> {
         unreachable!("CONTAINS is resolved only on text fields")
     };
     // Keys are a-z0-9_ and words are folded ASCII alphanumerics: nothing to escape.
+    // The name is a-z and _ too.
+    let within = Keys::CUSTOM_WORD;
     let pattern = if word.len() >= crate::index::analysis::MIN_SUBSTRING {
-        format!("{key}\\x1f.*{word}.*")
+        format!("{within}\\x1f{key}\\x1f.*{word}.*")
     } else {
-        format!("{key}\\x1f{word}.*")
+        format!("{within}\\x1f{key}\\x1f{word}.*")
     };
-    match RegexQuery::from_pattern(&pattern, fields.custom_words) {
+    match RegexQuery::from_pattern(&pattern, fields.keys.field) {
         Ok(query) => Box::new(query),
         Err(_) => Box::new(BooleanQuery::new(Vec::new())),
     }

@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use tantivy::index::SegmentId;
-use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument};
 
 use crate::model::{Contact, ContactContext};
 
@@ -151,7 +151,7 @@ impl SearchIndex {
         Ok(SearchIndex {
             index,
             reader,
-            segment_cache: segment_cache::SegmentCache::new(fields.status),
+            segment_cache: segment_cache::SegmentCache::new(fields.keys),
             walk_min_matches: std::sync::atomic::AtomicUsize::new(search::WALK_MIN_MATCHES),
             merging: std::sync::atomic::AtomicBool::new(false),
             fields,
@@ -291,8 +291,7 @@ impl IndexUpdater {
     }
 
     pub fn remove(&mut self, id: &str) {
-        self.writer
-            .delete_term(Term::from_field_text(self.fields.id, id));
+        self.writer.delete_term(self.fields.keys.term("id", id));
     }
 
     /// Commits everything added so far with `seq` as the applied sequence. Every

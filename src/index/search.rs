@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::query::{EnableScoring, Query, TermQuery};
-use tantivy::schema::{Field, IndexRecordOption};
+use tantivy::schema::IndexRecordOption;
 use tantivy::{Searcher, Term};
 
 use super::analysis::{
@@ -20,7 +20,7 @@ use super::analysis::{
 };
 use super::executor::{FilterPlan, PartPlan, Plan, Probe, SegmentMatches};
 use super::facets::{FacetCounts, Facets};
-use super::schema::TextGroup;
+use super::schema::{FormField, TextGroup};
 use super::sort::{After, SegmentOrder, SortField, SortSpec, SortedPage, encode_score};
 use super::text_query::{
     Group, MatchTier, QueryPart, TYPO_THRESHOLD, WHOLE_VALUE, level, parse, typo_distance,
@@ -216,7 +216,7 @@ impl SearchIndex {
         let fields = &self.fields;
         let mut scope = Vec::new();
         if let Some(company_id) = &request.company_id {
-            let term = Term::from_field_text(fields.keywords.company_id, company_id);
+            let term = fields.keys.term("company_id", company_id);
             scope.push(FilterPlan::Leaf {
                 key: format!("company_id = {company_id}"),
                 query: Box::new(term_query(term)),
@@ -258,7 +258,8 @@ impl SearchIndex {
                         word_probes(group, alternative, &mut probes);
                         if let Some(distance) = typo_distance(alternative) {
                             probes.push(Probe::Fuzzy {
-                                term: Term::from_field_text(group.words, alternative),
+                                form: group.words,
+                                word: alternative.clone(),
                                 distance,
                                 level: level(MatchTier::Typo, group.group),
                             });
@@ -272,7 +273,7 @@ impl SearchIndex {
                 international: true,
                 ..
             } => {
-                let whole = Term::from_field_text(fields.handles.words, &format!("+{digits}"));
+                let whole = fields.handles.words.term(&format!("+{digits}"));
                 push_best_first(
                     &mut plan,
                     vec![
@@ -293,7 +294,7 @@ impl SearchIndex {
             QueryPart::Phone {
                 digits, as_word, ..
             } => {
-                let whole = Term::from_field_text(fields.phone.words, digits);
+                let whole = fields.phone.words.term(digits);
                 let mut probes = vec![Probe::Term {
                     term: whole,
                     level: WHOLE_VALUE,
@@ -307,7 +308,7 @@ impl SearchIndex {
                 push_best_first(&mut plan, probes);
             }
             QueryPart::Fragment { text } => {
-                let whole = Term::from_field_text(fields.handles.words, text);
+                let whole = fields.handles.words.term(text);
                 let mut probes = vec![Probe::Term {
                     term: whole,
                     level: WHOLE_VALUE,
@@ -410,7 +411,7 @@ fn push_best_first(plan: &mut PartPlan, mut probes: Vec<Probe>) {
 /// Exact, prefix and substring probes of one word on one field group.
 fn word_probes(group: TextGroup, word: &str, out: &mut Vec<Probe>) {
     out.push(Probe::Term {
-        term: Term::from_field_text(group.words, word),
+        term: group.words.term(word),
         level: level(MatchTier::Exact, group.group),
     });
     let prefix = level(MatchTier::Prefix, group.group);
@@ -431,10 +432,10 @@ fn word_probes(group: TextGroup, word: &str, out: &mut Vec<Probe>) {
 
 /// The documents holding `word` inside a word of a trigram field (from
 /// [`MIN_SUBSTRING`] bytes: a trigram, or the phrase of its trigrams).
-fn substring_probe(trigrams: Field, word: &str, level: u8) -> Option<Probe> {
+fn substring_probe(trigrams: FormField, word: &str, level: u8) -> Option<Probe> {
     match word.len() {
         MIN_SUBSTRING => Some(Probe::Term {
-            term: Term::from_field_text(trigrams, word),
+            term: trigrams.term(word),
             level,
         }),
         length if length > MIN_SUBSTRING => Some(Probe::Phrase {
@@ -481,7 +482,7 @@ impl Lead {
 fn prefix_probe(group: TextGroup, prefix: &str, level: u8, lead: Lead) -> Probe {
     if prefix.len() <= SHORT_PREFIX {
         return Probe::Term {
-            term: Term::from_field_text(group.short_prefixes, &lead.short(prefix)),
+            term: group.short_prefixes.term(&lead.short(prefix)),
             level,
         };
     }
@@ -489,8 +490,8 @@ fn prefix_probe(group: TextGroup, prefix: &str, level: u8, lead: Lead) -> Probe 
 }
 
 /// [`prefix_probe`] of a prefix longer than [`SHORT_PREFIX`], on a trigram field.
-fn long_prefix_probe(trigrams: Field, prefix: &str, level: u8, lead: Lead) -> Probe {
-    let start = Term::from_field_text(trigrams, &lead.start(&prefix[..WORD_START_LEN]));
+fn long_prefix_probe(trigrams: FormField, prefix: &str, level: u8, lead: Lead) -> Probe {
+    let start = trigrams.term(&lead.start(&prefix[..WORD_START_LEN]));
     if prefix.len() == WORD_START_LEN {
         return Probe::Term { term: start, level };
     }
@@ -503,10 +504,10 @@ fn long_prefix_probe(trigrams: Field, prefix: &str, level: u8, lead: Lead) -> Pr
 
 /// The trigram terms of `word` in a trigram field, each with its offset in the word
 /// (the phrase positions of [`Probe::Phrase`]).
-fn trigram_terms(field: Field, word: &str) -> impl Iterator<Item = (u32, Term)> + '_ {
+fn trigram_terms(form: FormField, word: &str) -> impl Iterator<Item = (u32, Term)> + '_ {
     trigrams(word)
         .zip(0..)
-        .map(move |(gram, offset)| (offset, Term::from_field_text(field, gram)))
+        .map(move |(gram, offset)| (offset, form.term(gram)))
 }
 
 /// The exact, prefix and substring forms of one word on one field group, as a query

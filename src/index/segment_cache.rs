@@ -12,10 +12,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use tantivy::index::SegmentId;
-use tantivy::schema::{Field, IndexRecordOption};
+use tantivy::schema::IndexRecordOption;
 use tantivy::{DocId, SegmentReader};
 
 use super::bits::DocBits;
+use super::schema::Keys;
 use super::sort::{SegmentOrder, SortSpec};
 use crate::model::Status;
 
@@ -53,7 +54,8 @@ enum Entry {
 /// Shared by every search of one index. A std `Mutex`: it is held only to look up or
 /// insert an entry, never while computing one or across an `.await`.
 pub struct SegmentCache {
-    status: Field,
+    /// Where the status terms are (see [`super::schema::Keys`]).
+    keys: Keys,
     segments: Lru,
     conditions: Lru,
 }
@@ -146,9 +148,9 @@ impl Lru {
 }
 
 impl SegmentCache {
-    pub fn new(status: Field) -> SegmentCache {
+    pub fn new(keys: Keys) -> SegmentCache {
         SegmentCache {
-            status,
+            keys,
             segments: Lru::new(SEGMENT_CACHE_BYTES),
             conditions: Lru::new(CONDITION_CACHE_BYTES),
         }
@@ -198,9 +200,9 @@ impl SegmentCache {
             }
         }
         if active_only {
-            let index = segment.inverted_index(self.status)?;
+            let index = segment.inverted_index(self.keys.field)?;
             for status in Status::ALL.into_iter().filter(|s| *s != Status::Active) {
-                let term = tantivy::Term::from_field_text(self.status, status.as_str());
+                let term = self.keys.term("status", status.as_str());
                 if let Some(mut postings) = index.read_postings(&term, IndexRecordOption::Basic)? {
                     bits.subtract(&DocBits::of_docs(segment.max_doc(), &mut postings));
                 }
