@@ -22,8 +22,8 @@
 //! reference [`super::text_query::score`].
 
 use std::sync::Arc;
-use tantivy::postings::{Postings, SegmentPostings};
 
+use tantivy::postings::{Postings, SegmentPostings};
 use tantivy::query::{AutomatonWeight, DfaWrapper, EnableScoring, FuzzyTermQuery, Query, Weight};
 use tantivy::schema::IndexRecordOption;
 use tantivy::{DocId, DocSet, SegmentReader, TERMINATED, Term};
@@ -289,7 +289,8 @@ struct AfterTag {
     words: DfaWrapper,
 }
 
-/// Before the tag: nothing read yet, or the first byte was not the tag.
+/// Where an [`AfterTag`] is: before the first byte, past a first byte that is not
+/// the tag (nothing can match), or inside the word's automaton.
 #[derive(Clone, Copy)]
 enum TagState {
     Start,

@@ -160,7 +160,8 @@ fn term(fields: &Fields, field: &FieldRef, typed: &Typed) -> Term {
                 builtin_column(fields, name).expect("a date field has a column"),
                 to_tantivy_date(*start),
             ),
-            Typed::Num(_) => unreachable!("no built-in field is a number"),
+            // No built-in field is a number; its text matches nothing.
+            Typed::Num(n) => fields.keys.term(name, &n.to_string()),
         },
         FieldRef::Custom { key, .. } => {
             let mut term = Term::from_field_json_path(fields.custom, key, false);
@@ -202,6 +203,7 @@ fn range(
                 let to_term = |bound: Bound<Typed>| {
                     bound.map(|typed| match typed {
                         Typed::Str(s) => Term::from_field_text(column, &s),
+                        Typed::Bool(b) => Term::from_field_bool(column, b),
                         other => term(fields, field, &other),
                     })
                 };
