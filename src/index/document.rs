@@ -123,12 +123,19 @@ pub fn to_document(
 ) -> TantivyDocument {
     let mut doc = TantivyDocument::default();
     let keys = fields.keys;
-    add_key(&mut doc, keys, "id", &contact.id);
-    add_key(&mut doc, keys, "status", contact.status.as_str());
-    let name_key = contact.name.as_deref().map(crate::model::name_key);
-    if let Some(name) = &name_key {
-        add_key(&mut doc, keys, "name", name);
+    add_keyword(&mut doc, keys, "id", fields.id, &contact.id);
+    add_keyword(
+        &mut doc,
+        keys,
+        "status",
+        fields.status,
+        contact.status.as_str(),
+    );
+    if let Some(name) = &contact.name {
+        let name = crate::model::name_key(name);
+        add_keyword(&mut doc, keys, "name", fields.name_sort, &name);
     }
+    doc.add_bool(fields.favorite, contact.favorite);
     add_key(
         &mut doc,
         keys,
@@ -175,9 +182,7 @@ pub fn to_document(
     }
     let k = &fields.keywords;
     for tag in &contact.tags {
-        let tag = tag.to_lowercase();
-        add_key(&mut doc, keys, "tags", &tag);
-        doc.add_text(k.tags, tag);
+        add_keyword(&mut doc, keys, "tags", k.tags, &tag.to_lowercase());
     }
     let keywords = [
         ("country", k.country, contact.country.as_deref()),
@@ -193,24 +198,15 @@ pub fn to_document(
     ];
     for (name, column, value) in keywords {
         if let Some(value) = value {
-            add_key(&mut doc, keys, name, value);
-            doc.add_text(column, value);
+            add_keyword(&mut doc, keys, name, column, value);
         }
     }
     for channel in crate::query::channels(contact) {
-        add_key(&mut doc, keys, "channel", &channel);
-        doc.add_text(k.channel, channel);
+        add_keyword(&mut doc, keys, "channel", k.channel, &channel);
     }
     for action in &contact.pending_actions {
-        add_key(&mut doc, keys, "pending_actions", action);
-        doc.add_text(k.pending_actions, action);
+        add_keyword(&mut doc, keys, "pending_actions", k.pending_actions, action);
     }
-    doc.add_text(fields.id, &contact.id);
-    doc.add_text(fields.status, contact.status.as_str());
-    if let Some(name) = name_key {
-        doc.add_text(fields.name_sort, name);
-    }
-    doc.add_bool(fields.favorite, contact.favorite);
 
     let text = SearchableText::of(contact, context);
     add_group(&mut doc, fields.name, &text.name);
@@ -306,6 +302,13 @@ fn add_group(doc: &mut TantivyDocument, group: TextGroup, words: &[String]) {
 /// The lookup term of `value` under `name` (see [`Keys`]).
 fn add_key(doc: &mut TantivyDocument, keys: Keys, name: &str, value: &str) {
     doc.add_text(keys.field, Keys::text(name, value));
+}
+
+/// A keyword: its lookup term under `name`, and its value in its own column (sorts,
+/// facets, ranges and `EXISTS` read the column).
+fn add_keyword(doc: &mut TantivyDocument, keys: Keys, name: &str, column: Field, value: &str) {
+    add_key(doc, keys, name, value);
+    doc.add_text(column, value);
 }
 
 /// `words` in one form of one group, as one tagged value.
