@@ -210,6 +210,8 @@ pub struct SyncConfig {
     pub writer_memory_mb: usize,
     /// Indexing threads; 0 picks one per core (at most 4).
     pub writer_threads: usize,
+    /// How often the index's files are synced to the disk; 0 at every commit.
+    pub index_sync_every_ms: u64,
 }
 
 impl Default for Config {
@@ -265,6 +267,7 @@ impl Default for SyncConfig {
             batch_delay_ms: 5,
             writer_memory_mb: 128,
             writer_threads: 0,
+            index_sync_every_ms: 1_000,
         }
     }
 }
@@ -437,6 +440,7 @@ impl Config {
             batch_delay: Duration::from_millis(self.sync.batch_delay_ms),
             writer_memory_bytes: memory,
             writer_threads: threads,
+            index_sync_every: Duration::from_millis(self.sync.index_sync_every_ms),
         }
     }
 

@@ -131,15 +131,18 @@ where
 
 /// Write → searchable: one contact at a time is created, then searched by its email
 /// with `min_seq` set to the write's `X-Seq` (the server answers as soon as the index
-/// has applied it). A sample runs from sending the write to the answer that finds it.
+/// has applied it). A sample runs from sending the write to the answer that finds it;
+/// its first part, until the write is acknowledged (durable in the store), is
+/// summarized apart.
 pub async fn write_to_searchable(
     client: &Client,
     contact: impl Fn(u64) -> serde_json::Value,
     duration: Duration,
     progress: &indicatif::ProgressBar,
-) -> anyhow::Result<(Summary, u64)> {
+) -> anyhow::Result<WriteToSearchableSamples> {
     let started = Instant::now();
     let mut samples = Vec::new();
+    let mut acknowledged = Vec::new();
     let mut missing = 0u64;
     let mut n = 0u64;
     while started.elapsed() < duration || samples.is_empty() {
@@ -154,6 +157,7 @@ pub async fn write_to_searchable(
             .send()
             .await?;
         let response = crate::client::check("/v1/contacts", response).await?;
+        let written = sent.elapsed();
         let seq = response
             .headers()
             .get("x-seq")
@@ -174,11 +178,26 @@ pub async fn write_to_searchable(
             missing += 1;
         } else {
             samples.push(elapsed);
+            acknowledged.push(written);
         }
         progress.inc(1);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    Ok((Summary::of(&mut samples), missing))
+    Ok(WriteToSearchableSamples {
+        searchable: Summary::of(&mut samples),
+        acknowledged: Summary::of(&mut acknowledged),
+        missing,
+    })
+}
+
+/// What [`write_to_searchable`] measured.
+pub struct WriteToSearchableSamples {
+    /// From sending a write to the search that finds it.
+    pub searchable: Summary,
+    /// From sending a write to its acknowledgement.
+    pub acknowledged: Summary,
+    /// Writes a `min_seq` search did not find.
+    pub missing: u64,
 }
 
 /// Sends `rate` requests per second (each on its own task, so a slow answer does not

@@ -522,10 +522,11 @@ async fn write_to_searchable(
     let searches = background.await.unwrap_or(0);
     let seconds = started.elapsed().as_secs_f64();
     bar.finish_and_clear();
-    let (latency, missing) = measured?;
+    let measured = measured?;
     Ok(report::WriteToSearchable {
-        latency,
-        missing,
+        latency: measured.searchable,
+        write_latency: measured.acknowledged,
+        missing: measured.missing,
         background_searches_per_second: searches as f64 / seconds,
     })
 }

@@ -46,6 +46,8 @@ pub struct LatencyResult {
 #[derive(Debug, Serialize)]
 pub struct WriteToSearchable {
     pub latency: Summary,
+    /// The first part of each sample: until the write was acknowledged.
+    pub write_latency: Summary,
     /// Writes a `min_seq` search did not find (always 0 unless something is broken).
     pub missing: u64,
     pub background_searches_per_second: f64,
@@ -237,10 +239,12 @@ impl Report {
             rows.push((
                 "write → searchable".into(),
                 format!(
-                    "p50 {:.1} · p99 {:.1} · max {:.1} ms ({} samples, {:.0} searches/s beside, {} missing)",
+                    "p50 {:.1} · p99 {:.1} · max {:.1} ms, of which the write p50 {:.1} · p99 {:.1} ms ({} samples, {:.0} searches/s beside, {} missing)",
                     w2s.latency.p50_ms,
                     w2s.latency.p99_ms,
                     w2s.latency.max_ms,
+                    w2s.write_latency.p50_ms,
+                    w2s.write_latency.p99_ms,
                     w2s.latency.count,
                     w2s.background_searches_per_second,
                     w2s.missing

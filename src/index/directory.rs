@@ -11,11 +11,20 @@
 //! write. After each sync the writing thread pauses as long as the sync took, so the
 //! store's fsyncs get the disk half the time; only background threads (merges, a
 //! rebuild's or a catch-up's segment flushes) write files this large.
+//!
+//! The live index may also defer its syncs ([`DeferredSyncs`]): a commit then makes
+//! changes searchable without waiting for the disk, and a background pass makes them
+//! durable about once a second. A commit of one contact wrote about ten files, each
+//! registered in `.managed.json`, and synced each of them, the list and `meta.json`:
+//! some twenty fsyncs queued behind merges' and the store's writes, 50–150 ms under
+//! load. The store stays the truth: what the index loses in a crash is replayed from
+//! the change log, which is trimmed only through what the index holds durably.
 
+use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use tantivy::directory::error::{
@@ -34,6 +43,7 @@ pub const SYNC_EVERY: u64 = 8 << 20;
 pub struct WritebackDirectory {
     inner: MmapDirectory,
     root: PathBuf,
+    deferred: Arc<DeferredSyncs>,
 }
 
 impl WritebackDirectory {
@@ -41,8 +51,162 @@ impl WritebackDirectory {
         Ok(WritebackDirectory {
             inner: MmapDirectory::open(root)?,
             root: root.to_path_buf(),
+            deferred: Arc::new(DeferredSyncs {
+                root: root.to_path_buf(),
+                pending: Mutex::default(),
+                pass: Mutex::default(),
+            }),
         })
     }
+
+    /// The syncs this directory may defer (shared by its clones).
+    pub fn deferred(&self) -> Arc<DeferredSyncs> {
+        self.deferred.clone()
+    }
+}
+
+/// The syncs a directory left for later while deferring (see the module). Off until
+/// [`DeferredSyncs::start_deferring`]: a rebuild, an import or a test index syncs as
+/// it writes, as tantivy does.
+#[derive(Debug)]
+pub struct DeferredSyncs {
+    root: PathBuf,
+    pending: Mutex<Pending>,
+    /// Held through a pass: a pass that returns has synced everything written before
+    /// it began, even what a pass running on another thread had taken.
+    pass: Mutex<()>,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    deferring: bool,
+    /// Files written completely (segment files, and the latest `meta.json` and
+    /// `.managed.json`) and not synced since.
+    files: BTreeSet<PathBuf>,
+    /// A file was created, renamed or deleted since the directory was last synced.
+    directory: bool,
+}
+
+impl DeferredSyncs {
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        // Held only to read or update the set; no panic can happen while held.
+        self.pending
+            .lock()
+            .expect("pending syncs lock is never poisoned")
+    }
+
+    pub fn start_deferring(&self) {
+        self.lock().deferring = true;
+    }
+
+    /// Later writes sync as they go; what was deferred waits for [`Self::sync_pending`].
+    pub fn stop_deferring(&self) {
+        self.lock().deferring = false;
+    }
+
+    /// Whether the sync of `path`, just written, is left for later (and noted).
+    fn defer(&self, path: &Path) -> bool {
+        let mut pending = self.lock();
+        if pending.deferring {
+            pending.files.insert(path.to_path_buf());
+            pending.directory = true;
+        }
+        pending.deferring
+    }
+
+    fn defer_directory(&self) -> bool {
+        let mut pending = self.lock();
+        pending.directory |= pending.deferring;
+        pending.deferring
+    }
+
+    fn forget(&self, path: &Path) {
+        let mut pending = self.lock();
+        if pending.files.remove(path) {
+            pending.directory = true;
+        }
+    }
+
+    /// Syncs what was deferred until now. The files are opened while the set is
+    /// taken, so the `meta.json` synced is the one written before then, and every
+    /// segment file it names was written (and noted) before it: the segment files
+    /// are synced first, `meta.json` and `.managed.json` last, the directory after
+    /// them. What is written meanwhile waits for the next pass. A file deleted since
+    /// it was noted needs no sync.
+    pub fn sync_pending(&self) -> io::Result<()> {
+        // A pass makes only file system calls, which do not panic; a poisoned lock
+        // would be taken over all the same.
+        let _pass = self
+            .pass
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut segment_files = Vec::new();
+        let mut lists = Vec::new();
+        let directory = {
+            let mut pending = self.lock();
+            let directory = std::mem::take(&mut pending.directory);
+            let mut names = std::mem::take(&mut pending.files).into_iter();
+            while let Some(name) = names.next() {
+                match File::open(self.root.join(&name)) {
+                    Ok(file) if is_list(&name) => lists.push((name, file)),
+                    Ok(file) => segment_files.push((name, file)),
+                    Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+                    Err(error) => {
+                        // Everything stays for the next pass.
+                        pending.files.insert(name);
+                        pending.files.extend(names);
+                        let taken = segment_files.into_iter().chain(lists);
+                        pending.files.extend(taken.map(|(name, _)| name));
+                        pending.directory |= directory;
+                        return Err(error);
+                    }
+                }
+            }
+            directory
+        };
+        // The lists name the segment files: synced only once those are.
+        if let Some((at, error)) = first_failed_sync(&segment_files) {
+            let unsynced = segment_files.split_off(at);
+            return Err(self.leave_for_next_pass(unsynced, lists, directory, error));
+        }
+        if let Some((at, error)) = first_failed_sync(&lists) {
+            let unsynced = lists.split_off(at);
+            return Err(self.leave_for_next_pass(Vec::new(), unsynced, directory, error));
+        }
+        if directory && let Err(error) = File::open(&self.root).and_then(|dir| dir.sync_all()) {
+            return Err(self.leave_for_next_pass(Vec::new(), Vec::new(), true, error));
+        }
+        Ok(())
+    }
+
+    /// Notes again what a failed pass did not sync; answers its error.
+    fn leave_for_next_pass(
+        &self,
+        segment_files: Vec<(PathBuf, File)>,
+        lists: Vec<(PathBuf, File)>,
+        directory: bool,
+        error: io::Error,
+    ) -> io::Error {
+        let mut pending = self.lock();
+        let names = segment_files.into_iter().chain(lists).map(|(name, _)| name);
+        pending.files.extend(names);
+        pending.directory |= directory;
+        error
+    }
+}
+
+/// Syncs `files` in order up to the first that fails: its place and error.
+fn first_failed_sync(files: &[(PathBuf, File)]) -> Option<(usize, io::Error)> {
+    files
+        .iter()
+        .enumerate()
+        .find_map(|(at, (_, file))| file.sync_data().err().map(|error| (at, error)))
+}
+
+/// `meta.json` and `.managed.json`, the lists naming the segment files.
+fn is_list(name: &Path) -> bool {
+    name.extension()
+        .is_some_and(|extension| extension == "json")
 }
 
 impl Directory for WritebackDirectory {
@@ -55,6 +219,7 @@ impl Directory for WritebackDirectory {
     }
 
     fn delete(&self, path: &Path) -> Result<(), DeleteError> {
+        self.deferred.forget(path);
         self.inner.delete(path)
     }
 
@@ -79,6 +244,8 @@ impl Directory for WritebackDirectory {
             })?;
         Ok(BufWriter::new(Box::new(WritebackFile {
             file,
+            path: path.to_path_buf(),
+            deferred: self.deferred.clone(),
             unsynced: 0,
         })))
     }
@@ -87,11 +254,23 @@ impl Directory for WritebackDirectory {
         self.inner.atomic_read(path)
     }
 
+    /// Written whole beside, then renamed over the old file, as [`MmapDirectory`]
+    /// does; while deferring, neither is synced until the next pass.
     fn atomic_write(&self, path: &Path, data: &[u8]) -> io::Result<()> {
-        self.inner.atomic_write(path, data)
+        if !self.deferred.lock().deferring {
+            return self.inner.atomic_write(path, data);
+        }
+        let beside = self.root.join(format!(".{}.writing", path.display()));
+        std::fs::write(&beside, data)?;
+        std::fs::rename(&beside, self.root.join(path))?;
+        self.deferred.defer(path);
+        Ok(())
     }
 
     fn sync_directory(&self) -> io::Result<()> {
+        if self.deferred.defer_directory() {
+            return Ok(());
+        }
         self.inner.sync_directory()
     }
 
@@ -104,9 +283,12 @@ impl Directory for WritebackDirectory {
     }
 }
 
-/// A file being written, synced every [`SYNC_EVERY`] bytes and when terminated.
+/// A file being written, synced every [`SYNC_EVERY`] bytes and when terminated (or
+/// at the next pass of its directory's deferred syncs).
 struct WritebackFile {
     file: File,
+    path: PathBuf,
+    deferred: Arc<DeferredSyncs>,
     /// Bytes written since the last sync.
     unsynced: u64,
 }
@@ -135,6 +317,9 @@ impl Write for WritebackFile {
 impl TerminatingWrite for WritebackFile {
     fn terminate_ref(&mut self, _: AntiCallToken) -> io::Result<()> {
         self.file.flush()?;
+        if self.deferred.defer(&self.path) {
+            return Ok(());
+        }
         self.file.sync_data()
     }
 }
@@ -162,5 +347,54 @@ mod tests {
             directory.open_write(path),
             Err(OpenWriteError::FileAlreadyExists(_))
         ));
+    }
+
+    fn pending(directory: &WritebackDirectory) -> Vec<PathBuf> {
+        directory.deferred.lock().files.iter().cloned().collect()
+    }
+
+    /// While deferring, files written whole and lists replaced are noted instead of
+    /// synced; a deleted file is forgotten; a pass syncs and clears the rest, and
+    /// everything reads back as written.
+    #[test]
+    fn deferred_syncs_are_noted_until_a_pass() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let directory = WritebackDirectory::open(dir.path()).unwrap();
+        let write = |name: &str| {
+            let mut writer = directory.open_write(Path::new(name)).unwrap();
+            writer.write_all(name.as_bytes()).unwrap();
+            writer.terminate().unwrap();
+        };
+        write("before.idx");
+        assert!(pending(&directory).is_empty(), "not deferring yet");
+
+        directory.deferred.start_deferring();
+        write("a.idx");
+        write("b.term");
+        directory
+            .atomic_write(Path::new("meta.json"), b"{\"v\": 1}")
+            .unwrap();
+        directory
+            .atomic_write(Path::new("meta.json"), b"{\"v\": 2}")
+            .unwrap();
+        directory.sync_directory().unwrap();
+        directory.delete(Path::new("b.term")).unwrap();
+        let names: Vec<PathBuf> = ["a.idx", "meta.json"].iter().map(PathBuf::from).collect();
+        assert_eq!(pending(&directory), names);
+        assert!(directory.deferred.lock().directory);
+
+        directory.deferred.sync_pending().unwrap();
+        assert!(pending(&directory).is_empty());
+        assert!(!directory.deferred.lock().directory);
+        assert_eq!(
+            directory.atomic_read(Path::new("meta.json")).unwrap(),
+            b"{\"v\": 2}"
+        );
+        let read = directory.open_read(Path::new("a.idx")).unwrap();
+        assert_eq!(read.read_bytes().unwrap().as_slice(), b"a.idx");
+
+        directory.deferred.stop_deferring();
+        write("after.idx");
+        assert!(pending(&directory).is_empty(), "synced as written again");
     }
 }

@@ -10,6 +10,7 @@ mod bits;
 mod directory;
 pub mod document;
 mod duplicates;
+mod durability;
 mod executor;
 pub mod facets;
 mod filter;
@@ -97,6 +98,10 @@ pub struct SearchIndex {
     walk_min_matches: std::sync::atomic::AtomicUsize,
     /// A full merge is due or running (see the sync worker); shown in `/v1/stats`.
     merging: std::sync::atomic::AtomicBool,
+    /// The syncs the index directory may defer, and the thread making them once
+    /// deferring (only the live index's, see [`SearchIndex::defer_syncs`]).
+    deferred: std::sync::Arc<directory::DeferredSyncs>,
+    background_syncs: std::sync::OnceLock<durability::BackgroundSyncs>,
 }
 
 impl SearchIndex {
@@ -104,26 +109,35 @@ impl SearchIndex {
     pub fn create(dir: &Path) -> Result<SearchIndex, IndexError> {
         std::fs::create_dir_all(dir)?;
         let fields = Fields::build();
+        let directory = directory::WritebackDirectory::open(dir)?;
+        let deferred = directory.deferred();
         let index = Index::create(
-            directory::WritebackDirectory::open(dir)?,
+            directory,
             fields.schema.clone(),
             tantivy::IndexSettings::default(),
         )?;
-        Self::with_index(index, fields, dir)
+        Self::with_index(index, fields, dir, deferred)
     }
 
     /// Opens the index in `dir` when it is usable by this build: it exists, its schema
-    /// version matches and its last commit carries a payload. Anything else means the
-    /// index must be rebuilt; the reason is returned as `Err` text.
+    /// version matches, its last commit carries a payload and, when the last process
+    /// that deferred its syncs did not stop cleanly, every file's checksum matches.
+    /// Anything else means the index must be rebuilt; the reason is returned as `Err`
+    /// text.
     pub fn open_usable(dir: &Path) -> Result<(SearchIndex, IndexPayload), String> {
         if !dir.join("meta.json").exists() {
             return Err("no index".into());
         }
         let open = || -> Result<SearchIndex, IndexError> {
-            let index = Index::open(directory::WritebackDirectory::open(dir)?)?;
-            Self::with_index(index, Fields::build(), dir)
+            let directory = directory::WritebackDirectory::open(dir)?;
+            let deferred = directory.deferred();
+            let index = Index::open(directory)?;
+            Self::with_index(index, Fields::build(), dir, deferred)
         };
         let index = open().map_err(|e| format!("unreadable index: {e}"))?;
+        if dir.join(durability::UNSYNCED_MARKER).exists() {
+            index.check_files_after_unclean_stop()?;
+        }
         let payload = index
             .payload()
             .map_err(|e| format!("unreadable index metadata: {e}"))?
@@ -140,7 +154,33 @@ impl SearchIndex {
         Ok((index, payload))
     }
 
-    fn with_index(index: Index, fields: Fields, dir: &Path) -> Result<SearchIndex, IndexError> {
+    /// After a crash while syncs were deferred, the files a commit named may not all
+    /// have reached the disk: each file of the last commit must read back whole.
+    fn check_files_after_unclean_stop(&self) -> Result<(), String> {
+        let started = std::time::Instant::now();
+        let damaged = self
+            .index
+            .validate_checksum()
+            .map_err(|e| format!("index files unreadable after an unclean stop: {e}"))?;
+        if !damaged.is_empty() {
+            return Err(format!(
+                "{} index files damaged by an unclean stop",
+                damaged.len()
+            ));
+        }
+        tracing::info!(
+            seconds = started.elapsed().as_secs_f64(),
+            "index files checked after an unclean stop"
+        );
+        Ok(())
+    }
+
+    fn with_index(
+        index: Index,
+        fields: Fields,
+        dir: &Path,
+        deferred: std::sync::Arc<directory::DeferredSyncs>,
+    ) -> Result<SearchIndex, IndexError> {
         analysis::register_tokenizers(index.tokenizers());
         // Manual reload: the sync worker reloads right after each commit, so a change
         // is searchable as soon as it is committed (the polling policy adds ~500 ms).
@@ -156,7 +196,50 @@ impl SearchIndex {
             merging: std::sync::atomic::AtomicBool::new(false),
             fields,
             dir: dir.to_path_buf(),
+            deferred,
+            background_syncs: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Makes commits searchable without waiting for the disk: the live index's
+    /// files are synced in the background every `every` (see `directory`). Its last
+    /// commit holds `indexed`'s current sequence. Call once, on the live index.
+    pub fn defer_syncs(
+        &self,
+        indexed: std::sync::Arc<crate::signal::SeqSignal>,
+        every: std::time::Duration,
+    ) -> Result<(), IndexError> {
+        let syncs =
+            durability::BackgroundSyncs::start(&self.dir, self.deferred.clone(), indexed, every)?;
+        if self.background_syncs.set(syncs).is_err() {
+            tracing::warn!("the index's syncs were already deferred");
+        }
+        Ok(())
+    }
+
+    /// The highest sequence the index holds durably: the change log may be trimmed
+    /// through it. Every commit is durable unless syncs are deferred.
+    pub fn durable_through(&self) -> u64 {
+        self.background_syncs
+            .get()
+            .map_or(u64::MAX, durability::BackgroundSyncs::durable_through)
+    }
+
+    /// Syncs what is deferred now (before reporting erased bytes gone).
+    pub fn sync_deferred(&self) -> Result<(), IndexError> {
+        if let Some(syncs) = self.background_syncs.get() {
+            syncs.sync_now()?;
+        }
+        Ok(())
+    }
+
+    /// Syncs everything and stops deferring, leaving the directory marked clean: at
+    /// a clean stop, and before an online rebuild replaces the directory.
+    pub fn finish_deferred_syncs(&self) -> Result<(), IndexError> {
+        if let Some(syncs) = self.background_syncs.get() {
+            syncs.finish()?;
+        }
+        Ok(())
     }
 
     /// The payload of the last commit, if any.

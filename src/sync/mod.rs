@@ -46,6 +46,9 @@ pub struct SyncOptions {
     pub batch_delay: Duration,
     pub writer_memory_bytes: usize,
     pub writer_threads: usize,
+    /// How often the live index's files are synced; zero syncs at every commit
+    /// (see `index::directory`).
+    pub index_sync_every: Duration,
 }
 
 /// The running worker thread.

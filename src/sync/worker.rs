@@ -336,9 +336,11 @@ impl SyncWorker {
         Ok((pending.contacts, pending.up_to))
     }
 
-    /// Asks the writer to drop the change log through `up_to`, which the index holds
-    /// durably. The writer drops at most 10,000 entries a time.
+    /// Asks the writer to drop the change log through `up_to`, or through what the
+    /// index holds durably if less (a crash may lose the commits after it). The
+    /// writer drops at most 10,000 entries a time.
     fn trim_changes(&mut self, up_to: u64) {
+        let up_to = up_to.min(self.index.durable_through());
         // A fresh index being built resumes the log from an older sequence.
         if !self.requests.building.load(Ordering::SeqCst) {
             self.store.write_detached(Command::TrimChanges { up_to });
@@ -361,7 +363,7 @@ impl SyncWorker {
             return;
         }
         match self.store.first_change() {
-            Ok(Some(first)) if first <= self.indexed.get() => {
+            Ok(Some(first)) if first <= self.indexed.get().min(self.index.durable_through()) => {
                 self.idle_trim_asked = Some(Instant::now());
                 self.trim_changes(self.indexed.get());
             }
@@ -445,6 +447,12 @@ impl SyncWorker {
                 // out the policy's merges, a round's large segments and groups of one
                 // segment).
                 let through = scrub.started_at;
+                // The rewritten files, and the removal of the old ones, reach the
+                // disk before the erases are reported gone.
+                if let Err(error) = self.index.sync_deferred() {
+                    tracing::warn!(%error, "cannot sync the scrubbed index; retrying");
+                    return;
+                }
                 self.scrub = None;
                 self.mark_scrubbed(through);
                 return self.publish_merging();
@@ -645,6 +653,9 @@ impl SyncWorker {
         if let Some(merging) = self.merging.take() {
             let _ = merging.thread.join();
         }
+        if let Err(error) = self.index.finish_deferred_syncs() {
+            tracing::error!(%error, "cannot sync the index at stop; it is checked at the next start");
+        }
         tracing::debug!(indexed = self.indexed.get(), "sync worker stopped");
     }
 
@@ -674,6 +685,10 @@ impl SyncWorker {
             let _ = merging.thread.join();
         }
         let dir = self.index.dir().to_path_buf();
+        // Its thread syncs by name in the directory about to hold the fresh index.
+        if let Err(error) = self.index.finish_deferred_syncs() {
+            tracing::warn!(%error, "cannot sync the replaced index");
+        }
         let SyncWorker {
             health,
             store,
@@ -766,6 +781,9 @@ impl Parts {
             self.options.writer_memory_bytes,
             self.options.writer_threads,
         )?;
+        if !self.options.index_sync_every.is_zero() {
+            index.defer_syncs(self.indexed.clone(), self.options.index_sync_every)?;
+        }
         let applied_since_merge = if index.num_segments() > MAX_SEGMENTS_AT_START {
             MERGE_AFTER_CONTACTS
         } else {
@@ -812,7 +830,11 @@ mod tests {
     /// A store and its sync worker in `dir`, with one indexing thread: each commit
     /// makes one segment.
     fn worker_in(dir: &tempfile::TempDir) -> (Store, SyncWorker) {
-        worker_with(dir, Config::default())
+        let mut config = Config::default();
+        // Every commit durable, so trims follow commits at once (see the test of
+        // deferred syncs).
+        config.sync.index_sync_every_ms = 0;
+        worker_with(dir, config)
     }
 
     fn worker_with(dir: &tempfile::TempDir, config: Config) -> (Store, SyncWorker) {
@@ -912,6 +934,75 @@ mod tests {
             6,
             "only the changes the index has not applied are left"
         );
+        store.shutdown();
+    }
+
+    /// While the index's syncs are deferred, the change log is trimmed only through
+    /// what the index holds on disk; after a crash the next open checks every file
+    /// of the last commit, and refuses a damaged one (it is then rebuilt).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn deferred_index_syncs_bound_the_trim_and_a_crash_is_checked() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let mut config = Config::default();
+        config.sync.index_sync_every_ms = 3_600_000;
+        let (store, mut worker) = worker_with(&dir, config);
+        let index_dir = dir.path().join("index");
+        assert!(index_dir.join("contactd-unsynced").exists());
+        for n in 0..5 {
+            store.write(Command::Create(contact(n))).await.unwrap();
+        }
+        let ticked = tokio::task::block_in_place(|| worker.tick()).unwrap();
+        assert!(matches!(ticked, Tick::Applied { contacts: 5, .. }));
+        assert_eq!(worker.indexed.get(), 5);
+        assert_eq!(worker.index.durable_through(), 0, "no pass yet");
+        // The commit asked for a trim; the writer takes commands in order.
+        store.write(Command::Create(contact(5))).await.unwrap();
+        assert_eq!(store.first_change().unwrap(), Some(1), "kept: not durable");
+
+        worker.index.sync_deferred().unwrap();
+        assert_eq!(worker.index.durable_through(), 5);
+        worker.trim_changes(5);
+        store.write(Command::Create(contact(6))).await.unwrap();
+        assert_eq!(store.first_change().unwrap(), Some(6));
+
+        // A crash: the marker stays, so the next open reads every file back.
+        drop(worker);
+        let (index, payload) = SearchIndex::open_usable(&index_dir).unwrap();
+        assert_eq!(payload.seq, 5);
+        drop(index);
+        let postings = std::fs::read_dir(&index_dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .find(|path| path.extension().is_some_and(|e| e == "idx"))
+            .unwrap();
+        let mut bytes = std::fs::read(&postings).unwrap();
+        bytes[0] ^= 0xff;
+        std::fs::write(&postings, bytes).unwrap();
+        let refused = SearchIndex::open_usable(&index_dir).err().unwrap();
+        assert!(refused.contains("damaged by an unclean stop"), "{refused}");
+
+        // A clean stop syncs everything and removes the marker.
+        std::fs::remove_dir_all(&index_dir).unwrap();
+        let options = SyncOptions {
+            writer_threads: 1,
+            index_sync_every: Duration::from_secs(3_600),
+            ..Config::default().sync_options()
+        };
+        let worker = tokio::task::block_in_place(|| {
+            let (index, applied) = super::super::open_index(&store, &index_dir, &options)?;
+            let shared = Arc::new(SharedIndex::new(Arc::new(index)));
+            SyncWorker::new(
+                store.clone(),
+                shared,
+                Arc::new(SeqSignal::new(applied)),
+                options,
+            )
+        })
+        .unwrap();
+        assert!(index_dir.join("contactd-unsynced").exists());
+        let stop = AtomicBool::new(true);
+        tokio::task::block_in_place(|| worker.run(&stop));
+        assert!(!index_dir.join("contactd-unsynced").exists());
         store.shutdown();
     }
 
