@@ -839,13 +839,19 @@ mod tests {
 
     fn worker_with(dir: &tempfile::TempDir, config: Config) -> (Store, SyncWorker) {
         let store = Store::open(&dir.path().join("c.redb"), config.store_options()).unwrap();
+        let worker = worker_on(&store, dir, &config);
+        (store, worker)
+    }
+
+    /// A sync worker for `store`, its index in `dir` (opened or rebuilt).
+    fn worker_on(store: &Store, dir: &tempfile::TempDir, config: &Config) -> SyncWorker {
         let options = SyncOptions {
             writer_threads: 1,
             ..config.sync_options()
         };
         let index_dir = dir.path().join("index");
-        let worker = tokio::task::block_in_place(|| {
-            let (index, applied) = super::super::open_index(&store, &index_dir, &options)?;
+        tokio::task::block_in_place(|| {
+            let (index, applied) = super::super::open_index(store, &index_dir, &options)?;
             let shared = Arc::new(SharedIndex::new(Arc::new(index)));
             SyncWorker::new(
                 store.clone(),
@@ -854,8 +860,7 @@ mod tests {
                 options,
             )
         })
-        .unwrap();
-        (store, worker)
+        .unwrap()
     }
 
     /// A full merge that is due waits for an idle moment without holding the merge
@@ -945,7 +950,7 @@ mod tests {
         let dir = tempfile::TempDir::new().unwrap();
         let mut config = Config::default();
         config.sync.index_sync_every_ms = 3_600_000;
-        let (store, mut worker) = worker_with(&dir, config);
+        let (store, mut worker) = worker_with(&dir, config.clone());
         let index_dir = dir.path().join("index");
         assert!(index_dir.join("contactd-unsynced").exists());
         for n in 0..5 {
@@ -983,22 +988,7 @@ mod tests {
 
         // A clean stop syncs everything and removes the marker.
         std::fs::remove_dir_all(&index_dir).unwrap();
-        let options = SyncOptions {
-            writer_threads: 1,
-            index_sync_every: Duration::from_secs(3_600),
-            ..Config::default().sync_options()
-        };
-        let worker = tokio::task::block_in_place(|| {
-            let (index, applied) = super::super::open_index(&store, &index_dir, &options)?;
-            let shared = Arc::new(SharedIndex::new(Arc::new(index)));
-            SyncWorker::new(
-                store.clone(),
-                shared,
-                Arc::new(SeqSignal::new(applied)),
-                options,
-            )
-        })
-        .unwrap();
+        let worker = worker_on(&store, &dir, &config);
         assert!(index_dir.join("contactd-unsynced").exists());
         let stop = AtomicBool::new(true);
         tokio::task::block_in_place(|| worker.run(&stop));
