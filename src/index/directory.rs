@@ -66,8 +66,8 @@ impl WritebackDirectory {
 }
 
 /// The syncs a directory left for later while deferring (see the module). Off until
-/// [`DeferredSyncs::start_deferring`]: a rebuild, an import or a test index syncs as
-/// it writes, as tantivy does.
+/// [`DeferredSyncs::start_deferring`]: an index no sync worker keeps current (a
+/// rebuild's, a test's) syncs as it writes, as tantivy does.
 #[derive(Debug)]
 pub struct DeferredSyncs {
     root: PathBuf,
@@ -120,11 +120,11 @@ impl DeferredSyncs {
         pending.deferring
     }
 
+    /// `path` is being deleted: it needs no sync, but its removal does.
     fn forget(&self, path: &Path) {
         let mut pending = self.lock();
-        if pending.files.remove(path) {
-            pending.directory = true;
-        }
+        pending.files.remove(path);
+        pending.directory |= pending.deferring;
     }
 
     /// Syncs what was deferred until now. The files are opened while the set is
@@ -354,8 +354,8 @@ mod tests {
     }
 
     /// While deferring, files written whole and lists replaced are noted instead of
-    /// synced; a deleted file is forgotten; a pass syncs and clears the rest, and
-    /// everything reads back as written.
+    /// synced; a deleted file is forgotten, its removal noted; a pass syncs and clears
+    /// the rest, and everything reads back as written.
     #[test]
     fn deferred_syncs_are_noted_until_a_pass() {
         let dir = tempfile::TempDir::new().unwrap();
@@ -392,6 +392,12 @@ mod tests {
         );
         let read = directory.open_read(Path::new("a.idx")).unwrap();
         assert_eq!(read.read_bytes().unwrap().as_slice(), b"a.idx");
+        directory.delete(Path::new("a.idx")).unwrap();
+        assert!(pending(&directory).is_empty());
+        assert!(
+            directory.deferred.lock().directory,
+            "a removal is synced too"
+        );
 
         directory.deferred.stop_deferring();
         write("after.idx");
