@@ -7,7 +7,8 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -25,31 +26,10 @@ pub struct BackgroundSyncs {
     indexed: Arc<SeqSignal>,
     /// The highest sequence whose commit is durable.
     durable: Arc<AtomicU64>,
-    stop: Arc<Stop>,
-    thread: Mutex<Option<JoinHandle<()>>>,
-}
-
-#[derive(Default)]
-struct Stop {
-    stopped: Mutex<bool>,
-    wake: Condvar,
-}
-
-impl Stop {
-    /// Waits up to `every`; true once stopped.
-    fn wait(&self, every: Duration) -> bool {
-        let stopped = self.stopped.lock().expect("stop lock is never poisoned");
-        let (stopped, _) = self
-            .wake
-            .wait_timeout_while(stopped, every, |stopped| !*stopped)
-            .expect("stop lock is never poisoned");
-        *stopped
-    }
-
-    fn set(&self) {
-        *self.stopped.lock().expect("stop lock is never poisoned") = true;
-        self.wake.notify_all();
-    }
+    /// The thread, and what keeps it running: it ends once the sender is dropped
+    /// (by [`BackgroundSyncs::finish`], or with the index). It holds nothing of the
+    /// index but the set of deferred syncs.
+    thread: Mutex<Option<(mpsc::Sender<()>, JoinHandle<()>)>>,
 }
 
 impl BackgroundSyncs {
@@ -65,18 +45,13 @@ impl BackgroundSyncs {
         write_marker(dir)?;
         let durable = Arc::new(AtomicU64::new(indexed.get()));
         deferred.start_deferring();
-        let stop = Arc::new(Stop::default());
+        let (keep_running, stopped) = mpsc::channel::<()>();
         let thread = {
-            let (deferred, indexed, durable, stop) = (
-                deferred.clone(),
-                indexed.clone(),
-                durable.clone(),
-                stop.clone(),
-            );
+            let (deferred, indexed, durable) = (deferred.clone(), indexed.clone(), durable.clone());
             std::thread::Builder::new()
                 .name("index-syncs".into())
                 .spawn(move || {
-                    while !stop.wait(every) {
+                    while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
                         if let Err(error) = sync_through(&deferred, &indexed, &durable) {
                             tracing::warn!(%error, "cannot sync the index files; retrying");
                         }
@@ -88,8 +63,7 @@ impl BackgroundSyncs {
             deferred,
             indexed,
             durable,
-            stop,
-            thread: Mutex::new(Some(thread)),
+            thread: Mutex::new(Some((keep_running, thread))),
         })
     }
 
@@ -106,13 +80,13 @@ impl BackgroundSyncs {
     /// Stops the thread, syncs everything and removes the marker: at a clean stop,
     /// and before the directory is replaced. Later writes sync as they go.
     pub fn finish(&self) -> std::io::Result<()> {
-        self.stop.set();
         let thread = self
             .thread
             .lock()
             .expect("thread lock is never poisoned")
             .take();
-        if let Some(thread) = thread {
+        if let Some((keep_running, thread)) = thread {
+            drop(keep_running);
             let _ = thread.join();
         }
         self.deferred.stop_deferring();
@@ -120,14 +94,6 @@ impl BackgroundSyncs {
         remove_marker(&self.dir)?;
         self.durable.store(u64::MAX, Ordering::SeqCst);
         Ok(())
-    }
-}
-
-impl Drop for BackgroundSyncs {
-    /// The thread ends at its next wake; it holds nothing of the index but the set
-    /// of deferred syncs.
-    fn drop(&mut self) {
-        self.stop.set();
     }
 }
 

@@ -362,10 +362,12 @@ impl SyncWorker {
         {
             return;
         }
+        // Only what the index holds durably may go (as `trim_changes` caps it).
+        let through = self.indexed.get().min(self.index.durable_through());
         match self.store.first_change() {
-            Ok(Some(first)) if first <= self.indexed.get().min(self.index.durable_through()) => {
+            Ok(Some(first)) if first <= through => {
                 self.idle_trim_asked = Some(Instant::now());
-                self.trim_changes(self.indexed.get());
+                self.trim_changes(through);
             }
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "cannot read the change log's first entry"),
