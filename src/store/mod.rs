@@ -289,6 +289,29 @@ impl Store {
             .await
     }
 
+    /// Queues a load's batch at once, blocking the calling thread while the queue is
+    /// full (call from a blocking thread), and returns its answer to await later. The
+    /// writer commits such batches in the order they were queued, yielding to the
+    /// other writes waiting (see [`writer::Job::Background`]): a load keeps the writer
+    /// busy with several batches queued while it reads the next rows, and an
+    /// interactive write does not wait behind them.
+    pub fn queue_background(
+        &self,
+        command: Command,
+    ) -> impl Future<Output = Result<WriteAck, StoreError>> + use<> {
+        let (reply, answer) = oneshot::channel();
+        let sent = self.queue_waiting(writer::Job::Background {
+            command,
+            reply: Some(reply),
+        });
+        async move {
+            if !sent {
+                return Err(StoreError::Closed);
+            }
+            answer.await.map_err(|_| StoreError::Closed)?
+        }
+    }
+
     /// Queues a write without waiting for it (used for change-log trimming).
     pub fn write_detached(&self, command: Command) {
         // A closed writer means we are shutting down; the command can be dropped.
@@ -335,7 +358,6 @@ impl Store {
             .clone()
     }
 
-    /// The last committed change-log sequence; waitable.
     /// New validation rules (a config reload); writes from the next batch on use them.
     pub fn set_rules(&self, rules: Rules) {
         *self.inner.pending_rules.lock().expect("never poisoned") = Some(rules);

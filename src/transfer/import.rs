@@ -234,7 +234,7 @@ impl<'a> Run<'a> {
             job_id: self.job.id.clone(),
             delta: Box::new(move |written| batch_delta(written, lines, errors, after)),
         };
-        Box::pin(self.store.write_when_room(Command::Step {
+        Box::pin(self.store.queue_background(Command::Step {
             step,
             command: Box::new(Command::ImportBatch {
                 rows,

@@ -291,6 +291,38 @@ async fn upsert_matches_by_external_id_email_or_identity() {
     app.stop().await;
 }
 
+/// A load keeps several batches of rows queued on the writer at once (they share
+/// group commits); the rows still apply in file order. Here a contact created in
+/// the first batch is updated in the second and again in the third, and the last
+/// row wins.
+#[tokio::test]
+async fn rows_apply_in_file_order_across_batches_queued_together() {
+    let app = TestApp::spawn().await;
+    let mut lines: Vec<String> = (0..4_500)
+        .map(|i| {
+            json!({"external_id": format!("ext-{i}"), "email": format!("row{i}@order.example")})
+                .to_string()
+        })
+        .collect();
+    lines[2_500] = json!({"external_id": "ext-7", "name": "Second batch"}).to_string();
+    lines[4_400] = json!({"external_id": "ext-7", "name": "Third batch"}).to_string();
+    let job = upload(&app, "", "application/x-ndjson", lines.join("\n")).await;
+    assert_eq!(job["state"], "done", "{job}");
+    assert_eq!(
+        (job["created"].as_u64(), job["updated"].as_u64()),
+        (Some(4_498), Some(2)),
+        "{job}"
+    );
+    app.wait_caught_up().await;
+    let found = app
+        .get("/v1/contacts?filter=external_id%20%3D%20%22ext-7%22")
+        .await
+        .body;
+    assert_eq!(found["hits"][0]["name"], "Third batch", "{found}");
+    assert_eq!(found["hits"][0]["email"], "row7@order.example", "{found}");
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn generated_contacts_are_valid_and_deterministic() {
     let run = |seed: &str| {
