@@ -4,7 +4,9 @@
 //! queued job, drains whatever else is already queued (up to `group_commit_max`),
 //! applies them all in one write transaction, commits durably once, and only then
 //! answers each caller. Throughput therefore grows with concurrency instead of stopping
-//! at one fsync per write, and an acknowledged write is always on disk.
+//! at one fsync per write, and an acknowledged write is always on disk. A load's
+//! batches ([`Job::Background`]) wait in a backlog of the writer's own and yield to
+//! the other writes, so those do not queue behind thousands of rows.
 //!
 //! An erase is acknowledged as soon as it commits: the record is gone from every
 //! answer. Its bytes may survive in freed pages until a compaction (see [`compact`])
@@ -471,10 +473,7 @@ impl Writer {
         let mut stopping = false;
         let mut disconnected = false;
         // Once every sender is gone, the backlog is still committed before stopping.
-        let finished = |stopping: bool, disconnected: bool, writer: &Writer| {
-            stopping || (disconnected && writer.background.is_empty())
-        };
-        while !finished(stopping, disconnected, &self) {
+        while !(stopping || (disconnected && self.background.is_empty())) {
             self.note_loads();
             let wait = sooner(self.until_compaction_due(), self.until_task_due());
             let first = if disconnected {
