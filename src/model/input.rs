@@ -425,10 +425,21 @@ fn identities(
         let normalized = if channel == "email" {
             normalize_email(&raw).map(|email| (email.clone(), IdentityKey::new("email", &email)))
         } else if is_phone_channel(&channel) {
-            normalize_phone(&raw, phone_country).map(|phone| {
-                let key = IdentityKey::for_phone(&channel, &phone);
-                (phone.e164.unwrap_or(phone.typed), key)
-            })
+            // A phone identity is most often the contact's phone typed again (a
+            // WhatsApp number): its normalization is reused rather than parsed twice.
+            let primary = valid
+                .phone
+                .as_ref()
+                .filter(|phone| phone.typed == raw.trim());
+            primary
+                .map_or_else(
+                    || normalize_phone(&raw, phone_country),
+                    |phone| Ok(phone.clone()),
+                )
+                .map(|phone| {
+                    let key = IdentityKey::for_phone(&channel, &phone);
+                    (phone.e164.unwrap_or(phone.typed), key)
+                })
         } else {
             Ok((raw.clone(), IdentityKey::new(&channel, &raw.to_lowercase())))
         };
