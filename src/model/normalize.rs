@@ -212,52 +212,10 @@ mod tests {
         assert_eq!(forms.international.as_deref(), Some("33612345678"));
     }
 
-    /// The E.164 form written here is phonenumber's own, for the example numbers of
-    /// every region and number type in its metadata, typed nationally and
-    /// internationally; and a number outside its plan has none.
-    #[test]
-    fn e164_forms_are_the_formatters() {
-        let mut compared = 0;
-        for region in phonenumber::metadata::DATABASE.iter() {
-            let Ok(country) = region.id().parse::<country::Id>() else {
-                continue;
-            };
-            let descriptors = region.descriptors();
-            let kinds = [
-                descriptors.fixed_line(),
-                descriptors.mobile(),
-                descriptors.toll_free(),
-                descriptors.voip(),
-            ];
-            for example in kinds.into_iter().flatten().filter_map(|d| d.example()) {
-                let national = format!("{}{example}", region.national_prefix().unwrap_or_default());
-                let international = format!("+{} {example}", region.country_code());
-                for typed in [national, international] {
-                    let Ok(number) = phonenumber::parse(Some(country), &typed) else {
-                        continue;
-                    };
-                    let formatted = number.format().mode(phonenumber::Mode::E164).to_string();
-                    match e164_if_in_plan(&number) {
-                        Some(e164) => {
-                            assert_eq!(e164, formatted, "{typed} in {country:?}");
-                            compared += 1;
-                        }
-                        None => assert!(!phonenumber::is_valid(&number), "{typed}"),
-                    }
-                }
-            }
-        }
-        assert!(compared > 800, "only {compared} numbers compared");
-        let outside = phonenumber::parse(Some(country::Id::FR), "01 23").unwrap();
-        assert_eq!(e164_if_in_plan(&outside), None);
-    }
-
-    /// The split at the country code gives what parsing gives, for the example
-    /// numbers of every region and number type in phonenumber's metadata, typed
-    /// nationally and normalized as a write does; except where parsing drops digits.
-    #[test]
-    fn canonical_phones_split_as_parsing_does() {
-        let (mut compared, mut lost_digits) = (0, Vec::new());
+    /// Every example number in phonenumber's metadata, by region and number type:
+    /// the region, its national prefix, its country code and the example's digits.
+    fn example_numbers() -> Vec<(country::Id, String, u16, String)> {
+        let mut examples = Vec::new();
         for region in phonenumber::metadata::DATABASE.iter() {
             let Ok(country) = region.id().parse::<country::Id>() else {
                 continue;
@@ -273,23 +231,62 @@ mod tests {
                 descriptors.uan(),
             ];
             for example in kinds.into_iter().flatten().filter_map(|d| d.example()) {
-                let typed = format!("{}{example}", region.national_prefix().unwrap_or_default());
-                let Some(e164) = normalize_phone(&typed, country).ok().and_then(|p| p.e164) else {
+                let prefix = region.national_prefix().unwrap_or_default().to_string();
+                examples.push((country, prefix, region.country_code(), example.to_string()));
+            }
+        }
+        examples
+    }
+
+    /// The E.164 form written here is phonenumber's own, for the example numbers of
+    /// every region and number type in its metadata, typed nationally and
+    /// internationally; and a number outside its plan has none.
+    #[test]
+    fn e164_forms_are_the_formatters() {
+        let mut compared = 0;
+        for (country, prefix, code, example) in example_numbers() {
+            for typed in [format!("{prefix}{example}"), format!("+{code} {example}")] {
+                let Ok(number) = phonenumber::parse(Some(country), &typed) else {
                     continue;
                 };
-                let canonical = canonical_phone_forms(&e164).expect("a normalized phone");
-                let parsed = parsed_phone_forms(&e164).expect("a normalized phone parses");
-                assert_eq!(canonical.international.as_deref(), Some(&e164[1..]));
-                if parsed.international == canonical.international {
-                    assert_eq!(canonical, parsed, "{} {typed} → {e164}", region.id());
-                } else {
-                    // Parsing strips a national prefix from the front of the national
-                    // number even after a country code: Lithuania's `8` from its
-                    // 800 numbers. The split keeps every digit of the number.
-                    lost_digits.push(e164);
+                let formatted = number.format().mode(phonenumber::Mode::E164).to_string();
+                match e164_if_in_plan(&number) {
+                    Some(e164) => {
+                        assert_eq!(e164, formatted, "{typed} in {country:?}");
+                        compared += 1;
+                    }
+                    None => assert!(!phonenumber::is_valid(&number), "{typed}"),
                 }
-                compared += 1;
             }
+        }
+        assert!(compared > 800, "only {compared} numbers compared");
+        let outside = phonenumber::parse(Some(country::Id::FR), "01 23").unwrap();
+        assert_eq!(e164_if_in_plan(&outside), None);
+    }
+
+    /// The split at the country code gives what parsing gives, for the example
+    /// numbers of every region and number type in phonenumber's metadata, typed
+    /// nationally and normalized as a write does; except where parsing drops digits.
+    #[test]
+    fn canonical_phones_split_as_parsing_does() {
+        let (mut compared, mut lost_digits) = (0, Vec::new());
+        for (country, prefix, _, example) in example_numbers() {
+            let typed = format!("{prefix}{example}");
+            let Some(e164) = normalize_phone(&typed, country).ok().and_then(|p| p.e164) else {
+                continue;
+            };
+            let canonical = canonical_phone_forms(&e164).expect("a normalized phone");
+            let parsed = parsed_phone_forms(&e164).expect("a normalized phone parses");
+            assert_eq!(canonical.international.as_deref(), Some(&e164[1..]));
+            if parsed.international == canonical.international {
+                assert_eq!(canonical, parsed, "{country:?} {typed} → {e164}");
+            } else {
+                // Parsing strips a national prefix from the front of the national
+                // number even after a country code: Lithuania's `8` from its
+                // 800 numbers. The split keeps every digit of the number.
+                lost_digits.push(e164);
+            }
+            compared += 1;
         }
         assert!(compared > 500, "only {compared} example numbers compared");
         assert_eq!(lost_digits, ["+37080012345", "+37080123456"]);
