@@ -425,7 +425,7 @@ fn identities(
         let normalized = if channel == "email" {
             normalize_email(&raw).map(|email| (email.clone(), IdentityKey::new("email", &email)))
         } else if is_phone_channel(&channel) {
-            // A phone identity is most often the contact's phone typed again (a
+            // A phone identity is often the contact's phone typed again (a
             // WhatsApp number): its normalization is reused rather than parsed twice.
             let primary = valid
                 .phone

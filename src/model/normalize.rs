@@ -53,8 +53,8 @@ pub fn normalize_phone(raw: &str, default_country: country::Id) -> Result<Normal
 /// shared cache of 100 compiled regexes, which then recompiles on almost every call
 /// (measured: 90% of an import's time). The general pattern is one regex per country.
 /// The form is written here rather than by phonenumber's E.164 formatter, which looks
-/// up the country's display format by regex first and then does not use it (a sixth
-/// of a load's phone parsing).
+/// up the country's display format by regex first and then does not use it (over a
+/// quarter of a load's phone parsing).
 fn e164_if_in_plan(number: &phonenumber::PhoneNumber) -> Option<String> {
     let code = number.code().value();
     let national = number.national().to_string();
