@@ -225,14 +225,19 @@ impl Store {
     }
 
     /// Up to `max` changes after `after`, deduplicated by contact, with each contact's
-    /// state read from the same snapshot as the log.
+    /// state read from the same snapshot as the log. Only durable changes (up to
+    /// [`Store::committed`], read before the snapshot so the snapshot holds them): a
+    /// load's unsynced commits are not indexed until they are synced, so the index
+    /// never gets ahead of what a restart finds (see [`super::writer`]).
     pub fn changes_after(&self, after: u64, max: usize) -> Result<ChangeBatch, StoreError> {
+        let durable = self.committed().get();
         let txn = self.db().begin_read()?;
         let changes = txn.open_table(CHANGES)?;
         let mut up_to = after;
         let mut ids: Vec<(String, bool)> = Vec::new();
         let mut seen = HashSet::new();
-        for entry in changes.range(after + 1..)?.take(max) {
+        let durable_changes = (after < durable).then(|| changes.range(after + 1..=durable));
+        for entry in durable_changes.transpose()?.into_iter().flatten().take(max) {
             let (seq, logged) = entry?;
             up_to = seq.value();
             let logged = logged.value();
