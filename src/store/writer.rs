@@ -450,6 +450,8 @@ struct Writer {
     /// The last sequence a load's unsynced commits wrote, and when the first of them
     /// committed; `None` while every commit is durable (see the module docs).
     unsynced: Option<(u64, Instant)>,
+    /// When syncing them last failed: the next try waits [`LOAD_SYNC_EVERY`].
+    sync_failed_at: Option<Instant>,
 }
 
 impl Writer {
@@ -473,6 +475,7 @@ impl Writer {
             background_passed_over: false,
             barriers: Vec::new(),
             unsynced: None,
+            sync_failed_at: None,
         };
         writer.reload_unscrubbed();
         writer
@@ -493,7 +496,7 @@ impl Writer {
         while !(stopping || (disconnected && self.background.is_empty())) {
             self.note_loads();
             // Unsynced load commits are synced before the writer waits for work.
-            let sync_due = self.unsynced.map(|_| Duration::ZERO);
+            let sync_due = self.until_sync_due();
             let wait = sooner(
                 sooner(self.until_compaction_due(), self.until_task_due()),
                 sync_due,
@@ -588,7 +591,7 @@ impl Writer {
                     .unsynced
                     .is_some_and(|(_, synced_at)| synced_at.elapsed() >= LOAD_SYNC_EVERY);
                 self.write(writes, !load_only || stopping || sync_overdue);
-            } else if self.unsynced.is_some() && nothing_queued {
+            } else if nothing_queued && self.until_sync_due() == Some(Duration::ZERO) {
                 // Nothing was queued: the load paused or ended.
                 self.sync_load_commits();
             }
@@ -613,8 +616,8 @@ impl Writer {
     }
 
     /// Makes a load's unsynced commits durable with an empty durable commit, and
-    /// publishes their sequence. On failure they stay unsynced and the next commit
-    /// tries again (it is due at once).
+    /// publishes their sequence. On failure they stay unsynced: the writer tries again
+    /// a second later, and any commit of other writes is durable meanwhile.
     fn sync_load_commits(&mut self) {
         let Some((last_seq, _)) = self.unsynced else {
             return;
@@ -627,10 +630,23 @@ impl Writer {
         match synced {
             Ok(()) => {
                 self.unsynced = None;
+                self.sync_failed_at = None;
                 self.shared.committed.publish(last_seq);
             }
-            Err(error) => tracing::error!(%error, "syncing a load's commits failed"),
+            Err(error) => {
+                tracing::error!(%error, "syncing a load's commits failed; retrying in a second");
+                self.sync_failed_at = Some(Instant::now());
+            }
         }
+    }
+
+    /// How long until unsynced load commits are to be synced (see
+    /// [`Writer::sync_load_commits`]); `None` when there are none.
+    fn until_sync_due(&self) -> Option<Duration> {
+        self.unsynced?;
+        Some(self.sync_failed_at.map_or(Duration::ZERO, |failed_at| {
+            LOAD_SYNC_EVERY.saturating_sub(failed_at.elapsed())
+        }))
     }
 
     /// Runs `commit` on the open database with the journal of the running compaction
@@ -691,6 +707,7 @@ impl Writer {
                 }
                 if durable {
                     self.unsynced = None;
+                    self.sync_failed_at = None;
                     self.shared.committed.publish(last_seq);
                 } else {
                     let synced_at = self.unsynced.map_or_else(Instant::now, |(_, at)| at);
