@@ -589,7 +589,7 @@ impl Writer {
             if !writes.is_empty() {
                 let sync_overdue = self
                     .unsynced
-                    .is_some_and(|(_, synced_at)| synced_at.elapsed() >= LOAD_SYNC_EVERY);
+                    .is_some_and(|(_, oldest)| oldest.elapsed() >= LOAD_SYNC_EVERY);
                 self.write(writes, !load_only || stopping || sync_overdue);
             } else if nothing_queued && self.until_sync_due() == Some(Duration::ZERO) {
                 // Nothing was queued: the load paused or ended.
@@ -710,8 +710,10 @@ impl Writer {
                     self.sync_failed_at = None;
                     self.shared.committed.publish(last_seq);
                 } else {
-                    let synced_at = self.unsynced.map_or_else(Instant::now, |(_, at)| at);
-                    self.unsynced = Some((last_seq, synced_at));
+                    let oldest = self
+                        .unsynced
+                        .map_or_else(Instant::now, |(_, oldest)| oldest);
+                    self.unsynced = Some((last_seq, oldest));
                 }
                 outcomes
             }
