@@ -1438,6 +1438,30 @@ mod tests {
         )
     }
 
+    /// A store in a fresh directory (kept as long as the directory is).
+    fn temp_store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::TempDir::new().unwrap();
+        let path = dir.path().join("c.redb");
+        let store = Store::open(&path, Config::default().store_options()).unwrap();
+        (dir, store)
+    }
+
+    /// Queues `batches` import batches of 500 rows as a load does (from a blocking
+    /// thread), and returns their answers.
+    async fn queue_import_batches(
+        store: &Store,
+        batches: usize,
+    ) -> Vec<impl Future<Output = Result<WriteAck, StoreError>> + use<>> {
+        let queuing = store.clone();
+        tokio::task::spawn_blocking(move || {
+            (0..batches)
+                .map(|batch| queuing.queue_background(import_batch(batch * 500, 500)))
+                .collect()
+        })
+        .await
+        .unwrap()
+    }
+
     fn import_batch(first: usize, rows: usize) -> Command {
         Command::ImportBatch {
             rows: (first..first + rows)
@@ -1453,12 +1477,7 @@ mod tests {
     /// not for the batches queued before it; the batches still commit in order.
     #[tokio::test]
     async fn a_write_goes_ahead_of_queued_background_batches() {
-        let dir = tempfile::TempDir::new().unwrap();
-        let store = Store::open(
-            &dir.path().join("c.redb"),
-            Config::default().store_options(),
-        )
-        .unwrap();
+        let (_dir, store) = temp_store();
         let (holding, held) = std::sync::mpsc::channel();
         let (release, released) = std::sync::mpsc::channel();
         let hold = tokio::spawn({
@@ -1476,14 +1495,7 @@ mod tests {
             .await
             .unwrap();
         // The writer is busy: queue three batches, then a write.
-        let queuing = store.clone();
-        let batches = tokio::task::spawn_blocking(move || {
-            (0..3)
-                .map(|batch| queuing.queue_background(import_batch(batch * 500, 500)))
-                .collect::<Vec<_>>()
-        })
-        .await
-        .unwrap();
+        let batches = queue_import_batches(&store, 3).await;
         let write = tokio::spawn({
             let store = store.clone();
             async move {
@@ -1522,21 +1534,9 @@ mod tests {
     /// waiting for another write.
     #[tokio::test]
     async fn a_loads_commits_are_published_once_synced() {
-        let dir = tempfile::TempDir::new().unwrap();
-        let store = Store::open(
-            &dir.path().join("c.redb"),
-            Config::default().store_options(),
-        )
-        .unwrap();
+        let (_dir, store) = temp_store();
         let before = store.committed().get();
-        let queuing = store.clone();
-        let batches = tokio::task::spawn_blocking(move || {
-            (0..3)
-                .map(|batch| queuing.queue_background(import_batch(batch * 500, 500)))
-                .collect::<Vec<_>>()
-        })
-        .await
-        .unwrap();
+        let batches = queue_import_batches(&store, 3).await;
         let mut last_seq = before;
         for batch in batches {
             last_seq = batch.await.unwrap().seq;
@@ -1585,12 +1585,7 @@ mod tests {
     /// A batch that panics fails only its own callers; the writer keeps committing.
     #[tokio::test]
     async fn a_panicking_batch_fails_alone_and_the_writer_lives_on() {
-        let dir = tempfile::TempDir::new().unwrap();
-        let store = Store::open(
-            &dir.path().join("c.redb"),
-            Config::default().store_options(),
-        )
-        .unwrap();
+        let (_dir, store) = temp_store();
         store
             .write(Command::Create(contact_input("before@x.example")))
             .await
