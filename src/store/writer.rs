@@ -450,8 +450,8 @@ struct Writer {
     /// The last sequence a load's unsynced commits wrote, and when the first of them
     /// committed; `None` while every commit is durable (see the module docs).
     unsynced: Option<(u64, Instant)>,
-    /// When syncing them last failed: the next try waits [`LOAD_SYNC_EVERY`].
-    sync_failed_at: Option<Instant>,
+    /// When to try syncing them again after a failure ([`LOAD_SYNC_EVERY`] later).
+    sync_retry_at: Option<Instant>,
 }
 
 impl Writer {
@@ -475,7 +475,7 @@ impl Writer {
             background_passed_over: false,
             barriers: Vec::new(),
             unsynced: None,
-            sync_failed_at: None,
+            sync_retry_at: None,
         };
         writer.reload_unscrubbed();
         writer
@@ -496,10 +496,9 @@ impl Writer {
         while !(stopping || (disconnected && self.background.is_empty())) {
             self.note_loads();
             // Unsynced load commits are synced before the writer waits for work.
-            let sync_due = self.until_sync_due();
             let wait = sooner(
                 sooner(self.until_compaction_due(), self.until_task_due()),
-                sync_due,
+                self.until_sync_due(),
             );
             let first = if disconnected {
                 None
@@ -609,9 +608,7 @@ impl Writer {
                 }
             }
         }
-        if self.unsynced.is_some() {
-            self.sync_load_commits();
-        }
+        self.sync_load_commits();
         tracing::debug!("store writer stopped");
     }
 
@@ -630,12 +627,12 @@ impl Writer {
         match synced {
             Ok(()) => {
                 self.unsynced = None;
-                self.sync_failed_at = None;
+                self.sync_retry_at = None;
                 self.shared.committed.publish(last_seq);
             }
             Err(error) => {
                 tracing::error!(%error, "syncing a load's commits failed; retrying in a second");
-                self.sync_failed_at = Some(Instant::now());
+                self.sync_retry_at = Some(Instant::now() + LOAD_SYNC_EVERY);
             }
         }
     }
@@ -644,8 +641,8 @@ impl Writer {
     /// [`Writer::sync_load_commits`]); `None` when there are none.
     fn until_sync_due(&self) -> Option<Duration> {
         self.unsynced?;
-        Some(self.sync_failed_at.map_or(Duration::ZERO, |failed_at| {
-            LOAD_SYNC_EVERY.saturating_sub(failed_at.elapsed())
+        Some(self.sync_retry_at.map_or(Duration::ZERO, |at| {
+            at.saturating_duration_since(Instant::now())
         }))
     }
 
@@ -707,7 +704,7 @@ impl Writer {
                 }
                 if durable {
                     self.unsynced = None;
-                    self.sync_failed_at = None;
+                    self.sync_retry_at = None;
                     self.shared.committed.publish(last_seq);
                 } else {
                     let oldest = self
