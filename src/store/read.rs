@@ -19,6 +19,10 @@ pub struct ChangeBatch {
     pub up_to: u64,
     pub contacts: Vec<Changed>,
     pub context: ContactContext,
+    /// `Some(committed)` when the batch ends early because the next change's contact
+    /// was changed again by a commit not yet synced: wait for [`Store::committed`] to
+    /// pass this value before asking again.
+    pub held_back: Option<u64>,
 }
 
 /// One contact of a [`ChangeBatch`].
@@ -34,6 +38,8 @@ pub struct Changed {
 
 /// Contacts per read snapshot of [`Store::scan_chunked`].
 const SCAN_CHUNK: usize = 10_000;
+/// Longest [`Store::scan_chunked`] waits for a snapshot's commits to be synced.
+const SYNC_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub(super) fn last_seq(txn: &ReadTransaction) -> Result<u64, StoreError> {
     let meta = txn.open_table(META)?;
@@ -229,36 +235,62 @@ impl Store {
     /// [`Store::committed`], read before the snapshot so the snapshot holds them): a
     /// load's unsynced commits are not indexed until they are synced, so the index
     /// never gets ahead of what a restart finds (see [`super::writer`]).
+    ///
+    /// The snapshot may also hold unsynced commits, and a contact's state in it is
+    /// its latest: a contact that one of them changed again is not read until they
+    /// are synced. The batch then ends before that contact's first change in range
+    /// and says so in [`ChangeBatch::held_back`].
     pub fn changes_after(&self, after: u64, max: usize) -> Result<ChangeBatch, StoreError> {
         let durable = self.committed().get();
         let txn = self.db().begin_read()?;
         let changes = txn.open_table(CHANGES)?;
-        let mut up_to = after;
-        let mut ids: Vec<(String, bool)> = Vec::new();
-        let mut seen = HashSet::new();
-        let durable_changes = (after < durable).then(|| changes.range(after + 1..=durable));
-        for entry in durable_changes.transpose()?.into_iter().flatten().take(max) {
-            let (seq, logged) = entry?;
-            up_to = seq.value();
-            let logged = logged.value();
-            let (id, created) = match logged.strip_prefix(tables::CREATED_MARK) {
-                Some(id) => (id, true),
-                None => (logged, false),
-            };
-            // A creation is the contact's first change: when it is in the range it
-            // comes before any other change of the contact in it.
-            if seen.insert(id.to_string()) {
-                ids.push((id.to_string(), created));
+        let logged_id = |logged: &str| match logged.strip_prefix(tables::CREATED_MARK) {
+            Some(id) => (id.to_string(), true),
+            None => (logged.to_string(), false),
+        };
+        let mut in_range: Vec<(u64, String, bool)> = Vec::new();
+        if after < durable {
+            for entry in changes.range(after + 1..=durable)?.take(max) {
+                let (seq, logged) = entry?;
+                let (id, created) = logged_id(logged.value());
+                in_range.push((seq.value(), id, created));
             }
         }
-        let mut batch = Vec::with_capacity(ids.len());
-        for (id, created) in ids {
-            let contact = get_contact(&txn, &id)?;
-            batch.push(Changed {
-                id,
-                contact,
-                created,
-            });
+        let mut held_back = None;
+        let snapshot_seq = last_seq(&txn)?;
+        if snapshot_seq > durable && !in_range.is_empty() {
+            let ids: HashSet<&str> = in_range.iter().map(|(_, id, _)| id.as_str()).collect();
+            let mut changed_again = HashSet::new();
+            for entry in changes.range(durable + 1..=snapshot_seq)? {
+                let (_, logged) = entry?;
+                let logged = logged.value();
+                let id = logged.strip_prefix(tables::CREATED_MARK).unwrap_or(logged);
+                if ids.contains(id) {
+                    changed_again.insert(id.to_string());
+                }
+            }
+            if let Some(cut) = in_range
+                .iter()
+                .position(|(_, id, _)| changed_again.contains(id))
+            {
+                in_range.truncate(cut);
+                held_back = Some(durable);
+            }
+        }
+        let up_to = in_range.last().map_or(after, |(seq, _, _)| *seq);
+        let mut seen = HashSet::new();
+        let mut batch = Vec::with_capacity(in_range.len());
+        // A creation is the contact's first change: when it is in the range it comes
+        // before any other change of the contact in it.
+        for (_, id, created) in in_range {
+            if seen.insert(id.clone()) {
+                let contact = get_contact(&txn, &id)?;
+                batch.push(Changed {
+                    id,
+                    contact,
+                    created,
+                });
+            }
         }
         let present: Vec<&Contact> = batch.iter().filter_map(|c| c.contact.as_ref()).collect();
         let context = context(&txn, Some(&present))?;
@@ -266,6 +298,7 @@ impl Store {
             up_to,
             contacts: batch,
             context,
+            held_back,
         })
     }
 
@@ -409,6 +442,10 @@ impl Store {
     /// log after the returned sequence *as upserts* to be exact. Unlike [`Store::scan`]
     /// it holds no snapshot for long: one held through a rebuild made the writer's next
     /// commit free minutes of pages at once (a 4.9 s stall at 1M under writes).
+    ///
+    /// Each snapshot's contacts are visited only once everything it holds is durable
+    /// (a load's commits are synced within about a second, see [`super::writer`]):
+    /// an index built from them never holds what a crash could take back from the store.
     pub fn scan_chunked<E: From<StoreError>>(
         &self,
         mut visit: impl FnMut(Contact, &ContactContext) -> Result<(), E>,
@@ -425,6 +462,7 @@ impl Store {
                 .map(|(id, _)| id.value().to_string());
             (last_seq(&txn)?, end)
         };
+        self.wait_until_synced(seq)?;
         let Some(end) = end else {
             return Ok(seq);
         };
@@ -433,7 +471,7 @@ impl Store {
             // The snapshot is dropped before the chunk is visited: the visitor may block
             // for seconds (an index writer flushing a segment), and while a snapshot is
             // alive redb frees none of the pages the writer's commits give up.
-            let (chunk, context) = {
+            let (chunk, context, chunk_seq) = {
                 let txn = self.db().begin_read().map_err(StoreError::from)?;
                 let contacts = txn.open_table(CONTACTS).map_err(StoreError::from)?;
                 let from = match &after {
@@ -455,8 +493,9 @@ impl Store {
                     )?);
                 }
                 let context = context(&txn, Some(&chunk.iter().collect::<Vec<_>>()))?;
-                (chunk, context)
+                (chunk, context, last_seq(&txn)?)
             };
+            self.wait_until_synced(chunk_seq)?;
             let done = chunk.len() < SCAN_CHUNK;
             for contact in chunk {
                 visit(contact, &context)?;
@@ -464,6 +503,28 @@ impl Store {
             if done {
                 return Ok(seq);
             }
+        }
+    }
+
+    /// Waits until every commit up to `seq` is durable ([`Store::committed`]). The
+    /// writer syncs a load's commits within about a second; a store whose commits
+    /// stay unsynced for [`SYNC_WAIT_MAX`] is failing, and the caller hears so.
+    fn wait_until_synced(&self, seq: u64) -> Result<(), StoreError> {
+        let deadline = std::time::Instant::now() + SYNC_WAIT_MAX;
+        loop {
+            let committed = self.committed().get();
+            if committed >= seq {
+                return Ok(());
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(redb::StorageError::Io(std::io::Error::other(format!(
+                    "commits up to {seq} were not synced within {} s",
+                    SYNC_WAIT_MAX.as_secs()
+                )))
+                .into());
+            }
+            self.committed()
+                .wait_past_blocking(committed, std::time::Duration::from_millis(100));
         }
     }
 

@@ -15,8 +15,10 @@
 //! Nothing a load's unsynced commit holds has been acknowledged to anyone: the import
 //! job's cursor advances in the same transactions, so after a crash the job resumes
 //! from the last durable one. Invariant: [`Shared::committed`] is only ever published
-//! for durable commits, and the sync worker reads the change log only up to it, so
-//! the index never gets ahead of what a restart would find in the store.
+//! for durable commits, and the sync worker reads the change log only up to it and no
+//! contact that an unsynced commit changed again ([`super::ChangeBatch::held_back`];
+//! a chunked scan waits for each snapshot's sync), so the index never gets ahead of
+//! what a restart would find in the store.
 //!
 //! An erase is acknowledged as soon as it commits: the record is gone from every
 //! answer. Its bytes may survive in freed pages until a compaction (see [`compact`])
@@ -1550,6 +1552,103 @@ mod tests {
         assert_eq!(store.committed().get(), last_seq);
         let changes = store.changes_after(before, usize::MAX).unwrap();
         assert_eq!(changes.up_to, last_seq, "every synced change is read");
+        store.shutdown();
+    }
+
+    /// Commits `command` as a load's commit that is not synced yet: durability off,
+    /// and (done behind the writer's back) neither published nor synced by it. The
+    /// writer's next commit of anything syncs it.
+    fn commit_unsynced(store: &Store, command: Command) -> u64 {
+        let committed = commit_batch(
+            &store.db(),
+            &mut [(command, None)],
+            &Config::default().store_options(),
+            false,
+            false,
+            &mut Journal::default(),
+        )
+        .unwrap();
+        assert!(
+            committed.outcomes[0].0.is_ok(),
+            "{:?}",
+            committed.outcomes[0].0
+        );
+        committed.last_seq
+    }
+
+    async fn create(store: &Store, email: &str) -> (String, u64) {
+        let ack = store
+            .write(Command::Create(contact_input(email)))
+            .await
+            .unwrap();
+        let Written::Contact(contact) = ack.written else {
+            panic!("a create answers with the contact: {:?}", ack.written);
+        };
+        (contact.id, ack.seq)
+    }
+
+    fn rename(id: &str, name: &str) -> Command {
+        Command::Patch {
+            id: id.to_string(),
+            patch: serde_json::json!({ "name": name }),
+            if_match: None,
+        }
+    }
+
+    /// A durable change whose contact an unsynced commit changed again is not read
+    /// (its state in the snapshot is the unsynced one) until that commit is synced;
+    /// the changes before it are.
+    #[tokio::test]
+    async fn a_contact_changed_again_unsynced_is_held_back_until_synced() {
+        let (_dir, store) = temp_store();
+        let before = store.committed().get();
+        let (first, first_seq) = create(&store, "first@x.example").await;
+        let (second, _) = create(&store, "second@x.example").await;
+        let unsynced = commit_unsynced(&store, rename(&second, "Unsynced Name"));
+        assert!(store.committed().get() < unsynced);
+
+        let batch = store.changes_after(before, usize::MAX).unwrap();
+        assert_eq!(batch.up_to, first_seq, "ends before the second contact");
+        let ids: Vec<&str> = batch.contacts.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, [first.as_str()]);
+        assert_eq!(batch.held_back, Some(store.committed().get()));
+        let again = store.changes_after(first_seq, usize::MAX).unwrap();
+        assert_eq!((again.up_to, again.contacts.len()), (first_seq, 0));
+        assert!(again.held_back.is_some());
+
+        // Any commit of the writer's syncs it.
+        let (_, last) = create(&store, "third@x.example").await;
+        let batch = store.changes_after(first_seq, usize::MAX).unwrap();
+        assert_eq!((batch.up_to, batch.held_back), (last, None));
+        let renamed = batch.contacts.iter().find(|c| c.id == second).unwrap();
+        let name = renamed.contact.as_ref().unwrap().name.as_deref();
+        assert_eq!(name, Some("Unsynced Name"));
+        store.shutdown();
+    }
+
+    /// A chunked scan visits a snapshot only once everything in it is synced.
+    #[tokio::test]
+    async fn a_chunked_scan_waits_until_its_snapshot_is_synced() {
+        let (_dir, store) = temp_store();
+        let (id, _) = create(&store, "scanned@x.example").await;
+        let unsynced = commit_unsynced(&store, rename(&id, "Unsynced Name"));
+        let (names_sender, names) = std::sync::mpsc::channel();
+        let scanning = store.clone();
+        let scan = std::thread::spawn(move || {
+            scanning.scan_chunked(|contact, _| -> Result<(), StoreError> {
+                names_sender.send(contact.name).unwrap();
+                Ok(())
+            })
+        });
+        let early = names.recv_timeout(Duration::from_millis(300));
+        assert!(early.is_err(), "visited before synced: {early:?}");
+        create(&store, "syncs@x.example").await;
+        assert_eq!(scan.join().unwrap().unwrap(), unsynced);
+        let names: Vec<_> = names.try_iter().collect();
+        assert!(
+            names.contains(&Some("Unsynced Name".to_string())),
+            "{names:?}"
+        );
         store.shutdown();
     }
 

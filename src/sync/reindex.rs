@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
+use std::time::Duration;
 
 use super::{SyncError, SyncOptions};
 use crate::index::SearchIndex;
@@ -140,7 +141,15 @@ pub(super) fn catch_up(
     while store.committed().get().saturating_sub(applied) > gap {
         let batch = store.changes_after(applied, options.batch_max)?;
         if batch.up_to == applied {
-            break;
+            match batch.held_back {
+                Some(committed) => {
+                    store
+                        .committed()
+                        .wait_past_blocking(committed, Duration::from_millis(100));
+                    continue;
+                }
+                None => break,
+            }
         }
         for change in &batch.contacts {
             match &change.contact {

@@ -189,6 +189,19 @@ impl SyncWorker {
             .uncommitted
             .map_or_else(|| self.indexed.get(), |u| u.up_to);
         let batch = self.store.changes_after(applied, self.options.batch_max)?;
+        if let Some(committed) = batch.held_back
+            && batch.up_to == applied
+        {
+            // The next change waits for a load's commits to be synced (at most
+            // about a second): not idle, so merges stay as they are.
+            self.store
+                .committed()
+                .wait_past_blocking(committed, Duration::from_millis(100));
+            return Ok(Tick::Applied {
+                contacts: 0,
+                up_to: applied,
+            });
+        }
         if batch.up_to == applied {
             let Some(pending) = self.uncommitted else {
                 return Ok(Tick::Idle);
