@@ -17,6 +17,9 @@ pub enum Tick {
     Applied { contacts: usize, up_to: u64 },
     /// Nothing new in the change log.
     Idle,
+    /// The next change waits until a load's commits are synced (see
+    /// [`crate::store::ChangeBatch::held_back`]); the tick waited up to 100 ms for it.
+    HeldBack,
 }
 
 /// After this many contacts applied since the last full merge, an idle worker merges
@@ -50,6 +53,8 @@ const LOAD_MERGE_WAIT: Duration = Duration::from_secs(10);
 /// merge policy rewrote the large segments (each holding more and more deleted
 /// documents) again and again, and merging took over half of the CPU.
 const CATCH_UP_BACKLOG: u64 = 50_000;
+/// Ticks held back in a row (about 5 s) after which a stopping worker stops anyway.
+const HELD_BACK_TICKS_AT_STOP: u32 = 50;
 /// While idle, how often the worker asks the writer to trim the change log again.
 const IDLE_TRIM_EVERY: Duration = Duration::from_millis(100);
 /// How long no write must have come before idle trims start: while writes come,
@@ -192,15 +197,11 @@ impl SyncWorker {
         if let Some(committed) = batch.held_back
             && batch.up_to == applied
         {
-            // The next change waits for a load's commits to be synced (at most
-            // about a second): not idle, so merges stay as they are.
+            // Synced within about a second; not idle, so merges stay as they are.
             self.store
                 .committed()
                 .wait_past_blocking(committed, Duration::from_millis(100));
-            return Ok(Tick::Applied {
-                contacts: 0,
-                up_to: applied,
-            });
+            return Ok(Tick::HeldBack);
         }
         if batch.up_to == applied {
             let Some(pending) = self.uncommitted else {
@@ -620,6 +621,8 @@ impl SyncWorker {
     pub fn run(mut self, stop: &AtomicBool) {
         // Ticks failed in a row: readiness reads it, and the retry backs off by it.
         let mut failures = 0u32;
+        // Ticks held back in a row (each waits up to 100 ms for a sync).
+        let mut held_back_ticks = 0u32;
         loop {
             if let Ok(swap) = self.requests.swaps.try_recv() {
                 match self.swap_in(swap) {
@@ -637,9 +640,26 @@ impl SyncWorker {
                 Err(SyncError::Panicked(message))
             });
             failures = if ticked.is_ok() { 0 } else { failures + 1 };
+            if !matches!(ticked, Ok(Tick::HeldBack)) {
+                held_back_ticks = 0;
+            }
             self.health.failing.store(failures, Ordering::SeqCst);
             match ticked {
                 Ok(Tick::Applied { .. }) => self.start_merges(false),
+                Ok(Tick::HeldBack) => {
+                    held_back_ticks += 1;
+                    // The writer syncs within about a second. At a stop, a sync that
+                    // does not come (a failing disk) must not hang it: what is applied
+                    // is committed, the rest stays in the change log for the next start.
+                    if stop.load(Ordering::SeqCst) && held_back_ticks >= HELD_BACK_TICKS_AT_STOP {
+                        if self.uncommitted.is_some()
+                            && let Err(error) = self.commit()
+                        {
+                            tracing::error!(%error, "cannot commit the index at stop");
+                        }
+                        break;
+                    }
+                }
                 Ok(Tick::Idle) => {
                     if stop.load(Ordering::SeqCst) {
                         break;
