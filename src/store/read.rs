@@ -244,16 +244,12 @@ impl Store {
         let durable = self.committed().get();
         let txn = self.db().begin_read()?;
         let changes = txn.open_table(CHANGES)?;
-        let logged_id = |logged: &str| match logged.strip_prefix(tables::CREATED_MARK) {
-            Some(id) => (id.to_string(), true),
-            None => (logged.to_string(), false),
-        };
         let mut in_range: Vec<(u64, String, bool)> = Vec::new();
         if after < durable {
             for entry in changes.range(after + 1..=durable)?.take(max) {
                 let (seq, logged) = entry?;
-                let (id, created) = logged_id(logged.value());
-                in_range.push((seq.value(), id, created));
+                let (id, created) = tables::logged_change(logged.value());
+                in_range.push((seq.value(), id.to_string(), created));
             }
         }
         let mut held_back = None;
@@ -263,8 +259,7 @@ impl Store {
             let mut changed_again = HashSet::new();
             for entry in changes.range(durable + 1..=snapshot_seq)? {
                 let (_, logged) = entry?;
-                let logged = logged.value();
-                let id = logged.strip_prefix(tables::CREATED_MARK).unwrap_or(logged);
+                let (id, _) = tables::logged_change(logged.value());
                 if ids.contains(id) {
                     changed_again.insert(id.to_string());
                 }

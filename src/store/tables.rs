@@ -62,6 +62,14 @@ pub const CHANGES: TableDefinition<u64, &str> = TableDefinition::new("changes");
 /// Such a change needs no delete in the index: the id was never there, because ids
 /// are new ULIDs and the index applies the log in order from its committed sequence.
 pub const CREATED_MARK: char = '+';
+
+/// A change-log entry's contact id, and whether the change created it.
+pub fn logged_change(logged: &str) -> (&str, bool) {
+    match logged.strip_prefix(CREATED_MARK) {
+        Some(id) => (id, true),
+        None => (logged, false),
+    }
+}
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub const SCRUBS: TableDefinition<u64, u64> = TableDefinition::new("scrubs");
 pub const TASKS: TableDefinition<u64, &[u8]> = TableDefinition::new("tasks");
