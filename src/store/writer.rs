@@ -627,16 +627,20 @@ impl Writer {
             .map_err(StoreError::from)
             .and_then(|txn| txn.commit().map_err(StoreError::from));
         match synced {
-            Ok(()) => {
-                self.unsynced = None;
-                self.sync_retry_at = None;
-                self.shared.committed.publish(last_seq);
-            }
+            Ok(()) => self.publish_durable(last_seq),
             Err(error) => {
                 tracing::error!(%error, "syncing a load's commits failed; retrying in a second");
                 self.sync_retry_at = Some(Instant::now() + LOAD_SYNC_EVERY);
             }
         }
+    }
+
+    /// Everything up to `last_seq` is durable: nothing is left unsynced, and the
+    /// sequence is published as committed.
+    fn publish_durable(&mut self, last_seq: u64) {
+        self.unsynced = None;
+        self.sync_retry_at = None;
+        self.shared.committed.publish(last_seq);
     }
 
     /// How long until unsynced load commits are to be synced (see
@@ -705,9 +709,7 @@ impl Writer {
                     self.oldest_unscrubbed = Some(self.options.clock.now());
                 }
                 if durable {
-                    self.unsynced = None;
-                    self.sync_retry_at = None;
-                    self.shared.committed.publish(last_seq);
+                    self.publish_durable(last_seq);
                 } else {
                     let oldest = self
                         .unsynced
