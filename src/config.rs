@@ -208,6 +208,9 @@ pub struct SyncConfig {
     pub batch_max: usize,
     pub batch_delay_ms: u64,
     pub writer_memory_mb: usize,
+    /// Indexing budget of a rebuild (offline `reindex`, online reindex, restore), in
+    /// MiB: a larger one writes fewer, larger segments and leaves less to merge.
+    pub rebuild_memory_mb: usize,
     /// Indexing threads; 0 picks one per core (at most 4).
     pub writer_threads: usize,
     /// How often the index's files are synced to the disk; 0 at every commit.
@@ -266,6 +269,7 @@ impl Default for SyncConfig {
             batch_max: 10_000,
             batch_delay_ms: 5,
             writer_memory_mb: 128,
+            rebuild_memory_mb: 3_072,
             writer_threads: 0,
             index_sync_every_ms: 1_000,
         }
@@ -393,6 +397,9 @@ impl Config {
         if self.sync.writer_memory_mb < 20 {
             return invalid("sync.writer_memory_mb must be at least 20");
         }
+        if self.sync.rebuild_memory_mb < 64 {
+            return invalid("sync.rebuild_memory_mb must be at least 64");
+        }
         Ok(())
     }
 
@@ -433,12 +440,16 @@ impl Config {
             0 => cores.min(4),
             n => n,
         };
-        // tantivy needs at least 15 MB of budget per indexing thread.
-        let memory = (self.sync.writer_memory_mb * 1024 * 1024).max(threads * 16 * 1024 * 1024);
+        // tantivy needs at least 15 MB of budget per indexing thread and takes under
+        // 4 GiB (its arena's addresses are 32 bits).
+        let budget = |mb: usize| {
+            (mb * 1024 * 1024).clamp(threads * 16 * 1024 * 1024, threads * 4_000 * 1024 * 1024)
+        };
         SyncOptions {
             batch_max: self.sync.batch_max,
             batch_delay: Duration::from_millis(self.sync.batch_delay_ms),
-            writer_memory_bytes: memory,
+            writer_memory_bytes: budget(self.sync.writer_memory_mb),
+            rebuild_memory_bytes: budget(self.sync.rebuild_memory_mb),
             writer_threads: threads,
             index_sync_every: Duration::from_millis(self.sync.index_sync_every_ms),
         }
@@ -562,6 +573,24 @@ mod tests {
             let err = Config::from_sources(&format!("[limits]\n{zero}\n"), [], &none).unwrap_err();
             assert!(err.to_string().contains("at least 1"), "{zero}: {err}");
         }
+    }
+
+    #[test]
+    fn indexing_budgets_stay_within_what_tantivy_takes() {
+        let none = Overrides::default();
+        let config = |sync: &str| Config::from_sources(&format!("[sync]\n{sync}\n"), [], &none);
+        let huge = config("writer_threads = 2\nrebuild_memory_mb = 100000").unwrap();
+        assert_eq!(
+            huge.sync_options().rebuild_memory_bytes,
+            2 * 4_000 * 1024 * 1024
+        );
+        let small = config("writer_threads = 4\nwriter_memory_mb = 20").unwrap();
+        assert_eq!(
+            small.sync_options().writer_memory_bytes,
+            4 * 16 * 1024 * 1024
+        );
+        let err = config("rebuild_memory_mb = 63").unwrap_err();
+        assert!(err.to_string().contains("at least 64"), "{err}");
     }
 
     #[test]

@@ -39,10 +39,6 @@ pub fn open_index(
     rebuild(store, dir, options)
 }
 
-/// The indexing budget of a rebuild (at least; shared by the indexing threads). Each
-/// thread's buffer becomes a segment when full, and segments are not merged while the
-/// rebuild runs: merging them again and again as they came was 40% of its CPU.
-const REBUILD_MEMORY_BYTES: usize = 1 << 30;
 /// Merges a rebuild runs side by side, one per core; up to 4M contacts the rebuilt
 /// index ends with this many segments (larger ones are merged in rounds, see
 /// [`crate::index::IndexUpdater::start_full_merge_round`]). A search walks every segment: at 1M
@@ -90,10 +86,12 @@ pub fn build_beside(
     let fresh_dir = sibling(dir, "rebuild");
     let built = (|| {
         let index = SearchIndex::create(&fresh_dir)?;
-        let mut updater = index.updater(
-            options.writer_memory_bytes.max(REBUILD_MEMORY_BYTES),
-            options.writer_threads,
-        )?;
+        // Each indexing thread's buffer becomes a segment when its share of the budget
+        // is full, and segments are not merged while the rebuild runs (merging them as
+        // they came was 40% of its CPU). What the buffers hold at the end needs no
+        // merge: at 1M contacts a 3 GiB budget left two segments and took 47–59 s,
+        // where 1 GiB left four and merging them made it 76–78 s.
+        let mut updater = index.updater(options.rebuild_memory_bytes, options.writer_threads)?;
         updater.pause_merges(true);
         let mut contacts = 0u64;
         let seq = store.scan_chunked(|contact, context| -> Result<(), SyncError> {
