@@ -65,8 +65,8 @@ const MERGE_FLOOR_DOCS: u32 = 1_000;
 /// Segments of one level merged at once (tantivy's default is 8): with fewer per
 /// merge, a flood leaves no more segments than before although the levels are more.
 /// Measured with 32 clients creating contacts at 1M, against tantivy's 10,000 and 8:
-/// 0.62–0.64 ms of merge CPU a write instead of 1.04–1.09, and 10–13 segments after
-/// 25 s instead of 15–19.
+/// 0.62–0.64 ms of merge CPU a write instead of 1.04–1.07, and 10–12 segments after
+/// 25 s against 11–19.
 const SEGMENTS_PER_MERGE: usize = 4;
 
 #[derive(Debug, Default)]
