@@ -511,7 +511,11 @@ impl SyncWorker {
                 let started = Instant::now();
                 // A merge that loses a race with another merge over a segment fails
                 // harmlessly: the segments stay as they were, and it is tried again.
-                let merged: Result<Vec<_>, _> = merges.into_iter().map(|m| m.wait()).collect();
+                // Every merge is waited for, also after one failed: one still running
+                // holds its segments, and a full merge planned again meanwhile would
+                // leave them out and end with a segment too many.
+                let waited: Vec<_> = merges.into_iter().map(|m| m.wait()).collect();
+                let merged: Result<Vec<_>, _> = waited.into_iter().collect();
                 if let Err(error) = index.reload().and_then(|()| index.warm()) {
                     tracing::warn!(%error, "cannot reload the index after a merge");
                 }
@@ -1094,11 +1098,11 @@ mod tests {
         let (store, mut worker) = worker_in(&dir);
         // As after a load: a full merge is due.
         worker.applied_since_merge = MERGE_AFTER_CONTACTS;
-        // Two one-contact segments (the racing merge's), then larger ones: seven in
-        // all, one fewer than the log policy merges.
+        // Two one-contact segments (the racing merge's), then two of 2,000: two
+        // levels of two segments, fewer than the policy merges at once.
         let mut created = 0;
-        for segment in 0..7 {
-            let size = if segment < 2 { 1 } else { 150 };
+        for segment in 0..4 {
+            let size = if segment < 2 { 1 } else { 2_000 };
             let writes =
                 (created..created + size).map(|n| store.write(Command::Create(contact(n))));
             for ack in futures_util::future::join_all(writes).await {
@@ -1108,7 +1112,7 @@ mod tests {
             let ticked = tokio::task::block_in_place(|| worker.tick()).unwrap();
             assert!(matches!(ticked, Tick::Applied { .. }));
         }
-        assert_eq!(worker.index.num_segments(), 7);
+        assert_eq!(worker.index.num_segments(), 4);
 
         // A merge of the two small segments, as the policy may have started before it
         // was paused, runs while the worker starts merging every segment.
