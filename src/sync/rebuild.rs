@@ -89,8 +89,8 @@ pub fn build_beside(
         // Each indexing thread's buffer becomes a segment when its share of the budget
         // is full, and segments are not merged while the rebuild runs (merging them as
         // they came was 40% of its CPU). What the buffers hold at the end needs no
-        // merge: at 1M contacts a 3 GiB budget left two segments and took 47–59 s,
-        // where 1 GiB left four and merging them made it 76–78 s.
+        // merge: at 1M contacts a 3 GiB budget left two segments and the rebuild took
+        // 66–70 s, against 84–88 s with 1 GiB, which left four to merge.
         let mut updater = index.updater(options.rebuild_memory_bytes, options.writer_threads)?;
         updater.pause_merges(true);
         let mut contacts = 0u64;
