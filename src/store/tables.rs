@@ -70,6 +70,7 @@ pub fn logged_change(logged: &str) -> (&str, bool) {
         None => (logged, false),
     }
 }
+
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub const SCRUBS: TableDefinition<u64, u64> = TableDefinition::new("scrubs");
 pub const TASKS: TableDefinition<u64, &[u8]> = TableDefinition::new("tasks");
