@@ -269,7 +269,7 @@ impl Default for SyncConfig {
             batch_max: 10_000,
             batch_delay_ms: 5,
             writer_memory_mb: 128,
-            rebuild_memory_mb: 3_072,
+            rebuild_memory_mb: 2_048,
             writer_threads: 0,
             index_sync_every_ms: 1_000,
         }

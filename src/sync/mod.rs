@@ -47,7 +47,7 @@ pub struct SyncOptions {
     /// The live index writer's indexing budget (shared by its threads).
     pub writer_memory_bytes: usize,
     /// A rebuild's indexing budget: each thread's share becomes a segment when full,
-    /// so at 3 GiB a 1M rebuild writes two segments and needs no merge at all.
+    /// so at 2 GiB a 1M rebuild writes two segments and needs no merge at all.
     pub rebuild_memory_bytes: usize,
     pub writer_threads: usize,
     /// How often the live index's files are synced; zero syncs at every commit

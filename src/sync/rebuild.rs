@@ -90,7 +90,10 @@ pub fn build_beside(
         // is full, and segments are not merged while the rebuild runs (merging them as
         // they came was 40% of its CPU). What the buffers hold at the end needs no
         // merge: at 1M contacts a 3 GiB budget left two segments and the rebuild took
-        // 66–70 s, against 84–88 s with 1 GiB, which left four to merge.
+        // 66–70 s, against 84–88 s with 1 GiB, which left four to merge. The default is
+        // 2 GiB: the threads' buffers fill together and each segment's writing needs
+        // about half its buffer again, so at 10M the process peaked at 4.3 GiB with
+        // 3 GiB and at 3.7 GiB with 2.5 GiB; 2 GiB still holds 1M whole.
         let mut updater = index.updater(options.rebuild_memory_bytes, options.writer_threads)?;
         updater.pause_merges(true);
         let mut contacts = 0u64;
